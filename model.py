@@ -1,0 +1,255 @@
+"""IFALNet: middle-modality generation, modality interactive attention (MIA) and multi-scale feature
+aggregation (MFA) on a ResNet-50 with four stems.
+
+Parameter names follow the release's checkpoints (shared/release_checkpoint_keys.txt) for every
+weight the forward pass uses, so release checkpoints load into this model; the ~110M parameters the
+release stores but never uses are not created (see utils.load_checkpoint).
+"""
+import warnings
+from enum import IntEnum
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from resnet import NamedStem, ResNetBody, imagenet_state_dict, load_imagenet
+
+
+class Modal(IntEnum):
+    """What the four inputs of `embed_net.forward` hold."""
+    BOTH = 0      # training: visible and thermal batches, each with its middle-modality copy
+    VISIBLE = 1   # test: one visible batch (passed in every slot)
+    THERMAL = 2   # test: one thermal/infrared batch (passed in every slot)
+
+
+def l2norm(x):
+    # The release's Normalize(power=2): no epsilon, so the numbers match to the last bit.
+    return x.div(x.pow(2).sum(1, keepdim=True).pow(0.5))
+
+
+# ----------------------------------------------------------------------------- middle modality
+class SEnet(nn.Module):
+    """Squeeze-excitation over the generator's 6 channels; also returns the top-3 channel indices.
+
+    Release quirk: with reduction 16 the hidden width is 6 // 16 = 0, every weight is sigmoid(0) =
+    0.5 and the "top 3" channels are whatever torch.topk's tie-breaking returns (3, 5, 4 on CPU).
+    `hidden=None` keeps that (and the release's checkpoint shapes); a positive width gives a
+    squeeze-excitation that actually learns which channels to keep.
+    """
+
+    def __init__(self, channels=6, reduction=16, hidden=None):
+        super().__init__()
+        hidden = channels // reduction if hidden is None else hidden
+        with warnings.catch_warnings():  # a zero-width Linear warns that its init is a no-op
+            warnings.filterwarnings('ignore', message='Initializing zero-element tensors')
+            self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True),
+                                    nn.Linear(hidden, channels, bias=False), nn.Sigmoid())
+
+    def forward(self, x):                                   # (B, 6, H, W)
+        w = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (B, 6)
+        top = torch.topk(w, 3, dim=1).indices               # (B, 3), in topk's order
+        return x * w[:, :, None, None], top
+
+
+def gather_channels(x, index):
+    """Per sample, the channels `index[b]` of `x[b]`, in that order: (B, C, H, W), (B, k) -> (B, k, H, W)."""
+    return torch.gather(x, 1, index[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3]))
+
+
+# ----------------------------------------------------------------------------- MIA
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, ratio=16):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // ratio, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // ratio, channels, 1, bias=False)
+
+    def forward(self, x):                                   # (B, C, H, W) -> (B, C, 1, 1)
+        mlp = lambda d: self.fc2(F.relu(self.fc1(d)))
+        return torch.sigmoid(mlp(F.adaptive_avg_pool2d(x, 1)) + mlp(F.adaptive_max_pool2d(x, 1)))
+
+
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def forward(self, x):                                   # (B, C, H, W) -> (B, 1, H, W)
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv1(pooled))
+
+
+class CBAM(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.ca = ChannelAttention(channels)
+        self.sa = SpatialAttention()
+
+    def forward(self, x):
+        x = x * self.ca(x)
+        return x * self.sa(x)
+
+
+class MIA(nn.Module):
+    """Modality interactive attention after a body layer: one CBAM shared by the original and the
+    middle group (applied to each group on its own, as the release does), plus the cross-layer
+    residual `x + 0.2 * conv_narrow(previous MIA output)` carried per group to the next MIA."""
+
+    def __init__(self, channels, narrow):
+        super().__init__()
+        self.CBAM_ori = CBAM(channels)
+        self.narrow = narrow
+        if narrow:  # (B, C, H, W) -> (B, 2C, ceil(H/2), ceil(W/2)): the next layer's shape
+            make = lambda: nn.Conv2d(channels, 2 * channels, kernel_size=2, stride=2, padding=1, dilation=2)
+            self.conv_narrow1, self.conv_narrow2 = make(), make()
+
+    def forward(self, ori, mid, residual=None):
+        """Returns the attended groups and the residual for the next MIA (None if `narrow` is off)."""
+        if residual is not None:
+            ori, mid = ori + 0.2 * residual[0], mid + 0.2 * residual[1]
+        ori, mid = self.CBAM_ori(ori), self.CBAM_ori(mid)
+        residual = (self.conv_narrow1(ori), self.conv_narrow2(mid)) if self.narrow else None
+        return ori, mid, residual
+
+
+# ----------------------------------------------------------------------------- MFA
+class MFA(nn.Module):
+    """Multi-scale feature aggregation after layer3's MIA: two dilated-conv branches blended by a
+    learned gate, (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels=1024, dropout=0.01):
+        super().__init__()
+        quarter, half = channels // 4, channels // 2
+        dilated = lambda d: nn.Conv2d(channels, quarter, 3, padding=d, dilation=d, bias=False)
+        for i, d in enumerate((1, 3, 5, 7), start=1):
+            setattr(self, f'FC1{i}', dilated(d))
+        for i, d in enumerate((2, 4, 6, 8), start=1):
+            setattr(self, f'FC2{i}', dilated(d))
+        self.FC1 = nn.Conv2d(quarter, half, 1)              # shared by both branches
+        self.FC2 = nn.Conv2d(channels, half, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.conv_o = nn.Sequential(nn.Conv2d(half, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_in')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def branch(self, x, convs):
+        mean = (convs[0](x) + convs[1](x) + convs[2](x) + convs[3](x)) / 4   # (B, C/4, H, W)
+        return self.dropout(self.FC1(F.relu(mean)))                          # (B, C/2, H, W)
+
+    def forward(self, x):
+        a = self.branch(x, [self.FC11, self.FC12, self.FC13, self.FC14])
+        b = self.branch(x, [self.FC21, self.FC22, self.FC23, self.FC24])
+        gate_in = self.FC2(x)
+        att = torch.sigmoid(gate_in)
+        return self.conv_o((1 - att) * a + gate_in + att * b)
+
+
+# ----------------------------------------------------------------------------- network
+def split_groups(x, modal):
+    """Batch in stream order -> (original group, middle group).
+    BOTH: [v, v_mid, t, t_mid] -> ([v; t], [v_mid; t_mid]); one modality: [x, x_mid] -> (x, x_mid)."""
+    if modal == Modal.BOTH:
+        v, v_mid, t, t_mid = x.chunk(4)
+        return torch.cat([v, t]), torch.cat([v_mid, t_mid])
+    return x.chunk(2)
+
+
+def merge_groups(ori, mid, modal):
+    """Inverse of `split_groups`."""
+    if modal == Modal.BOTH:
+        (v, t), (v_mid, t_mid) = ori.chunk(2), mid.chunk(2)
+        return torch.cat([v, v_mid, t, t_mid])
+    return torch.cat([ori, mid])
+
+
+class embed_net(nn.Module):
+    """IFALNet. `forward(x1_1, x1_2, x2_1, x2_2, modal)`:
+    - Modal.BOTH (training): x1_1, x1_2 are two views of a visible batch, x2_1, x2_2 of a thermal
+      batch (B each); the second view of each makes the middle modality. Train mode returns
+      (pool features (4B, 2048), logits (4B, class_num)) in stream order [v, v_mid, t, t_mid].
+    - Modal.VISIBLE / Modal.THERMAL: the same batch in every slot. Eval mode returns the
+      l2-normalised (pool, bn) features, each (2B, 2048) as [original; middle].
+
+    `working_se=True` gives the squeeze-excitation a hidden width of 1 instead of the release's 0
+    (different checkpoint shapes). `pretrained`: None/'none', 'imagenet' or a path to
+    torchvision's ResNet-50 ImageNet weights file.
+    """
+
+    def __init__(self, class_num, arch='resnet50', pretrained=None, working_se=False, last_stride=1):
+        super().__init__()
+        if arch != 'resnet50':
+            raise ValueError(f"arch {arch!r} is not supported: IFALNet is defined on 'resnet50'")
+        # Middle-modality generator (pixel level). Top-level names as in the release's checkpoints.
+        self.encode1, self.fc1, self.bn1 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
+        self.encode2, self.fc2, self.bn2 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
+        self.encode3 = nn.Conv2d(1, 6, 1)
+        self.SEnet = SEnet(6, 16, hidden=1 if working_se else None)
+        self.decode = nn.Conv2d(3, 3, 1)
+        for conv in (self.encode1, self.fc1, self.encode2, self.fc2, self.encode3, self.decode):
+            nn.init.constant_(conv.weight, 0.333)
+            nn.init.zeros_(conv.bias)
+
+        self.visible_module = NamedStem('visible')
+        self.visible_moduleA = NamedStem('visible')      # visible-middle
+        self.thermal_module = NamedStem('thermal')
+        self.thermal_moduleA = NamedStem('thermal')      # thermal-middle
+        self.base_resnet = ResNetBody(last_stride)
+
+        self.MIA1, self.MIA2, self.MIA3 = MIA(256, True), MIA(512, True), MIA(1024, False)
+        self.MFA = MFA(1024)
+
+        self.bottleneck = nn.BatchNorm1d(2048)
+        self.bottleneck.bias.requires_grad_(False)       # BN neck without shift, as in AGW
+        nn.init.normal_(self.bottleneck.weight, 1.0, 0.01)
+        nn.init.zeros_(self.bottleneck.bias)
+        self.classifier = nn.Linear(2048, class_num, bias=False)
+        nn.init.normal_(self.classifier.weight, 0, 0.001)
+
+        if pretrained not in (None, 'none'):
+            stems = [m.get_submodule(m.name) for m in self.stems()]
+            load_imagenet(stems, self.base_resnet, imagenet_state_dict(pretrained), pretrained)
+
+    def stems(self):
+        return [self.visible_module, self.visible_moduleA, self.thermal_module, self.thermal_moduleA]
+
+    def middle_modality(self, x_v, x_t, modal):
+        """Visible and/or thermal images -> their middle-modality images (3 channels, same size).
+        Arguments of the modality not in use are ignored."""
+        encode = lambda x, enc, fc, bn: bn(F.relu(fc(F.relu(enc(x)))))          # (B, 1, H, W)
+        parts = []
+        if modal in (Modal.BOTH, Modal.VISIBLE):
+            parts.append(encode(x_v, self.encode1, self.fc1, self.bn1))
+        if modal in (Modal.BOTH, Modal.THERMAL):
+            parts.append(encode(x_t, self.encode2, self.fc2, self.bn2))
+        x = F.relu(self.encode3(torch.cat(parts)))                               # (n, 6, H, W)
+        x, top = self.SEnet(x)
+        x = F.relu(self.decode(gather_channels(x, top)))                         # (n, 3, H, W)
+        return x.chunk(2) if modal == Modal.BOTH else (x, x)
+
+    def forward(self, x1_1, x1_2, x2_1, x2_2, modal=Modal.BOTH):
+        modal = Modal(modal)
+        v_mid, t_mid = self.middle_modality(x1_2, x2_2, modal)
+        if modal == Modal.BOTH:
+            x = torch.cat([self.visible_module(x1_1), self.visible_moduleA(v_mid),
+                           self.thermal_module(x2_1), self.thermal_moduleA(t_mid)])
+        elif modal == Modal.VISIBLE:
+            x = torch.cat([self.visible_module(x1_1), self.visible_moduleA(v_mid)])
+        else:
+            x = torch.cat([self.thermal_module(x2_1), self.thermal_moduleA(t_mid)])
+        # (N, 64, H/4, W/4), stream order
+
+        residual = None
+        for i, mia in enumerate((self.MIA1, self.MIA2, self.MIA3), start=1):
+            x = self.base_resnet.layer(i, x)
+            ori, mid, residual = mia(*split_groups(x, modal), residual)
+            x = merge_groups(ori, mid, modal)
+        x = self.MFA(x)                                                          # (N, 1024, H/16, W/16)
+        x = self.base_resnet.layer(4, x)                                         # (N, 2048, H/16, W/16)
+
+        x_pool = F.adaptive_avg_pool2d(x, 1).flatten(1)                         # (N, 2048)
+        feat = self.bottleneck(x_pool)
+        if self.training:
+            return x_pool, self.classifier(feat)
+        return l2norm(x_pool), l2norm(feat)

@@ -1,0 +1,335 @@
+"""Model structure, outputs, release key names, checkpoints and ImageNet initialisation."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet50
+
+import resnet
+from model import MIA, Modal, SEnet, embed_net, gather_channels, merge_groups, split_groups
+from utils import ReIDError, load_checkpoint, read_checkpoint, checkpoint_model_args, save_checkpoint
+
+KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
+H, W = 64, 32
+
+
+def release_keys():
+    """{key: (shape tuple, used?)} from the release's key list."""
+    keys = {}
+    with open(KEYS_FILE) as f:
+        for line in f:
+            if line.startswith('#'):
+                continue
+            key, shape, use = line.rstrip('\n').split('\t')
+            dims = () if shape == 'scalar' else tuple(int(d) for d in shape.split('x'))
+            keys[key] = (dims, use == 'used')
+    return keys
+
+
+@pytest.fixture(scope='module')
+def net():
+    torch.manual_seed(0)
+    return embed_net(395)
+
+
+def images(b, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, H, W, generator=g)
+
+
+def test_keys_and_shapes_equal_the_release_used_keys(net):
+    ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    used = {k: shape for k, (shape, is_used) in release_keys().items() if is_used}
+    assert ours == used
+
+
+def test_parameter_count_is_what_the_forward_pass_uses(net):
+    n = sum(p.numel() for p in net.parameters())
+    assert 49.7e6 < n < 49.9e6
+    release_total = sum(int(np.prod(s)) for k, (s, _) in release_keys().items()
+                        if not k.endswith('num_batches_tracked') and 'running_' not in k)
+    assert release_total > 3 * n  # the release carries ~160M
+
+
+@pytest.mark.parametrize('modal', list(Modal))
+def test_output_shapes_train_and_eval(net, modal):
+    x = images(3)
+    streams = 4 if modal == Modal.BOTH else 2
+    net.train()
+    pool, logits = net(x, x, x, x, modal)
+    assert pool.shape == (streams * 3, 2048) and logits.shape == (streams * 3, 395)
+    net.eval()
+    with torch.no_grad():
+        pool, feat = net(x, x, x, x, modal)
+    assert pool.shape == feat.shape == (streams * 3, 2048)
+    torch.testing.assert_close(pool.norm(dim=1), torch.ones(streams * 3))
+    torch.testing.assert_close(feat.norm(dim=1), torch.ones(streams * 3))
+
+
+def test_eval_features_do_not_depend_on_the_rest_of_the_batch(net):
+    net.eval()
+    x = images(4)
+    with torch.no_grad():
+        pool_all, feat_all = net(x, x, x, x, Modal.THERMAL)
+        pool_one, feat_one = net(x[1:2], x[1:2], x[1:2], x[1:2], Modal.THERMAL)
+    # [original; middle] halves: row 1 of each half is sample 1.
+    torch.testing.assert_close(feat_all[[1, 5]], feat_one, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pool_all[[1, 5]], pool_one, rtol=1e-4, atol=1e-5)
+
+
+def test_visible_and_thermal_use_their_own_stems(net):
+    net.eval()
+    x = images(2)
+    with torch.no_grad():
+        v = net(x, x, x, x, Modal.VISIBLE)[1]
+        t = net(x, x, x, x, Modal.THERMAL)[1]
+    assert not torch.allclose(v, t)
+
+
+def test_modal_accepts_plain_ints(net):
+    net.eval()
+    x = images(1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, x, x, x, 2)[0], net(x, x, x, x, Modal.THERMAL)[0])
+    with pytest.raises(ValueError):
+        net(x, x, x, x, 3)
+
+
+def test_split_and_merge_groups_are_inverse():
+    x = torch.arange(8.0).view(8, 1)
+    ori, mid = split_groups(x, Modal.BOTH)  # streams [v, v_mid, t, t_mid] of 2 rows
+    assert ori.flatten().tolist() == [0, 1, 4, 5] and mid.flatten().tolist() == [2, 3, 6, 7]
+    assert torch.equal(merge_groups(ori, mid, Modal.BOTH), x)
+    ori, mid = split_groups(x, Modal.VISIBLE)
+    assert ori.flatten().tolist() == [0, 1, 2, 3]
+    assert torch.equal(merge_groups(ori, mid, Modal.VISIBLE), x)
+
+
+def test_gather_channels_equals_a_plain_loop():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 6, 4, 3, generator=g)
+    index = torch.stack([torch.randperm(6, generator=g)[:3] for _ in range(5)])
+    expected = torch.stack([torch.stack([x[b, c] for c in index[b]]) for b in range(5)])
+    assert torch.equal(gather_channels(x, index), expected)
+
+
+def test_release_se_is_constant_and_picks_topk_tie_order():
+    se = SEnet(6, 16)
+    assert se.fc[0].weight.shape == (0, 6) and se.fc[2].weight.shape == (6, 0)
+    x = torch.randn(4, 6, 5, 5)
+    out, top = se(x)
+    torch.testing.assert_close(out, x * 0.5)
+    # Whatever topk does with six equal weights on this device is what the release does.
+    assert torch.equal(top, torch.topk(torch.full((4, 6), 0.5), 3, dim=1).indices)
+
+
+def test_working_se_learns_and_chooses_per_sample():
+    torch.manual_seed(0)
+    net = embed_net(10, working_se=True)
+    assert net.SEnet.fc[0].weight.shape == (1, 6) and net.SEnet.fc[2].weight.shape == (6, 1)
+    torch.nn.init.normal_(net.SEnet.fc[0].weight)
+    torch.nn.init.normal_(net.SEnet.fc[2].weight)
+    x6 = torch.randn(16, 6, 4, 4) * torch.linspace(-3, 3, 16)[:, None, None, None]
+    out, top = net.SEnet(x6)
+    assert len({tuple(t) for t in top.tolist()}) > 1      # not one fixed choice
+    assert not torch.allclose(out, x6 * 0.5)
+    net.train()
+    x = images(2)
+    pool, logits = net(x, x, x, x, Modal.BOTH)
+    logits.sum().backward()
+    assert net.SEnet.fc[0].weight.grad.abs().sum() > 0
+
+
+def test_middle_modality_with_release_se_uses_channels_from_topk():
+    net = embed_net(10)
+    net.eval()
+    x = images(2)
+    with torch.no_grad():
+        mid, same = net.middle_modality(x, x, Modal.VISIBLE)
+    assert mid is same and mid.shape == (2, 3, H, W)
+    # Recompute by hand: encode1 -> relu -> fc1 -> relu -> bn1 -> encode3 -> relu -> *0.5 -> channels.
+    with torch.no_grad():
+        y = net.bn1(torch.relu(net.fc1(torch.relu(net.encode1(x)))))
+        y = torch.relu(net.encode3(y)) * 0.5
+        top = torch.topk(torch.full((2, 6), 0.5), 3, dim=1).indices[0]
+        expected = torch.relu(net.decode(y[:, top]))
+    torch.testing.assert_close(mid, expected)
+
+
+def test_mia_residual_shapes_follow_the_next_layer():
+    mia = MIA(256, narrow=True)
+    ori, mid = torch.randn(2, 256, 16, 8), torch.randn(2, 256, 16, 8)
+    _, _, (r1, r2) = mia(ori, mid)
+    assert r1.shape == r2.shape == (2, 512, 8, 4)
+    assert not hasattr(MIA(1024, narrow=False), 'conv_narrow1')
+
+
+def test_constructing_a_model_never_downloads(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError('network used')
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', no_network)
+    embed_net(5)
+    embed_net(5, pretrained='none')
+
+
+# ----------------------------------------------------------------------------- ImageNet weights
+def test_imagenet_weights_from_a_local_file(tmp_path):
+    torch.manual_seed(3)
+    tv = resnet50(weights=None)
+    path = tmp_path / 'resnet50-0676ba61.pth'
+    torch.save(tv.state_dict(), path)
+    net = embed_net(7, pretrained=str(path))
+    for stem in ('visible_module.visible', 'visible_moduleA.visible',
+                 'thermal_module.thermal', 'thermal_moduleA.thermal'):
+        assert torch.equal(net.state_dict()[f'{stem}.conv1.weight'], tv.conv1.weight)
+        assert torch.equal(net.state_dict()[f'{stem}.bn1.running_var'], tv.bn1.running_var)
+    assert torch.equal(net.state_dict()['base_resnet.base.layer3.2.conv2.weight'], tv.layer3[2].conv2.weight)
+    # the last stride stays 1 after loading
+    assert net.base_resnet.base['layer4'][0].conv2.stride == (1, 1)
+
+
+def test_imagenet_weights_offline_says_where_to_put_the_file(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise OSError('Name or service not known')
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    with pytest.raises(ReIDError) as err:
+        embed_net(5, pretrained='imagenet')
+    msg = str(err.value)
+    assert os.path.join(str(tmp_path / 'hub'), 'checkpoints', 'resnet50-0676ba61.pth') in msg
+    assert '--pretrained' in msg
+
+
+def test_imagenet_weights_file_missing_or_wrong(tmp_path):
+    with pytest.raises(ReIDError, match='not found: .*nothere.pth'):
+        embed_net(5, pretrained=str(tmp_path / 'nothere.pth'))
+    bad = tmp_path / 'bad.pth'
+    torch.save({'conv1.weight': torch.zeros(3)}, bad)
+    with pytest.raises(ReIDError, match='bad.pth does not hold torchvision ResNet-50 weights'):
+        embed_net(5, pretrained=str(bad))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def release_checkpoint(path, numpy_module='numpy._core'):
+    """A checkpoint in the release's format, built from the key list: every key, used or not,
+    random values, numpy metrics; optionally pickled under numpy 1.x's module names."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(5)
+    sensible = embed_net(395).state_dict()  # values that keep activations finite
+    net_state = {}
+    for key, (shape, used) in release_keys().items():
+        if key.endswith('num_batches_tracked'):
+            net_state[key] = torch.tensor(7)
+        elif used:
+            net_state[key] = sensible[key] + 0.01 * torch.rand(shape, generator=g)
+        else:
+            net_state[key] = torch.zeros(shape)
+    ckpt = {'net': net_state, 'epoch': 80, 'cmc': np.linspace(0.5, 1, 20).astype(np.float32),
+            'mAP': np.float64(0.7), 'mINP': np.mean(np.array([0.5, 0.6]))}
+    torch.save(ckpt, path)
+    if numpy_module != 'numpy._core':
+        rewrite_pickle(path, b'numpy._core.multiarray', numpy_module.encode() + b'.multiarray')
+    return ckpt
+
+
+def rewrite_pickle(path, old, new):
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, 'w') as z:
+        for info, data in entries:
+            if info.filename.endswith('data.pkl'):
+                assert old in data
+                data = data.replace(old, new)
+            z.writestr(info, data)
+
+
+@pytest.mark.parametrize('numpy_module', ['numpy._core', 'numpy.core'])
+def test_release_checkpoint_loads_and_drops_exactly_the_unused_keys(tmp_path, capsys, numpy_module):
+    path = tmp_path / 'sysu_release.t'
+    saved = release_checkpoint(path, numpy_module)
+    net = embed_net(395)
+    ckpt = load_checkpoint(str(path), net)
+    n_unused = sum(not used for _, used in release_keys().values())
+    assert n_unused == 1258
+    assert f'ignoring {n_unused} stored weights' in capsys.readouterr().out
+    assert ckpt['epoch'] == 80 and isinstance(ckpt['cmc'], np.ndarray)
+    np.testing.assert_array_equal(ckpt['cmc'], saved['cmc'])
+    assert float(ckpt['mAP']) == 0.7
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, saved['net'][key]), key
+    assert checkpoint_model_args(ckpt) == {'class_num': 395, 'working_se': False}
+    net.eval()
+    x = images(1)
+    with torch.no_grad():
+        assert torch.isfinite(net(x, x, x, x, Modal.VISIBLE)[1]).all()
+
+
+def test_our_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = embed_net(9, working_se=True)
+    path = tmp_path / 'ours.t'
+    save_checkpoint({'net': net.state_dict(), 'epoch': 3, 'args': {'lr': 0.1}}, str(path))
+    other = embed_net(9, working_se=True)
+    ckpt = load_checkpoint(str(path), other)
+    assert ckpt['args'] == {'lr': 0.1}
+    assert checkpoint_model_args(ckpt) == {'class_num': 9, 'working_se': True}
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, other.state_dict()[key])
+    assert [p.name for p in tmp_path.iterdir()] == ['ours.t']  # no temp file left behind
+
+
+def test_dataparallel_prefix_is_accepted(tmp_path):
+    net = embed_net(4)
+    path = tmp_path / 'dp.t'
+    torch.save({'net': {'module.' + k: v for k, v in net.state_dict().items()}}, path)
+    load_checkpoint(str(path), embed_net(4))
+
+
+def test_mismatched_checkpoint_lists_the_keys(tmp_path):
+    state = embed_net(4).state_dict()
+    state['classifier.weight'] = torch.zeros(5, 2048)
+    del state['MFA.FC2.bias']
+    state['head.extra'] = torch.zeros(2)
+    path = tmp_path / 'other_model.t'
+    torch.save({'net': state}, path)
+    with pytest.raises(ReIDError) as err:
+        load_checkpoint(str(path), embed_net(4))
+    msg = str(err.value)
+    assert 'other_model.t does not fit this model (3 differences)' in msg
+    assert 'shape differs: classifier.weight: checkpoint 5x2048, model 4x2048' in msg
+    assert 'missing from checkpoint: MFA.FC2.bias (512)' in msg
+    assert 'not in model: head.extra (2)' in msg
+
+
+def test_working_se_checkpoint_into_release_model_is_refused(tmp_path):
+    path = tmp_path / 'se.t'
+    save_checkpoint({'net': embed_net(4, working_se=True).state_dict()}, str(path))
+    with pytest.raises(ReIDError, match='SEnet.fc.0.weight: checkpoint 1x6, model 0x6'):
+        load_checkpoint(str(path), embed_net(4))
+
+
+def test_missing_and_unreadable_checkpoints(tmp_path):
+    with pytest.raises(ReIDError, match='checkpoint not found: .*absent.t'):
+        read_checkpoint(str(tmp_path / 'absent.t'))
+    junk = tmp_path / 'junk.t'
+    junk.write_bytes(b'not a checkpoint')
+    with pytest.raises(ReIDError, match='cannot read checkpoint .*junk.t'):
+        read_checkpoint(str(junk))
+    wrong = tmp_path / 'list.t'
+    torch.save([1, 2], wrong)
+    with pytest.raises(ReIDError, match='list.t is not an IFALNet checkpoint'):
+        read_checkpoint(str(wrong))
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path):
+    path = tmp_path / 'evil.t'
+    torch.save({'net': {}, 'x': Payload()}, path)
+    with pytest.raises(ReIDError, match='cannot read checkpoint'):
+        read_checkpoint(str(path))
