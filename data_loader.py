@@ -1,0 +1,317 @@
+"""Training and test datasets, the identity sampler and the augmentations of the release.
+
+A training item pairs the visible image `cIndex[i]` with the thermal image `tIndex[i]` (both set
+from `IdentitySampler` before each epoch) and returns four augmented views plus the two labels.
+Images are held once: SYSU-MM01 reads the arrays of `process_sysu.py` as memory maps; RegDB and
+LLCM decode the listed images once, at (img_h, img_w), into one uint8 array per modality.
+"""
+import math
+import os
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+from torchvision import transforms as T
+
+from data_manager import (LLCM_LAYOUT, REGDB_LAYOUT, SYSU_LAYOUT, data_root, open_rgb, read_index_file,
+                          read_resized)
+from utils import ReIDError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ERASING_FILL = (0.4914, 0.4822, 0.4465)
+LUMINANCE = (0.2989, 0.5870, 0.1140)
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentations on normalised (3, H, W) tensors. They draw from Python's `random`, in the
+# release's order, so that a seeded run draws what the release draws.
+
+class ChannelRandomErasing:
+    """With probability `probability`, fill one random rectangle with `fill` (one value per channel).
+
+    Rectangle area in [sl, sh] of the image, aspect ratio in [r1, 1/r1]; up to 100 attempts to fit.
+    """
+
+    def __init__(self, probability=0.5, sl=0.02, sh=0.4, r1=0.3, fill=ERASING_FILL):
+        self.probability, self.sl, self.sh, self.r1, self.fill = probability, sl, sh, r1, fill
+
+    def __call__(self, img):
+        if random.uniform(0, 1) > self.probability:
+            return img
+        _, height, width = img.shape
+        for _ in range(100):
+            target_area = random.uniform(self.sl, self.sh) * height * width
+            aspect_ratio = random.uniform(self.r1, 1 / self.r1)
+            h = int(round(math.sqrt(target_area * aspect_ratio)))
+            w = int(round(math.sqrt(target_area / aspect_ratio)))
+            if w < width and h < height:
+                top = random.randint(0, height - h)
+                left = random.randint(0, width - w)
+                img[:, top:top + h, left:left + w] = torch.tensor(self.fill, dtype=img.dtype)[:, None, None]
+                return img
+        return img
+
+
+def copy_channel(img, channel):
+    """All three channels set to `channel` of `img`."""
+    return img[channel:channel + 1].expand_as(img).clone()
+
+
+def luminance(img):
+    """All three channels set to the luminance 0.2989 R + 0.5870 G + 0.1140 B."""
+    gray = LUMINANCE[0] * img[0] + LUMINANCE[1] * img[1] + LUMINANCE[2] * img[2]
+    return gray.expand_as(img).clone()
+
+
+class RandomChannelCopy:
+    """Copy one random channel (R, G or B, uniformly) to all three (the second visible view)."""
+
+    def __call__(self, img):
+        return copy_channel(img, random.randint(0, 2))
+
+
+class ChannelAdaptiveGray:
+    """The second thermal view: with probability 3/4 copy one random channel to all three; else,
+    with probability `probability`, replace the image by its luminance, otherwise keep it."""
+
+    def __init__(self, probability=0.5):
+        self.probability = probability
+
+    def __call__(self, img):
+        choice = random.randint(0, 3)
+        if choice < 3:
+            return copy_channel(img, choice)
+        # The release keeps the image when the draw is above the probability.
+        return img if random.uniform(0, 1) > self.probability else luminance(img)
+
+
+def train_transforms(img_h, img_w):
+    """(plain view, second visible view, second thermal view) transforms, PIL image -> tensor."""
+    plain = [T.Pad(10), T.RandomCrop((img_h, img_w)), T.RandomHorizontalFlip(), T.ToTensor(),
+             T.Normalize(IMAGENET_MEAN, IMAGENET_STD), ChannelRandomErasing(probability=0.5)]
+    return (T.Compose(plain), T.Compose(plain + [RandomChannelCopy()]),
+            T.Compose(plain + [ChannelAdaptiveGray(probability=0.5)]))
+
+
+def test_transform():
+    return T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training sets.
+
+def check_labels(labels, source):
+    """Training labels must be 0..K-1 (they index the classifier)."""
+    labels = np.asarray(labels)
+    unique = np.unique(labels)
+    if labels.ndim != 1 or not np.array_equal(unique, np.arange(len(unique))):
+        raise ReIDError(f'training labels in {source} are not 0..K-1 (found {len(unique)} distinct labels '
+                        f'from {unique.min() if len(unique) else None} to {unique.max() if len(unique) else None})')
+    return labels
+
+
+class TrainData(Dataset):
+    """Visible and thermal training images (uint8 (N, H, W, 3) arrays) with their labels.
+
+    `__getitem__(i)` returns (visible 1, visible 2, thermal 1, thermal 2, visible label, thermal
+    label) for visible image `cIndex[i]` and thermal image `tIndex[i]`.
+    """
+
+    def __init__(self, color_images, color_labels, thermal_images, thermal_labels, img_h, img_w):
+        self.train_color_image, self.train_color_label = color_images, np.asarray(color_labels)
+        self.train_thermal_image, self.train_thermal_label = thermal_images, np.asarray(thermal_labels)
+        self.img_h, self.img_w = img_h, img_w
+        self.transform_plain, self.transform_visible, self.transform_thermal = train_transforms(img_h, img_w)
+        self.cIndex = self.tIndex = None
+
+    def _image(self, images, index):
+        img = Image.fromarray(np.asarray(images[index]), 'RGB')
+        if img.size != (self.img_w, self.img_h):
+            img = img.resize((self.img_w, self.img_h), Image.Resampling.LANCZOS)
+        return img
+
+    def __getitem__(self, i):
+        if self.cIndex is None or self.tIndex is None:
+            raise ReIDError('set cIndex and tIndex (from IdentitySampler.index1/index2) before reading items')
+        color, thermal = self.cIndex[i], self.tIndex[i]
+        img_c = self._image(self.train_color_image, color)
+        img_t = self._image(self.train_thermal_image, thermal)
+        # Same order of random draws as the release: visible 1, visible 2, thermal 1, thermal 2.
+        return (self.transform_plain(img_c), self.transform_visible(img_c),
+                self.transform_plain(img_t), self.transform_thermal(img_t),
+                int(self.train_color_label[color]), int(self.train_thermal_label[thermal]))
+
+    def __len__(self):
+        if self.cIndex is None:
+            return max(len(self.train_color_label), len(self.train_thermal_label))
+        return len(self.cIndex)
+
+
+def _load_sysu_arrays(root, modality):
+    """Memory-mapped images and labels written by process_sysu.py (or by the release)."""
+    arrays = []
+    for kind in ('img', 'label'):
+        path = os.path.join(root, f'train_{modality}_resized_{kind}.npy')
+        if not os.path.isfile(path):
+            raise ReIDError(f'missing {path}: prepare SYSU-MM01 first with '
+                            f'`python process_sysu.py --data-path {root}`')
+        try:
+            arrays.append(np.load(path, mmap_mode='r' if kind == 'img' else None))
+        except (OSError, ValueError) as err:
+            raise ReIDError(f'cannot read {path} ({err}); run `python process_sysu.py --data-path {root}` again')
+    images, labels = arrays
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or len(images) != len(labels):
+        raise ReIDError(f'{root}: train_{modality}_resized_img.npy {images.dtype} {images.shape} does not match '
+                        f'{len(labels)} labels as uint8 (N, H, W, 3); run `python process_sysu.py --data-path {root}`')
+    return images, check_labels(labels, os.path.join(root, f'train_{modality}_resized_label.npy'))
+
+
+class SYSUData(TrainData):
+    """SYSU-MM01 training set from the four arrays of process_sysu.py, memory-mapped (no copy in RAM).
+
+    Images stored at another size than (img_h, img_w) are resized per item with LANCZOS.
+    """
+
+    def __init__(self, data_path, img_h=384, img_w=192):
+        self.root = data_root(data_path, SYSU_LAYOUT)
+        super().__init__(*_load_sysu_arrays(self.root, 'rgb'), *_load_sysu_arrays(self.root, 'ir'), img_h, img_w)
+
+    # Pickling a memory map copies all of its data; DataLoader workers started by spawn or
+    # forkserver receive the root instead and map the files again.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state['train_color_image'], state['train_thermal_image']
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.train_color_image = _load_sysu_arrays(self.root, 'rgb')[0]
+        self.train_thermal_image = _load_sysu_arrays(self.root, 'ir')[0]
+
+
+def _load_listed(index_file, root, layout, img_h, img_w, desc):
+    paths, labels = read_index_file(index_file, root, layout)
+    check_labels(labels, index_file)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ReIDError(f'{index_file} lists {path}, which does not exist')
+    images = read_resized(paths, np.empty((len(paths), img_h, img_w, 3), np.uint8), desc=desc)
+    return images, labels
+
+
+class ListedTrainData(TrainData):
+    """Training set given by two `relative/path label` index files (RegDB, LLCM); the images are
+    decoded once and resized to (img_h, img_w) at construction, as the release does."""
+
+    def __init__(self, root, color_index, thermal_index, layout, img_h, img_w):
+        color = _load_listed(color_index, root, layout, img_h, img_w, 'visible images')
+        thermal = _load_listed(thermal_index, root, layout, img_h, img_w, 'thermal images')
+        super().__init__(*color, *thermal, img_h, img_w)
+
+
+class RegDBData(ListedTrainData):
+    def __init__(self, data_path, trial, img_h=288, img_w=144):
+        root = data_root(data_path, REGDB_LAYOUT)
+        idx = os.path.join(root, 'idx')
+        super().__init__(root, os.path.join(idx, f'train_visible_{trial}.txt'),
+                         os.path.join(idx, f'train_thermal_{trial}.txt'), REGDB_LAYOUT, img_h, img_w)
+
+
+class LLCMData(ListedTrainData):
+    def __init__(self, data_path, img_h=384, img_w=192):
+        root = data_root(data_path, LLCM_LAYOUT)
+        idx = os.path.join(root, 'idx')
+        super().__init__(root, os.path.join(idx, 'train_vis.txt'), os.path.join(idx, 'train_nir.txt'),
+                         LLCM_LAYOUT, img_h, img_w)
+
+
+def build_train_set(dataset, data_path, img_h, img_w, trial=1):
+    """The training set of `dataset` ('sysu', 'regdb' or 'llcm'); `trial` is RegDB's split."""
+    if dataset == 'sysu':
+        return SYSUData(data_path, img_h, img_w)
+    if dataset == 'regdb':
+        return RegDBData(data_path, trial, img_h, img_w)
+    if dataset == 'llcm':
+        return LLCMData(data_path, img_h, img_w)
+    raise ReIDError(f"unknown dataset {dataset!r}; expected 'sysu', 'regdb' or 'llcm'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity sampler.
+
+class IdentitySampler(Sampler):
+    """Per epoch: batches of `batch_size` distinct identities, `num_pos` images of each identity
+    per modality (with replacement), each identity's images contiguous; drawn from numpy's global
+    generator in the release's order, so `np.random.seed` reproduces the release's epochs.
+
+    `index1` (visible) and `index2` (thermal) hold the dataset positions; `N` = max(#visible,
+    #thermal). Call `draw()` for a new epoch (or build a new sampler, as the release does).
+    """
+
+    def __init__(self, train_color_label, train_thermal_label, num_pos, batch_size):
+        color, thermal = np.asarray(train_color_label), np.asarray(train_thermal_label)
+        if num_pos < 1 or batch_size < 1:
+            raise ReIDError(f'num_pos ({num_pos}) and batch_size ({batch_size}) must be at least 1')
+        self.unique_labels = np.unique(color)
+        missing = np.setxor1d(self.unique_labels, np.unique(thermal))
+        if len(missing):
+            raise ReIDError(f'identities {missing[:10].tolist()} have images in one modality only; every '
+                            'training identity needs visible and thermal images')
+        if len(self.unique_labels) < batch_size:
+            raise ReIDError(f'batch_size {batch_size} is more than the {len(self.unique_labels)} training '
+                            'identities; a batch holds distinct identities')
+        # The release indexes its position lists by label value, which equals the position in
+        # unique_labels for labels 0..K-1; the dictionary gives the same lists for any labels.
+        self.color_pos = {label: np.flatnonzero(color == label) for label in self.unique_labels}
+        self.thermal_pos = {label: np.flatnonzero(thermal == label) for label in self.unique_labels}
+        self.num_pos, self.batch_size = num_pos, batch_size
+        self.N = max(len(color), len(thermal))
+        self.draw()
+
+    def draw(self):
+        """Draw a new epoch's index1 and index2."""
+        color, thermal = [], []
+        # Release quirk: N // (batch_size * num_pos) + 1 batches are drawn, one more than __len__
+        # (= N samples) reports; the loader yields them all. Kept so the random stream matches.
+        for _ in range(self.N // (self.batch_size * self.num_pos) + 1):
+            for label in np.random.choice(self.unique_labels, self.batch_size, replace=False):
+                color.append(np.random.choice(self.color_pos[label], self.num_pos))
+                thermal.append(np.random.choice(self.thermal_pos[label], self.num_pos))
+        self.index1, self.index2 = np.concatenate(color), np.concatenate(thermal)
+        return self.index1, self.index2
+
+    def __iter__(self):
+        return iter(np.arange(len(self.index1)))
+
+    def __len__(self):
+        return self.N
+
+
+# ---------------------------------------------------------------------------------------------
+# Test set.
+
+class TestData(Dataset):
+    """Test images opened as RGB, resized with LANCZOS to (img_w, img_h) and normalised; items are
+    (tensor, label). The files are checked at construction and decoded per item."""
+
+    __test__ = False   # a dataset, not a pytest test class
+
+    def __init__(self, img_paths, labels, img_h, img_w):
+        if len(img_paths) != len(labels):
+            raise ValueError(f'{len(img_paths)} image paths but {len(labels)} labels')
+        missing = [path for path in img_paths if not os.path.isfile(path)]
+        if missing:
+            raise ReIDError(f'{len(missing)} test images are missing, first {missing[0]}')
+        self.img_paths, self.labels = list(img_paths), np.asarray(labels)
+        self.img_h, self.img_w = img_h, img_w
+        self.transform = test_transform()
+
+    def __getitem__(self, i):
+        img = open_rgb(self.img_paths[i]).resize((self.img_w, self.img_h), Image.Resampling.LANCZOS)
+        return self.transform(img), int(self.labels[i])
+
+    def __len__(self):
+        return len(self.img_paths)

@@ -1,0 +1,205 @@
+"""The three datasets on disk: layouts, id files, index files, and the test lists of the release.
+
+SYSU-MM01 and LLCM test lists are built the release's way: identities in sorted order, cameras in
+the fixed order below, file names sorted; a gallery keeps one random image per (identity, camera)
+folder, drawn with the release's `random.seed(trial)` sequence (here from a private generator, so
+the caller's global `random` state is left alone). RegDB lists keep the order of the index files.
+The camera and identity of an image always come from its path relative to the data root, from the
+folder pair `camN/<id>/` just above the file name.
+"""
+import os
+import random
+import re
+
+import numpy as np
+from PIL import Image
+
+from utils import ReIDError
+
+SYSU_LAYOUT = ('SYSU-MM01 layout: cam1..cam6/<4-digit id>/<4-digit>.jpg, and exp/train_id.txt, '
+               'exp/val_id.txt, exp/test_id.txt, each one comma-separated line of ids')
+REGDB_LAYOUT = ('RegDB layout: idx/{train,test}_{visible,thermal}_{trial}.txt (trial 1..10) with lines '
+                '"relative/path label", images under Visible/ and Thermal/')
+LLCM_LAYOUT = ('LLCM layout: idx/train_vis.txt, idx/train_nir.txt (lines "relative/path label"), '
+               'idx/test_id.txt (one comma-separated line of ids), test images under '
+               'test_vis/cam1..cam9/<id>/ and test_nir/cam{1,2,4,5,6,7,8,9}/<id>/')
+
+SYSU_RGB_CAMERAS = {'all': ('cam1', 'cam2', 'cam4', 'cam5'), 'indoor': ('cam1', 'cam2')}
+SYSU_IR_CAMERAS = ('cam3', 'cam6')
+# LLCM test modes as the release numbers them: 1 = visible cameras, 2 = near-infrared cameras.
+LLCM_CAMERAS = {1: tuple(f'test_vis/cam{c}' for c in range(1, 10)),
+                2: tuple(f'test_nir/cam{c}' for c in (1, 2, 4, 5, 6, 7, 8, 9))}
+
+_CAMERA_FOLDER = re.compile(r'cam(\d+)')
+
+
+def data_root(data_path, layout):
+    """Return the data root in one normalised string form, after checking that it is a folder."""
+    root = os.path.normpath(os.fspath(data_path))
+    if not os.path.isdir(root):
+        raise ReIDError(f'data root {data_path} does not exist or is not a folder; expected the {layout}')
+    return root
+
+
+def require_file(path, layout):
+    if not os.path.isfile(path):
+        raise ReIDError(f'missing file {path}; expected the {layout}')
+    return path
+
+
+def read_id_file(path, layout):
+    """Read one comma-separated line of integer ids, returned as the release's 4-digit folder names."""
+    require_file(path, layout)
+    with open(path) as f:
+        lines = f.read().splitlines()
+    fields = [field.strip() for field in lines[0].split(',')] if lines else []
+    fields = [field for field in fields if field]
+    if not fields:
+        raise ReIDError(f'id file {path} lists no identities; expected one comma-separated line of ids')
+    try:
+        return ['%04d' % int(field) for field in fields]
+    except ValueError:
+        raise ReIDError(f'id file {path} is not a comma-separated line of integers: {lines[0]!r}') from None
+
+
+def read_index_file(path, root, layout):
+    """Read a `relative/path label` index file; paths are returned joined to `root`, in file order."""
+    require_file(path, layout)
+    paths, labels = [], []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            fields = line.rsplit(maxsplit=1)
+            if len(fields) != 2 or not re.fullmatch(r'-?\d+', fields[1]):
+                raise ReIDError(f'{path}, line {number}: expected "relative/path label", got {line.strip()!r}')
+            paths.append(os.path.join(root, fields[0]))
+            labels.append(int(fields[1]))
+    if not paths:
+        raise ReIDError(f'index file {path} lists no images; expected lines "relative/path label"')
+    return paths, np.array(labels, dtype=np.int64)
+
+
+def open_rgb(path):
+    """Open an image as RGB, or raise a ReIDError naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert('RGB')
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ReIDError(f'cannot read image {path}: {err}') from None
+
+
+def read_resized(paths, out, desc='images', min_progress=1000):
+    """Decode `paths` as RGB, resize each with LANCZOS to out's (H, W) and store it in `out[i]`.
+
+    `out` is a preallocated uint8 array (N, H, W, 3), possibly a memory map, so that the images
+    are never held twice. Progress is printed every 10% for sets of at least `min_progress` images.
+    """
+    n, img_h, img_w = out.shape[:3]
+    if len(paths) != n:
+        raise ValueError(f'{len(paths)} paths for an output array of {n} images')
+    step = max(1, n // 10)
+    for i, path in enumerate(paths):
+        out[i] = np.asarray(open_rgb(path).resize((img_w, img_h), Image.Resampling.LANCZOS))
+        if n >= min_progress and ((i + 1) % step == 0 or i + 1 == n):
+            print(f'  {desc}: {i + 1}/{n}', flush=True)
+    return out
+
+
+def parse_camera_and_id(path, root):
+    """Camera number and identity of an image from the folders `camN/<id>/` holding it under `root`.
+
+    Only the path relative to the root is read, so a root that itself contains "cam" is fine.
+    """
+    parts = os.path.normpath(os.path.relpath(path, root)).split(os.sep)
+    camera = _CAMERA_FOLDER.fullmatch(parts[-3]) if len(parts) >= 3 else None
+    if camera is None or not parts[-2].isdigit() or parts[0] == os.pardir:
+        raise ReIDError(f'cannot parse camera and identity from {path}: expected '
+                        f'camN/<numeric id>/<file> under {root}')
+    return int(camera.group(1)), int(parts[-2])
+
+
+def image_folders(root, ids, cameras):
+    """Sorted file lists of the existing `root/camera/id` folders: ids sorted, cameras in order."""
+    for pid in sorted(ids):
+        for camera in cameras:
+            folder = os.path.join(root, camera, pid)
+            if os.path.isdir(folder):
+                yield [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+
+
+def list_images(root, ids, cameras):
+    return [path for files in image_folders(root, ids, cameras) for path in files]
+
+
+def draw_gallery(root, ids, cameras, trial):
+    """One image per folder, the same ones the release's `random.seed(trial)` + `random.choice` draw."""
+    rng = random.Random(trial)
+    return [rng.choice(files) for files in image_folders(root, ids, cameras) if files]
+
+
+def with_camera_and_id(paths, root, what):
+    """(paths, ids, cameras) for a test list, refusing an empty one."""
+    if not paths:
+        raise ReIDError(f'no images found for the {what} under {root}')
+    parsed = np.array([parse_camera_and_id(path, root) for path in paths], dtype=np.int64)
+    return paths, parsed[:, 1], parsed[:, 0]
+
+
+def _choose(table, key, name):
+    if key not in table:
+        raise ReIDError(f'unknown {name} {key!r}; expected one of {", ".join(map(repr, table))}')
+    return table[key]
+
+
+def _sysu_test_ids(data_path):
+    root = data_root(data_path, SYSU_LAYOUT)
+    return root, read_id_file(os.path.join(root, 'exp', 'test_id.txt'), SYSU_LAYOUT)
+
+
+def _llcm_test_ids(data_path):
+    root = data_root(data_path, LLCM_LAYOUT)
+    return root, read_id_file(os.path.join(root, 'idx', 'test_id.txt'), LLCM_LAYOUT)
+
+
+def process_query_sysu(data_path, mode='all'):
+    """Every infrared (cam3, cam6) image of the test identities; the same in both modes."""
+    _choose(SYSU_RGB_CAMERAS, mode, 'SYSU-MM01 mode')
+    root, ids = _sysu_test_ids(data_path)
+    return with_camera_and_id(list_images(root, ids, SYSU_IR_CAMERAS), root, 'SYSU-MM01 query (cam3, cam6)')
+
+
+def process_gallery_sysu(data_path, mode='all', trial=0):
+    """Single-shot visible gallery of gallery trial `trial` ('all': cam1, 2, 4, 5; 'indoor': cam1, 2)."""
+    cameras = _choose(SYSU_RGB_CAMERAS, mode, 'SYSU-MM01 mode')
+    root, ids = _sysu_test_ids(data_path)
+    return with_camera_and_id(draw_gallery(root, ids, cameras, trial), root, f'SYSU-MM01 {mode} gallery')
+
+
+def process_query_llcm(data_path, mode=1):
+    """Every test image of the mode's cameras (1 = visible, 2 = near-infrared)."""
+    cameras = _choose(LLCM_CAMERAS, mode, 'LLCM mode')
+    root, ids = _llcm_test_ids(data_path)
+    return with_camera_and_id(list_images(root, ids, cameras), root, f'LLCM query (mode {mode})')
+
+
+def process_gallery_llcm(data_path, mode=1, trial=0):
+    """Single-shot gallery of the mode's cameras for gallery trial `trial`."""
+    cameras = _choose(LLCM_CAMERAS, mode, 'LLCM mode')
+    root, ids = _llcm_test_ids(data_path)
+    return with_camera_and_id(draw_gallery(root, ids, cameras, trial), root, f'LLCM gallery (mode {mode})')
+
+
+def process_test_regdb(data_path, trial=1, modal='visible'):
+    """Test images and labels of one RegDB split, in the index file's order."""
+    _choose({'visible': None, 'thermal': None}, modal, 'RegDB modality')
+    root = data_root(data_path, REGDB_LAYOUT)
+    return read_index_file(os.path.join(root, 'idx', f'test_{modal}_{trial}.txt'), root, REGDB_LAYOUT)
+
+
+def sysu_train_files(data_path):
+    """Training images of SYSU-MM01 (train + val ids) per modality, in the release's order."""
+    root = data_root(data_path, SYSU_LAYOUT)
+    ids = [pid for split in ('train', 'val')
+           for pid in read_id_file(os.path.join(root, 'exp', f'{split}_id.txt'), SYSU_LAYOUT)]
+    return root, list_images(root, ids, SYSU_RGB_CAMERAS['all']), list_images(root, ids, SYSU_IR_CAMERAS)

@@ -1,0 +1,81 @@
+"""Prepare SYSU-MM01 for training: resize the train + val images once into four .npy arrays.
+
+Writes into the data root, the same files as the release's script (so data prepared by either
+program works with both): train_rgb_resized_img.npy / train_ir_resized_img.npy, uint8
+(N, 384, 192, 3), LANCZOS-resized; train_rgb_resized_label.npy / train_ir_resized_label.npy, int64
+labels 0..K-1 in ascending identity order. Images are ordered by identity, camera
+(visible cam1, 2, 4, 5; infrared cam3, 6), then file name.
+
+    python process_sysu.py --data-path ./Datasets/SYSU-MM01/
+"""
+import argparse
+import os
+import tempfile
+
+import numpy as np
+
+from data_manager import parse_camera_and_id, read_resized, sysu_train_files
+from utils import ReIDError, atomic_write, run_main
+
+
+def relabel(rgb_ids, ir_ids, root):
+    """Labels 0..K-1 in ascending identity order, refusing identities seen in one modality only."""
+    rgb_set, ir_set = set(rgb_ids.tolist()), set(ir_ids.tolist())
+    if rgb_set != ir_set:
+        one_sided = sorted(rgb_set ^ ir_set)
+        raise ReIDError(f'training identities {one_sided[:10]} of {root} have images in one modality only '
+                        '(visible cam1, 2, 4, 5; infrared cam3, 6); every training identity needs both')
+    ids = np.array(sorted(rgb_set), dtype=np.int64)
+    return np.searchsorted(ids, rgb_ids), np.searchsorted(ids, ir_ids)
+
+
+def save_resized_images(path, files, img_h, img_w, desc):
+    """Resize `files` into a memory-mapped .npy in a temporary file, then move it to `path`.
+
+    The array goes straight to disk (about 5 GB for the visible images at 384x192), so memory
+    use stays small, and the move makes the write atomic.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.' + os.path.basename(path) + '.',
+                               suffix='.tmp')
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))
+        read_resized(files, out, desc=desc, min_progress=0)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def prepare_sysu(data_path, img_h=384, img_w=192):
+    """Write the four arrays into the data root; returns {'ids', 'rgb', 'ir'} counts."""
+    root, rgb_files, ir_files = sysu_train_files(data_path)
+    if not rgb_files or not ir_files:
+        raise ReIDError(f'no training images of the train/val ids found under {root} '
+                        f'({len(rgb_files)} visible, {len(ir_files)} infrared)')
+    rgb_ids, ir_ids = (np.array([parse_camera_and_id(path, root)[1] for path in files], dtype=np.int64)
+                       for files in (rgb_files, ir_files))
+    labels = relabel(rgb_ids, ir_ids, root)
+    stats = {'ids': len(np.unique(rgb_ids)), 'rgb': len(rgb_files), 'ir': len(ir_files)}
+    print(f'SYSU-MM01 training set in {root}: {stats["ids"]} identities, {stats["rgb"]} visible images, '
+          f'{stats["ir"]} infrared images; resizing to {img_h}x{img_w}', flush=True)
+    for modality, files, modality_labels in (('rgb', rgb_files, labels[0]), ('ir', ir_files, labels[1])):
+        image_path = os.path.join(root, f'train_{modality}_resized_img.npy')
+        save_resized_images(image_path, files, img_h, img_w, desc=f'{modality} images')
+        label_path = os.path.join(root, f'train_{modality}_resized_label.npy')
+        atomic_write(label_path, lambda f, a=modality_labels: np.save(f, a))
+        print(f'wrote {image_path} and {label_path}', flush=True)
+    return stats
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data-path', default='./Datasets/SYSU-MM01/', help='SYSU-MM01 root folder')
+    args = parser.parse_args()
+    prepare_sysu(args.data_path)
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,29 @@
+"""Session-wide synthetic datasets in the real on-disk layouts (see synthetic.py).
+
+Every root's name contains "cam", so all tests also check that only the path below the root is
+parsed for cameras and identities.
+"""
+import pytest
+
+from synthetic import make_llcm, make_regdb, make_sysu
+
+SYSU_PARAMS = dict(train_ids=(1, 2, 3, 5, 8), val_ids=(9,), test_ids=(10, 11, 12, 14), images_per_cam=3,
+                   size=(48, 24), missing=('cam2/0011', 'cam6/0012', 'cam5/0003', 'cam1/0014'))
+REGDB_PARAMS = dict(num_ids=10, images_per_id=3, size=(48, 24))
+LLCM_PARAMS = dict(train_ids=(1, 2, 3, 4, 5), test_ids=(6, 7, 8), images_per_cam=2, size=(48, 24),
+                   missing=('test_vis/cam3/0007', 'test_nir/cam2/0006', 'train_nir/cam9/0002'))
+
+
+@pytest.fixture(scope='session')
+def sysu_root(tmp_path_factory):
+    return make_sysu(tmp_path_factory.mktemp('camera_sysu'), **SYSU_PARAMS)
+
+
+@pytest.fixture(scope='session')
+def regdb_root(tmp_path_factory):
+    return make_regdb(tmp_path_factory.mktemp('camera_regdb'), **REGDB_PARAMS)
+
+
+@pytest.fixture(scope='session')
+def llcm_root(tmp_path_factory):
+    return make_llcm(tmp_path_factory.mktemp('camera_llcm'), **LLCM_PARAMS)
