@@ -348,6 +348,43 @@ def test_erasing_fills_one_rectangle_per_channel():
             assert (out[c][erased[c]] == torch.tensor(fill[c], dtype=torch.float32)).all()
 
 
+def release_erased_box(height, width, probability=0.5, sl=0.02, sh=0.4, r1=0.3):
+    """The rectangle the release's channel random erasing picks from the global `random` state."""
+    if random.uniform(0, 1) > probability:
+        return None
+    for _ in range(100):
+        target_area = random.uniform(sl, sh) * height * width
+        aspect_ratio = random.uniform(r1, 1 / r1)
+        h = int(round((target_area * aspect_ratio) ** 0.5))
+        w = int(round((target_area / aspect_ratio) ** 0.5))
+        if w < width and h < height:
+            x1 = random.randint(0, height - h)
+            y1 = random.randint(0, width - w)
+            return x1, y1, h, w
+    return None
+
+
+def test_erasing_draws_the_release_rectangle():
+    erased_count = 0
+    for seed in range(30):
+        random.seed(seed)
+        box = release_erased_box(24, 12)
+        random.seed(seed)
+        img = patterned(24, 12)
+        out = dl.ChannelRandomErasing()(img.clone())
+        expected = img.clone()
+        if box is not None:
+            x1, y1, h, w = box
+            expected[:, x1:x1 + h, y1:y1 + w] = torch.tensor(dl.ERASING_FILL)[:, None, None]
+            erased_count += 1
+        assert torch.equal(out, expected)
+        next_draw = random.random()        # the same number of draws was consumed
+        random.seed(seed)
+        release_erased_box(24, 12)
+        assert next_draw == random.random()
+    assert 5 < erased_count < 25
+
+
 def test_erasing_probability_and_attempts(monkeypatch):
     img = patterned()
     random.seed(0)
