@@ -97,10 +97,12 @@ def test_sysu_gallery_trials_differ_repeat_and_leave_global_random_alone(sysu_ro
 
 def test_sysu_trailing_slash_gives_same_lists(sysu_root):
     for fn in (dm.process_query_sysu, dm.process_gallery_sysu):
-        plain, slashed = fn(sysu_root), fn(sysu_root + '/')
-        assert plain[0] == slashed[0]
-        np.testing.assert_array_equal(plain[1], slashed[1])
-        np.testing.assert_array_equal(plain[2], slashed[2])
+        plain = fn(sysu_root)
+        for variant in (sysu_root + '/', sysu_root + '//'):
+            slashed = fn(variant)
+            assert plain[0] == slashed[0]
+            np.testing.assert_array_equal(plain[1], slashed[1])
+            np.testing.assert_array_equal(plain[2], slashed[2])
     assert dm.process_query_sysu(sysu_root)[0][0].startswith(sysu_root + os.sep + 'cam3' + os.sep)
 
 
@@ -249,6 +251,8 @@ def test_regdb_train_set(regdb_root):
     for i, path in enumerate(paths):
         np.testing.assert_array_equal(data.train_thermal_image[i], source_resized(path, 40, 20))
     assert len(data) == 15
+    with pytest.raises(ReIDError, match='set cIndex and tIndex'):
+        data[0]
     data.cIndex, data.tIndex = np.array([0, 14]), np.array([2, 12])
     assert len(data) == 2 and data[1][4] == 4 and data[1][5] == 4
 
@@ -592,3 +596,30 @@ def test_truncated_sysu_array(tmp_path, sysu_prepared):
         f.truncate(1000)
     with pytest.raises(ReIDError, match=f'cannot read {re.escape(os.path.join(root, "train_ir_resized_img.npy"))}'):
         dl.SYSUData(root)
+
+
+# ----------------------------------------------------------------------------------- synthetic data
+
+def test_render_identity_is_deterministic_and_modal():
+    from synthetic import render_identity
+    draw = lambda pid, modality, seed: np.asarray(render_identity(pid, modality, np.random.default_rng(seed), (64, 32)))
+    assert np.array_equal(draw(3, 'visible', 0), draw(3, 'visible', 0))
+    assert not np.array_equal(draw(3, 'visible', 0), draw(3, 'visible', 1))
+    infrared = draw(3, 'infrared', 0).astype(int)
+    assert infrared.shape == (64, 32, 3) and (infrared[..., 0] == infrared[..., 1]).all() \
+        and (infrared[..., 1] == infrared[..., 2]).all()
+    # Images of one identity are closer to each other than to another identity's.
+    same = np.abs(draw(3, 'visible', 0).astype(int) - draw(3, 'visible', 1)).mean()
+    other = np.abs(draw(3, 'visible', 0).astype(int) - draw(4, 'visible', 1)).mean()
+    assert same < other
+
+
+def test_synthetic_cli(tmp_path):
+    out = str(tmp_path / 'llcm')
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'synthetic.py'), '--dataset', 'llcm', '--out', out,
+                             '--ids', '4', '--images', '1', '--size', '16x8'],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    paths, ids, cams = dm.process_query_llcm(out, mode=2)
+    assert len(paths) == 2 * 8 and set(ids.tolist()) == {3, 4}
+    assert Image.open(paths[0]).size == (8, 16)
