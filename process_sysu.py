@@ -26,7 +26,7 @@ def relabel(rgb_ids, ir_ids, root):
         raise ReIDError(f'training identities {one_sided[:10]} of {root} have images in one modality only '
                         '(visible cam1, 2, 4, 5; infrared cam3, 6); every training identity needs both')
     ids = np.array(sorted(rgb_set), dtype=np.int64)
-    return np.searchsorted(ids, rgb_ids), np.searchsorted(ids, ir_ids)
+    return np.searchsorted(ids, rgb_ids).astype(np.int64), np.searchsorted(ids, ir_ids).astype(np.int64)
 
 
 def save_resized_images(path, files, img_h, img_w, desc):

@@ -543,7 +543,8 @@ def test_listed_image_missing(tmp_path):
     root = make_regdb(tmp_path / 'regdb', num_ids=4, images_per_id=1, size=(16, 8), trials=1)
     victim = open(os.path.join(root, 'idx', 'train_visible_1.txt')).readline().split()[0]
     os.remove(os.path.join(root, victim))
-    with pytest.raises(ReIDError, match=f'train_visible_1.txt lists {re.escape(os.path.join(root, victim))}, which does not'):
+    missing = re.escape(os.path.join(root, victim))
+    with pytest.raises(ReIDError, match=f'train_visible_1.txt lists {missing}, which does not exist'):
         dl.RegDBData(root, 1, 16, 8)
 
 
