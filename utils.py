@@ -1,4 +1,6 @@
 """Small shared helpers: the project's error type, atomic file writes, logging, checkpoints."""
+import argparse
+import contextlib
 import os
 import re
 import sys
@@ -83,12 +85,12 @@ def read_checkpoint(path):
     return ckpt
 
 
-def checkpoint_model_args(ckpt):
+def checkpoint_model_args(ckpt, source='checkpoint'):
     """The `embed_net` arguments a checkpoint was trained with: class count and SE variant."""
     state = ckpt['net']
     for key in ('classifier.weight', 'SEnet.fc.0.weight'):
         if key not in state:
-            raise ReIDError(f'checkpoint has no {key}: not an IFALNet checkpoint')
+            raise ReIDError(f'{source} has no {key}: not an IFALNet checkpoint')
     return {'class_num': state['classifier.weight'].shape[0],
             'working_se': state['SEnet.fc.0.weight'].shape[0] > 0}
 
@@ -123,3 +125,102 @@ def load_checkpoint(path, net):
 def save_checkpoint(ckpt, path):
     """torch.save, atomically (an interrupted save leaves the previous file intact)."""
     atomic_write(path, lambda f: torch.save(ckpt, f))
+
+
+# ----------------------------------------------------------------------------- command line
+DEFAULT_DATA_PATHS = {'sysu': './Datasets/SYSU-MM01/', 'regdb': './Datasets/RegDB/', 'llcm': './Datasets/LLCM/'}
+
+
+def str2bool(text):
+    value = str(text).strip().lower()
+    if value in ('true', '1', 'yes', 'y'):
+        return True
+    if value in ('false', '0', 'no', 'n'):
+        return False
+    raise argparse.ArgumentTypeError(f'expected True or False, got {text!r}')
+
+
+def add_common_args(parser, training=False):
+    """The release's flags, shared by train.py and test.py (same names and defaults)."""
+    data = parser.add_argument_group('data')
+    data.add_argument('--dataset', default='sysu', choices=('sysu', 'regdb', 'llcm'), help='dataset name')
+    data.add_argument('--data-path', dest='data_path', default=None,
+                      help='dataset root (default ./Datasets/SYSU-MM01/, ./Datasets/RegDB/ or ./Datasets/LLCM/)')
+    data.add_argument('--mode', default='all', choices=('all', 'indoor'), help='SYSU-MM01 search mode')
+    data.add_argument('--tvsearch', type=str2bool, nargs='?', const=True, default=False,
+                      help='True: thermal/infrared queries against the visible gallery (RegDB, LLCM); '
+                           "False (default): RegDB visible -> thermal, LLCM the release's \"VIS to IR\"")
+    data.add_argument('--img_w', default=192, type=int, help='image width')
+    data.add_argument('--img_h', default=384, type=int, help='image height')
+    data.add_argument('--test-batch', dest='test_batch', default=64, type=int, help='test batch size (images)')
+    data.add_argument('--workers', default=4, type=int, help='data loading processes')
+
+    model = parser.add_argument_group('model and checkpoints')
+    model.add_argument('--arch', default='resnet50', choices=('resnet50',), help='backbone')
+    model.add_argument('--resume', default='', help='checkpoint path, or a file name under --model_path')
+    model.add_argument('--model_path', default='save_model/', help='folder of checkpoints')
+    model.add_argument('--gpu', default='0', help='CUDA device(s) to use (CUDA_VISIBLE_DEVICES); '
+                                                  'the CPU is used when none is visible')
+
+    title = 'training' if training else 'training flags (accepted so release command lines work; unused by test.py)'
+    train = parser.add_argument_group(title)
+    train.add_argument('--lr', default=0.1, type=float, help='learning rate of the head; the rest gets 0.1x')
+    train.add_argument('--optim', default='sgd', choices=('sgd', 'adam'), help='optimizer')
+    train.add_argument('--batch-size', dest='batch_size', default=4, type=int,
+                       help='identities per training batch')
+    train.add_argument('--num_pos', default=4, type=int, help='images per identity and modality in a batch')
+    train.add_argument('--margin', default=0.3, type=float, help='triplet loss margin')
+    train.add_argument('--lambda_1', default=0.7, type=float, help='weight of the TCA loss')
+    train.add_argument('--trial', default=1, type=int, help='RegDB split to train on (1..10)')
+    train.add_argument('--seed', default=0, type=int, help='random seed')
+    train.add_argument('--save_epoch', default=20, type=int, help='also save a checkpoint every this many epochs')
+    train.add_argument('--log_path', default='log/', help='folder of text logs')
+    train.add_argument('--vis_log_path', default='log/vis_log/', help='folder of TensorBoard logs')
+    return parser
+
+
+def resolve_data_path(dataset, data_path):
+    path = data_path or DEFAULT_DATA_PATHS[dataset]
+    if not os.path.isdir(path):
+        raise ReIDError(f'data root {path} not found: pass --data-path with the {dataset} dataset '
+                        f'folder (see the README for the expected layout)')
+    return path
+
+
+def select_device(gpu):
+    """CUDA if a device is visible after applying --gpu, else the CPU (and say so)."""
+    if gpu not in (None, ''):
+        os.environ['CUDA_VISIBLE_DEVICES'] = str(gpu)
+    if torch.cuda.is_available():
+        return torch.device('cuda')
+    print('no CUDA device visible: running on the CPU', flush=True)
+    return torch.device('cpu')
+
+
+class Tee:
+    """A text stream that writes to the console and to a log file."""
+
+    def __init__(self, console, file):
+        self.console, self.file = console, file
+
+    def write(self, text):
+        self.console.write(text)
+        self.file.write(text)
+
+    def flush(self):
+        self.console.flush()
+        self.file.flush()
+
+
+@contextlib.contextmanager
+def tee_stdout(path):
+    """Copy everything printed inside the block to `path` (appended to, so a resumed run keeps its
+    history)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    console = sys.stdout
+    with open(path, 'a', buffering=1) as f:
+        sys.stdout = Tee(console, f)
+        try:
+            yield
+        finally:
+            sys.stdout = console
