@@ -159,8 +159,10 @@ def test_regdb_test_lists(regdb_root):
 
 # ----------------------------------------------------------------------------------- process_sysu.py
 
-@pytest.fixture(scope='session')
-def sysu_prepared(sysu_root):
+@pytest.fixture(scope='module')
+def sysu_prepared(tmp_path_factory):
+    """A SYSU-MM01 copy of our own, prepared by the script (the shared sysu_root stays unprepared)."""
+    sysu_root = make_sysu(tmp_path_factory.mktemp('camera_sysu_prepared'), **SYSU_PARAMS)
     result = subprocess.run([sys.executable, os.path.join(REPO, 'process_sysu.py'), '--data-path', sysu_root],
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
