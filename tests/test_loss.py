@@ -155,7 +155,8 @@ def test_total_loss_composes_the_terms():
 
     v, v_mid, t, t_mid = feat.chunk(4)
     pair_labels = torch.cat([labels_v, labels_t])
-    tri = [triplet(torch.cat(p), pair_labels) for p in [(v, t), (v, t_mid), (v_mid, t), (v_mid, t_mid)]]
+    pairs = [(v, t), (v, t_mid), (v_mid, t), (v_mid, t_mid)]
+    tri = [triplet(torch.cat(p), pair_labels) for p in pairs]
     labels = torch.cat([labels_v, labels_v, labels_t, labels_t])
     expected_id = F.cross_entropy(logits, labels)
     expected_tri = (tri[0][0] + tri[1][0] + tri[2][0] + tri[3][0]) / 4
