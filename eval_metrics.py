@@ -151,7 +151,7 @@ class GalleryLayout:
 
 
 def all_query_counts(distmat, q_pids, q_camids, gallery, removal, dedup_cmc,
-                     block_elements=1 << 18, workers=None):
+                     block_elements=1 << 19, workers=None):
     """Per query: the 1-based kept ranks of its true matches (ascending, G + 1 past the last)
     and the 0-based position of its identity in the identity-deduplicated list (0 unless
     `dedup_cmc`). Row blocks of about `block_elements` values (a few cache-sized float32
