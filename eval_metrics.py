@@ -42,7 +42,8 @@ def eval_regdb(distmat, q_pids, g_pids, max_rank=20):
     return evaluate(distmat, q_pids, g_pids, None, None, max_rank, None, False)
 
 
-def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, removal, dedup_cmc):
+def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, removal, dedup_cmc,
+             workers=None):
     """(cmc float32 (max_rank,), mAP, mINP), computed as the release computes them.
 
     distmat (num_q, num_g), smaller = more similar. `removal(same_id, q_cams, g_cams)` says, with
@@ -52,14 +53,14 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, removal, ded
     see are left out of mAP and mINP, and the CMC is divided by the number of the others. (The
     release adds the deduplicated CMC rows of those queries too, but they are all zeros.) Where
     the release would build ragged CMC rows (fewer kept items or identities than max_rank) a
-    row's last value is carried forward.
+    row's last value is carried forward. `workers`: threads (default: one per CPU, at most 8).
     """
     distmat, q_pids, g_pids, q_camids, g_camids = check_inputs(
         distmat, q_pids, g_pids, q_camids, g_camids, removal)
     num_g = distmat.shape[1]
     max_rank = min(max_rank, num_g)
     ranks, first_pos = all_query_counts(distmat, q_pids, q_camids, GalleryLayout(g_pids, g_camids),
-                                        removal, dedup_cmc)
+                                        removal, dedup_cmc, workers=workers)
 
     num_matches = np.count_nonzero(ranks <= num_g, axis=1)  # (num_q,)
     valid = num_matches > 0
@@ -151,7 +152,7 @@ class GalleryLayout:
 
 
 def all_query_counts(distmat, q_pids, q_camids, gallery, removal, dedup_cmc,
-                     block_elements=1 << 19, workers=None):
+                     block_elements=1 << 20, workers=None):
     """Per query: the 1-based kept ranks of its true matches (ascending, G + 1 past the last)
     and the 0-based position of its identity in the identity-deduplicated list (0 unless
     `dedup_cmc`). Row blocks of about `block_elements` values (a few cache-sized float32

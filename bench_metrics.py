@@ -1,0 +1,96 @@
+"""Time the vectorised metrics (eval_metrics.py) against the straightforward per-query loop
+(tests/reference_metrics.py) on SYSU-MM01- and LLCM-sized inputs, and check the numbers agree.
+
+    python3 bench_metrics.py [--repeats 5] [--seed 0]
+
+Both timings include the ranking work each needs (the loop's np.argsort of the whole matrix, as
+the release does). The vectorised version runs with its default threads (one per CPU) and with
+one thread. Times are the best of `--repeats` runs, taken in turn, so that passing load on the
+machine inflates every column alike.
+"""
+import argparse
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+
+import eval_metrics
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests'))
+import reference_metrics  # noqa: E402  (a test helper, not an installed module)
+
+# name: (queries, gallery, identities, query cameras, gallery cameras, one image per camera,
+#        removal rule, loop)
+CASES = {
+    # all-search, single-shot: at most one gallery image per identity and visible camera
+    'SYSU-MM01': (3803, 301, 96, (3, 6), (1, 2, 4, 5), True,
+                  eval_metrics.sysu_removal, reference_metrics.reference_sysu),
+    'LLCM': (8680, 1500, 351, tuple(range(1, 10)), tuple(range(1, 10)), False,
+             eval_metrics.llcm_removal, reference_metrics.reference_llcm),
+}
+
+
+def make_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_camera, dim=64):
+    """Random features -> distmat = -q @ g.T in float64. The gallery lists its images identity
+    by identity, as the datasets do: either one image for a random set of (identity, camera)
+    pairs, or identities and cameras drawn independently. Queries come from gallery identities."""
+    if one_per_camera:
+        pairs = rng.choice(num_ids * len(g_cams), num_g, replace=False)
+        pairs.sort()
+        g_pids, g_camids = pairs // len(g_cams), np.asarray(g_cams)[pairs % len(g_cams)]
+    else:
+        g_pids, g_camids = np.sort(rng.integers(num_ids, size=num_g)), rng.choice(g_cams, num_g)
+    q_pids = rng.choice(np.unique(g_pids), num_q)
+    q = rng.standard_normal((num_q, dim))
+    g = rng.standard_normal((num_g, dim))
+    return -(q @ g.T), q_pids, g_pids, rng.choice(q_cams, num_q), g_camids
+
+
+def best_times(functions, args, repeats):
+    """Best wall time of each function over `repeats` alternating runs, and its last result."""
+    best = [float('inf')] * len(functions)
+    results = [None] * len(functions)
+    for _ in range(repeats):
+        for i, fn in enumerate(functions):
+            start = time.perf_counter()
+            results[i] = fn(*args)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best, results
+
+
+def same_numbers(a, b):
+    """CMC and mINP identical; mAP equal up to the summation order of the precisions."""
+    return (np.array_equal(a[0], b[0]) and a[2] == b[2]
+            and abs(a[1] - b[1]) <= 1e-12 * abs(b[1]))
+
+
+def vectorised(removal, workers):
+    """eval_sysu / eval_llcm with a given number of threads."""
+    return functools.partial(eval_metrics.evaluate, max_rank=20, removal=removal,
+                             dedup_cmc=True, workers=workers)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--repeats', type=int, default=5, help='runs per timing (best is kept)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the random inputs')
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    print(f'{"input":<10} {"queries x gallery":>18} {"loop (s)":>9} {"vectorised (s)":>15} '
+          f'{"speed-up":>9} {"1 thread (s)":>13} {"speed-up":>9}  same numbers')
+    all_ok = True
+    for name, (num_q, num_g, num_ids, q_cams, g_cams, one_per_cam, removal, loop) in CASES.items():
+        case = make_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_cam)
+        functions = [loop, vectorised(removal, None), vectorised(removal, 1)]
+        (t_loop, t_fast, t_one), (ref, *got) = best_times(functions, case, args.repeats)
+        ok = all(same_numbers(g, ref) for g in got)
+        all_ok &= ok
+        print(f'{name:<10} {f"{num_q} x {num_g}":>18} {t_loop:>9.3f} {t_fast:>15.4f} '
+              f'{t_loop / t_fast:>8.1f}x {t_one:>13.4f} {t_loop / t_one:>8.1f}x  '
+              f'{"yes" if ok else "NO"}')
+    sys.exit(0 if all_ok else 1)
+
+
+if __name__ == '__main__':
+    main()
