@@ -17,18 +17,27 @@ def clamped_sqrt(squared):
     return squared.clamp(min=1e-12).sqrt()
 
 
+def at_least_float32(x):
+    """Half precision -> float32 (in half precision the clamp at 1e-12 below is 0, and the
+    square root's gradient on a self-distance diagonal becomes 0/0); float64 stays."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def euclidean_dist(x, y=None):
     """Pairwise Euclidean distances (len(x), len(y)) by the release's expansion; y=None means x.
 
     The self-distance case reuses |x|^2, as the release does, which keeps the input gradient to
-    within one float32 ulp of the release's.
+    within one float32 ulp of the release's. Autocast is off: see `at_least_float32`.
     """
-    x2 = x.pow(2).sum(1, keepdim=True)  # (m, 1)
-    if y is None:
-        y, y2 = x, x2
-    else:
-        y2 = y.pow(2).sum(1, keepdim=True)  # (k, 1)
-    return clamped_sqrt(torch.addmm(x2 + y2.t(), x, y.t(), beta=1, alpha=-2))  # (m, k)
+    with torch.autocast(x.device.type, enabled=False):
+        x = at_least_float32(x)
+        x2 = x.pow(2).sum(1, keepdim=True)  # (m, 1)
+        if y is None:
+            y, y2 = x, x2
+        else:
+            y = at_least_float32(y)
+            y2 = y.pow(2).sum(1, keepdim=True)  # (k, 1)
+        return clamped_sqrt(torch.addmm(x2 + y2.t(), x, y.t(), beta=1, alpha=-2))  # (m, k)
 
 
 def rowwise_dist(a, b):
@@ -103,6 +112,7 @@ class TcaLoss(nn.Module):
 
     def forward(self, feats, labels):
         ids, num_pos = identity_blocks(labels)
+        feats = at_least_float32(feats)
         return self.positive(feats, num_pos) + self.negative(feats, labels, ids, num_pos)
 
     @staticmethod
@@ -145,7 +155,7 @@ def total_loss(feat, logits, labels_v, labels_t, triplet, tca, lambda_1=0.7):
     (out of 2n anchors), which is what the training log reports.
     """
     labels = torch.cat([labels_v, labels_v, labels_t, labels_t])
-    loss_id = F.cross_entropy(logits, labels)
+    loss_id = F.cross_entropy(at_least_float32(logits), labels)
     terms = [triplet(x, y) for x, y in stream_pairs(feat, labels_v, labels_t)]
     loss_tri = sum(loss for loss, _ in terms) / len(terms)
     loss_tca = tca(feat, labels)

@@ -167,3 +167,25 @@ def test_total_loss_composes_the_terms():
     assert parts['tca'] == pytest.approx(expected_tca.item(), rel=1e-6)
     assert parts['correct'] == tri[0][1]
     assert all(isinstance(parts[k], float) for k in ('id', 'tri', 'tca'))
+
+
+def test_total_loss_is_float32_and_finite_under_autocast():
+    gen = torch.Generator().manual_seed(4)
+    labels_v = torch.tensor([0, 0, 3, 3])
+    feat = torch.randn(16, 8, generator=gen, requires_grad=True)
+    weight = torch.randn(8, 5, generator=gen)
+    triplet, tca = OriTripletLoss(margin=0.3), TcaLoss(margin=0.7)
+
+    def run(autocast):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+            logits = feat @ weight
+            total, parts = total_loss(feat * 1.0, logits, labels_v, labels_v, triplet, tca)
+        (grad,) = torch.autograd.grad(total, feat)
+        return total, parts, grad
+
+    total, parts, grad = run(autocast=True)
+    assert total.dtype == torch.float32 and torch.isfinite(grad).all()
+    ref_total, ref_parts, _ = run(autocast=False)
+    # only the bfloat16 logits differ; the distance-based terms are float32 in both runs
+    assert parts['tri'] == ref_parts['tri'] and parts['tca'] == ref_parts['tca']
+    assert abs(parts['id'] - ref_parts['id']) < 0.05
