@@ -1,0 +1,234 @@
+"""train.py and test.py end to end on synthetic data in the real layouts (tiny images, CPU)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import process_sysu
+import test as test_script
+import train as train_script
+from model import embed_net
+from synthetic import make_llcm, make_regdb, make_sysu
+from utils import ReIDError, read_checkpoint, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = ['--img_h', '32', '--img_w', '16']
+FAST = SIZE + ['--workers', '0', '--test-batch', '32', '--gpu', '']
+TRAIN = FAST + ['--pretrained', 'none', '--batch-size', '2', '--num_pos', '2', '--lr', '0.01',
+                '--print-freq', '5']
+SCORE_KEYS = {'rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'}
+
+
+# Datasets of our own, small enough for a few training steps per epoch on a CPU.
+@pytest.fixture(scope='module')
+def sysu_prepared(tmp_path_factory):
+    """SYSU-MM01 layout with its training arrays prepared (the shared fixture stays unprepared)."""
+    root = make_sysu(tmp_path_factory.mktemp('sysu_prepared'), train_ids=(1, 2, 3), val_ids=(4,),
+                     test_ids=(5, 6, 7), images_per_cam=1, size=(32, 16), missing=('cam2/0006',))
+    process_sysu.prepare_sysu(root)
+    return root
+
+
+@pytest.fixture(scope='module')
+def llcm_small(tmp_path_factory):
+    return make_llcm(tmp_path_factory.mktemp('llcm_small'), train_ids=(1, 2, 3), test_ids=(4, 5, 6),
+                     images_per_cam=1, size=(32, 16))
+
+
+@pytest.fixture(scope='module')
+def regdb_small(tmp_path_factory):
+    return make_regdb(tmp_path_factory.mktemp('regdb_small'), num_ids=8, images_per_id=2, size=(32, 16))
+
+
+@pytest.fixture(scope='module')
+def regdb_trained(tmp_path_factory, regdb_small):
+    return run_train(tmp_path_factory.mktemp('regdb_run'), 'regdb', regdb_small, '--epochs', '1', '--trial', '2')
+
+
+@pytest.fixture(scope='module')
+def llcm_trained(tmp_path_factory, llcm_small):
+    return run_train(tmp_path_factory.mktemp('llcm_run'), 'llcm', llcm_small, '--epochs', '1')
+
+
+def run_train(tmp_path, dataset, data_path, *extra):
+    args = ['--dataset', dataset, '--data-path', data_path, '--model_path', str(tmp_path / 'models'),
+            '--log_path', str(tmp_path / 'log'), '--vis_log_path', str(tmp_path / 'vis'), *TRAIN, *extra]
+    train_script.main(args)
+    return tmp_path / 'models'
+
+
+def run_test(tmp_path, dataset, data_path, resume, *extra):
+    results = tmp_path / f'{dataset}_results.json'
+    test_script.main(['--dataset', dataset, '--data-path', data_path, '--resume', str(resume),
+                      '--results', str(results), *FAST, *extra])
+    return json.loads(results.read_text())
+
+
+def check_results(report, dataset, trials, protocol='release'):
+    assert report['dataset'] == dataset and report['protocol'] == protocol
+    assert report['trials'] == trials and [t['trial'] for t in report['per_trial']] == trials
+    assert set(report['mean']) == set(test_script.SCORES)
+    for name, scores in report['mean'].items():
+        assert set(scores) == SCORE_KEYS
+        assert all(0 <= v <= 1 for v in scores.values())
+        assert scores['rank1'] <= scores['rank5'] <= scores['rank10'] <= scores['rank20']
+        expected = np.mean([t[name]['mAP'] for t in report['per_trial']])
+        assert scores['mAP'] == pytest.approx(expected)
+
+
+def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
+    models = run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '2', '--save_epoch', '1')
+    out = capsys.readouterr().out
+    assert 'no CUDA device visible: running on the CPU' in out
+    assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
+    name = 'sysu_p2_n2_lr_0.01_seed_0'
+    files = sorted(os.listdir(models))
+    assert files == sorted(f'{name}_{s}.t' for s in ('best', 'epoch_0', 'epoch_1', 'last'))
+    ckpt = read_checkpoint(models / f'{name}_last.t')
+    assert ckpt['epoch'] == 1 and ckpt['args']['dataset'] == 'sysu'
+    assert ckpt['cmc'].ndim == 1 and 0 <= float(ckpt['mAP']) <= 1
+    assert {'optimizer', 'scaler', 'rng', 'best'} <= set(ckpt)
+    assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
+    log = (tmp_path / 'log' / 'sysu_log' / f'{name}_os.txt').read_text()
+    assert 'Validation after epoch 1' in log
+
+    report = run_test(tmp_path, 'sysu', sysu_prepared, models / f'{name}_best.t', '--trials', '0,1')
+    check_results(report, 'sysu', [0, 1])
+    assert report['mode'] == 'all'
+    # the two gallery draws differ, so the scores of at least one score name differ
+    assert report['per_trial'][0] != report['per_trial'][1]
+
+
+def test_resume_reaches_the_same_weights(tmp_path, sysu_prepared):
+    # Epoch 1 is the first one validated, so the resumed run also carries the best score over.
+    full = run_train(tmp_path / 'full', 'sysu', sysu_prepared, '--epochs', '3', '--workers', '1')
+    part = run_train(tmp_path / 'part', 'sysu', sysu_prepared, '--epochs', '2', '--workers', '1')
+    name = 'sysu_p2_n2_lr_0.01_seed_0'
+    resumed = run_train(tmp_path / 'part', 'sysu', sysu_prepared, '--epochs', '3', '--workers', '1',
+                        '--resume', str(part / f'{name}_last.t'))
+    a, b = read_checkpoint(full / f'{name}_last.t'), read_checkpoint(resumed / f'{name}_last.t')
+    assert a['epoch'] == b['epoch'] == 2
+    for key, value in a['net'].items():
+        assert torch.equal(value, b['net'][key]), key
+    assert a['best'] == b['best']
+
+
+def test_sysu_indoor_with_an_untrained_checkpoint(tmp_path, sysu_root):
+    ckpt = tmp_path / 'init.t'
+    torch.manual_seed(0)
+    save_checkpoint({'net': embed_net(4).state_dict(), 'epoch': -1}, ckpt)
+    report = run_test(tmp_path, 'sysu', sysu_root, ckpt, '--mode', 'indoor', '--trials', '3')
+    check_results(report, 'sysu', [3])
+    assert report['mode'] == 'indoor'
+
+
+@pytest.mark.parametrize('tvsearch', [None, 'True', 'False'])
+def test_regdb_test_with_per_trial_checkpoints(tmp_path, regdb_small, regdb_trained, tvsearch):
+    assert os.path.exists(regdb_trained / 'regdb_p2_n2_lr_0.01_seed_0_trial_2_last.t')
+    flag = ['--tvsearch'] if tvsearch is None else ['--tvsearch', tvsearch]
+    report = run_test(tmp_path, 'regdb', regdb_small,
+                      regdb_trained / 'regdb_p2_n2_lr_0.01_seed_0_trial_{trial}_last.t', '--trials', '2', *flag)
+    check_results(report, 'regdb', [2])
+    assert report['tvsearch'] is (tvsearch != 'False')
+
+
+@pytest.mark.parametrize('direction', [['--tvsearch', 'False'], ['--tvsearch', 'True'],
+                                       ['--protocol', 'standard']])
+def test_llcm_test_both_directions(tmp_path, llcm_small, llcm_trained, direction):
+    report = run_test(tmp_path, 'llcm', llcm_small, llcm_trained / 'llcm_p2_n2_lr_0.01_seed_0_last.t',
+                      '--trials', '0,1', *direction)
+    check_results(report, 'llcm', [0, 1], 'standard' if 'standard' in direction else 'release')
+
+
+def test_llcm_release_roles_and_pool_quirk(llcm_root):
+    release = test_script.build_problem('llcm', llcm_root, 0, protocol='release')
+    standard = test_script.build_problem('llcm', llcm_root, 0, protocol='standard')
+    # release "VIS to IR": sampled infrared queries, every visible image in the gallery
+    assert release.query.paths == standard.gallery.paths and release.gallery.paths == standard.query.paths
+    assert all('test_nir' in p for p in release.query.paths)
+    assert release.llcm_pool_quirk and not standard.llcm_pool_quirk
+    rng = np.random.default_rng(0)
+    feats = lambda n: {k: rng.normal(size=(n, 8)) for k in ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')}
+    q, g = feats(3), feats(5)
+    quirky = test_script.score_similarities(q, g, llcm_pool_quirk=True)
+    proper = test_script.score_similarities(q, g)
+    bn = sum(x @ y.T for x in (q['bn_ori'], q['bn_mid']) for y in (g['bn_ori'], g['bn_mid']))
+    np.testing.assert_allclose(proper['ALL FC'], bn)
+    np.testing.assert_allclose(quirky['ALL'], bn + 4 * q['pool_ori'] @ g['pool_ori'].T)
+    pool = sum(x @ y.T for x in (q['pool_ori'], q['pool_mid']) for y in (g['pool_ori'], g['pool_mid']))
+    np.testing.assert_allclose(proper['ALL'], bn + pool)
+    np.testing.assert_allclose(proper['VIS-MR FC'], q['bn_ori'] @ g['bn_mid'].T)
+    np.testing.assert_allclose(proper['MIS-IR FC'], q['bn_mid'] @ g['bn_ori'].T)
+
+
+def test_shared_gallery_images_are_embedded_once(sysu_root, monkeypatch):
+    calls = []
+    real_add = test_script.FeatureBank.add
+
+    def counting_add(self, paths, modal):
+        before = len(self.rows)
+        real_add(self, paths, modal)
+        calls.append(len(self.rows) - before)
+    monkeypatch.setattr(test_script.FeatureBank, 'add', counting_add)
+    torch.manual_seed(0)
+    net = embed_net(6)
+    trials = list(range(10))
+    test_script.evaluate(net, 'sysu', sysu_root, trials, torch.device('cpu'), img_h=32, img_w=16, workers=0)
+    galleries = {p for t in trials for p in test_script.build_problem('sysu', sysu_root, t).gallery.paths}
+    queries = test_script.build_problem('sysu', sysu_root, 0).query.paths
+    assert sum(calls) == len(galleries) + len(queries)
+    assert len(galleries) < 10 * len(test_script.build_problem('sysu', sysu_root, 0).gallery.paths)
+
+
+def test_tvsearch_parsing():
+    parse = lambda *a: test_script.parse_args(['--resume', 'x', *a]).tvsearch
+    assert parse() is False
+    assert parse('--tvsearch') is True
+    assert parse('--tvsearch', 'True') is True
+    assert parse('--tvsearch', 'False') is False
+    assert parse('--tvsearch=false') is False
+    with pytest.raises(SystemExit):
+        parse('--tvsearch', 'maybe')
+    assert train_script.parse_args(['--tvsearch', 'True']).tvsearch is True
+
+
+def test_learning_rate_schedule():
+    lr = [train_script.lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
+    assert lr == pytest.approx([0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+
+
+def test_trials_flag_is_checked():
+    assert test_script.parse_trials(None, 'regdb') == list(range(1, 11))
+    assert test_script.parse_trials('0,9', 'sysu') == [0, 9]
+    with pytest.raises(ReIDError, match='within 1..10'):
+        test_script.parse_trials('0', 'regdb')
+
+
+def script(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    run = script('train.py', '--dataset', 'llcm', '--data-path', str(tmp_path / 'nowhere'), '--gpu', '',
+                 '--pretrained', 'none', '--log_path', str(tmp_path / 'log'))
+    assert run.returncode == 2
+    assert 'nowhere not found' in run.stderr and 'Traceback' not in run.stderr
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, sysu_root):
+    run = script('test.py', '--dataset', 'sysu', '--data-path', sysu_root, '--gpu', '',
+                 '--resume', 'absent_best.t', '--model_path', str(tmp_path))
+    assert run.returncode == 2 and 'Traceback' not in run.stderr
+    assert 'checkpoint not found: absent_best.t' in run.stderr
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path, sysu_root):
+    other = tmp_path / 'resnet.t'
+    torch.save({'net': {'conv1.weight': torch.zeros(64, 3, 7, 7)}}, other)
+    run = script('test.py', '--dataset', 'sysu', '--data-path', sysu_root, '--gpu', '', '--resume', str(other))
+    assert run.returncode == 2 and 'Traceback' not in run.stderr
+    assert 'resnet.t' in run.stderr and 'not an IFALNet checkpoint' in run.stderr

@@ -1,0 +1,244 @@
+"""Train IFALNet on SYSU-MM01, RegDB or LLCM.
+
+    python train.py --dataset sysu --gpu 0
+    python train.py --dataset regdb --trial 3 --gpu 0
+    python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
+"""
+import argparse
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from data_loader import IdentitySampler, build_train_set
+from loss import OriTripletLoss, TcaLoss, total_loss
+from model import Modal, embed_net
+from test import evaluate, format_table, resolve_checkpoint, summarise_trials
+from utils import (ReIDError, add_common_args, checkpoint_model_args, load_state,
+                   read_checkpoint, resolve_data_path, run_main, save_checkpoint, select_device,
+                   tee_stdout)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train IFALNet (visible-infrared person re-identification).')
+    add_common_args(parser, training=True)
+    group = parser.add_argument_group('training (not in the release)')
+    group.add_argument('--epochs', default=121, type=int, help='train epochs 0..EPOCHS-1 (the release: 121)')
+    group.add_argument('--pretrained', default='imagenet',
+                       help="backbone start: 'imagenet' (torchvision's ResNet-50 weights, from the torch "
+                            "hub cache or downloaded), 'none', or the path of that weights file")
+    group.add_argument('--se', default='release', choices=('release', 'working'),
+                       help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed "
+                            "channels: the release's behaviour) or 'working' (one hidden unit)")
+    group.add_argument('--amp', action='store_true', help='mixed precision (float16) on CUDA')
+    group.add_argument('--print-freq', dest='print_freq', default=50, type=int, help='log every N steps')
+    return parser.parse_args(argv)
+
+
+def lr_at(epoch, lr):
+    """The release's schedule: warm-up over 10 epochs, then steps at 20, 60 and 90."""
+    if epoch < 10:
+        return lr * (epoch + 1) / 10
+    for start, factor in ((90, 0.001), (60, 0.01), (20, 0.1)):
+        if epoch >= start:
+            return lr * factor
+    return lr
+
+
+def make_optimizer(net, args):
+    """Head (bottleneck, classifier) at the full rate, everything else at 0.1x, as the release."""
+    head = list(net.bottleneck.parameters()) + list(net.classifier.parameters())
+    head_ids = {id(p) for p in head}
+    groups = [{'params': [p for p in net.parameters() if id(p) not in head_ids], 'lr': 0.1 * args.lr},
+              {'params': list(net.bottleneck.parameters()), 'lr': args.lr},
+              {'params': list(net.classifier.parameters()), 'lr': args.lr}]
+    if args.optim == 'sgd':
+        return torch.optim.SGD(groups, lr=args.lr, weight_decay=5e-4, momentum=0.9, nesterov=True)
+    return torch.optim.Adam(groups, lr=args.lr, weight_decay=5e-4)
+
+
+def set_lr(optimizer, epoch, base_lr):
+    lr = lr_at(epoch, base_lr)
+    for i, group in enumerate(optimizer.param_groups):
+        group['lr'] = 0.1 * lr if i == 0 else lr
+    return lr
+
+
+def run_name(args):
+    name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
+    if args.optim != 'sgd':
+        name += f'_{args.optim}'
+    if args.dataset == 'regdb':
+        name += f'_trial_{args.trial}'
+    return name
+
+
+def rng_state():
+    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
+    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
+             'numpy': (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state['python'])
+    torch.set_rng_state(state['torch'])
+    keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_epoch(net, trainset, optimizer, scaler, criteria, epoch, args, device):
+    """One epoch; returns the mean of each loss part and the identity accuracy."""
+    lr = set_lr(optimizer, epoch, args.lr)
+    # A fresh sampler per epoch from numpy's global generator, as in the release.
+    sampler = IdentitySampler(trainset.train_color_label, trainset.train_thermal_label,
+                              args.num_pos, args.batch_size)
+    trainset.cIndex, trainset.tIndex = sampler.index1, sampler.index2
+    loader = DataLoader(trainset, batch_size=args.batch_size * args.num_pos, sampler=sampler,
+                        num_workers=args.workers, drop_last=True, pin_memory=device.type == 'cuda')
+    net.train()
+    sums, correct, total, start = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0, time.time()
+    steps = len(trainset.cIndex) // (args.batch_size * args.num_pos)
+    for step, (v1, v2, t1, t2, label_v, label_t) in enumerate(loader):
+        v1, v2, t1, t2 = (x.to(device, non_blocking=True) for x in (v1, v2, t1, t2))
+        label_v, label_t = label_v.to(device), label_t.to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
+            feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
+        loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+        labels = torch.cat([label_v, label_v, label_t, label_t])
+        correct += (logits.argmax(1) == labels).sum().item()
+        total += labels.numel()
+        sums['loss'] += loss.item()
+        for key in ('id', 'tri', 'tca'):
+            sums[key] += parts[key]
+        if (step + 1) % args.print_freq == 0 or step + 1 == steps:
+            n = step + 1
+            print(f'Epoch: [{epoch}][{n}/{steps}] time {time.time() - start:.1f}s lr {lr:.5f} '
+                  f'loss {sums["loss"] / n:.4f} (id {sums["id"] / n:.4f} tri {sums["tri"] / n:.4f} '
+                  f'tca {sums["tca"] / n:.4f}) accu {100 * correct / total:.2f}%', flush=True)
+    return {**{k: v / steps for k, v in sums.items()}, 'accuracy': correct / total, 'lr': lr}
+
+
+def validate(net, data_path, epoch, args, device):
+    """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol."""
+    trial = args.trial if args.dataset == 'regdb' else 0
+    (_, raw), = evaluate(net, args.dataset, data_path, [trial], device, mode=args.mode,
+                         tvsearch=args.tvsearch, protocol='release', img_h=args.img_h, img_w=args.img_w,
+                         batch_size=args.test_batch, workers=args.workers)
+    print(format_table(f'Validation after epoch {epoch}', summarise_trials([(trial, raw)])[0]), flush=True)
+    return raw['ALL']
+
+
+def open_tensorboard(path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None  # tensorboard is optional
+    return SummaryWriter(path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{run_name(args)}_os.txt')
+    with tee_stdout(log_file):
+        train(args)
+
+
+def train(args):
+    name = run_name(args)
+    print('arguments:', ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())), flush=True)
+    device = select_device(args.gpu)
+    if args.amp and device.type != 'cuda':
+        print('--amp needs CUDA: training in float32')
+        args.amp = False
+    if device.type == 'cpu':
+        # Denormal floats in the gradients can slow CPU steps down several times over.
+        torch.set_flush_denormal(True)
+    set_seed(args.seed)
+    data_path = resolve_data_path(args.dataset, args.data_path)
+
+    start = time.time()
+    trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial)
+    n_class = len(np.unique(trainset.train_color_label))
+    print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
+          f'{len(trainset.train_thermal_label)} thermal images, loaded in {time.time() - start:.1f}s', flush=True)
+
+    start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}
+    if args.resume:
+        ckpt = read_checkpoint(resolve_checkpoint(args.resume, args.model_path))
+        pretrained = 'none'  # the checkpoint replaces every weight
+    else:
+        ckpt, pretrained = None, args.pretrained
+    net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working').to(device)
+    optimizer = make_optimizer(net, args)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    if ckpt is not None:
+        model_args = checkpoint_model_args(ckpt, args.resume)
+        if model_args['class_num'] != n_class:
+            raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
+                            f'training set has {n_class}')
+        load_state(net, ckpt['net'], args.resume)
+        start_epoch = int(ckpt.get('epoch', -1)) + 1
+        if 'optimizer' in ckpt:
+            optimizer.load_state_dict(ckpt['optimizer'])
+            scaler.load_state_dict(ckpt.get('scaler', {}))
+            best = ckpt.get('best', best)
+            set_rng_state(ckpt['rng'])
+        else:
+            print('note: the checkpoint has no optimizer state (a release checkpoint?): momentum starts '
+                  'from zero, so the run will not equal an uninterrupted one')
+        print(f'resuming at epoch {start_epoch} of {args.epochs}', flush=True)
+
+    os.makedirs(args.model_path, exist_ok=True)
+    writer = open_tensorboard(os.path.join(args.vis_log_path, name))
+    criteria = (OriTripletLoss(args.batch_size * args.num_pos, args.margin), TcaLoss())
+    for epoch in range(start_epoch, args.epochs):
+        epoch_start = time.time()
+        stats = train_epoch(net, trainset, optimizer, scaler, criteria, epoch, args, device)
+        print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
+        cmc, mAP, mINP = validate(net, data_path, epoch, args, device) if epoch > 0 else (None, None, None)
+
+        ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
+                'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'args': vars(args)}
+        if cmc is not None and cmc[0] > best['rank1']:
+            best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
+            save_checkpoint({**ckpt, 'best': best, 'rng': rng_state()},
+                            os.path.join(args.model_path, f'{name}_best.t'))
+            print(f'new best Rank-1 {100 * best["rank1"]:.2f}% at epoch {epoch}', flush=True)
+        ckpt.update(best=best, rng=rng_state())
+        if epoch % args.save_epoch == 0:
+            save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
+        save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_last.t'))  # resume point
+
+        if writer is not None:
+            for key, value in stats.items():
+                writer.add_scalar(f'train/{key}', value, epoch)
+            if cmc is not None:
+                writer.add_scalar('val/rank1', cmc[0], epoch)
+                writer.add_scalar('val/mAP', mAP, epoch)
+    if best['epoch'] >= 0:
+        print(f'best Rank-1 {100 * best["rank1"]:.2f}% (mAP {100 * best["mAP"]:.2f}%) at epoch {best["epoch"]}')
+    if writer is not None:
+        writer.close()
+
+
+if __name__ == '__main__':
+    run_main(main)
