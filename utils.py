@@ -41,7 +41,10 @@ def run_main(main):
     try:
         main()
     except ReIDError as err:
-        print(f'error: {err}', file=sys.stderr)
+        # An error raised in a DataLoader worker comes back with the worker's traceback in its
+        # text; its last line is the message.
+        message = str(err).strip().splitlines()[-1] if 'Original Traceback' in str(err) else str(err)
+        print(f'error: {message}', file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
