@@ -50,11 +50,11 @@ def lr_at(epoch, lr):
 
 def make_optimizer(net, args):
     """Head (bottleneck, classifier) at the full rate, everything else at 0.1x, as the release."""
-    head = list(net.bottleneck.parameters()) + list(net.classifier.parameters())
-    head_ids = {id(p) for p in head}
+    bottleneck, classifier = list(net.bottleneck.parameters()), list(net.classifier.parameters())
+    head_ids = {id(p) for p in bottleneck + classifier}
     groups = [{'params': [p for p in net.parameters() if id(p) not in head_ids], 'lr': 0.1 * args.lr},
-              {'params': list(net.bottleneck.parameters()), 'lr': args.lr},
-              {'params': list(net.classifier.parameters()), 'lr': args.lr}]
+              {'params': bottleneck, 'lr': args.lr},
+              {'params': classifier, 'lr': args.lr}]
     if args.optim == 'sgd':
         return torch.optim.SGD(groups, lr=args.lr, weight_decay=5e-4, momentum=0.9, nesterov=True)
     return torch.optim.Adam(groups, lr=args.lr, weight_decay=5e-4)

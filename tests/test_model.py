@@ -7,7 +7,6 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-import resnet
 from model import MIA, Modal, SEnet, embed_net, gather_channels, merge_groups, split_groups
 from utils import ReIDError, load_checkpoint, read_checkpoint, checkpoint_model_args, save_checkpoint
 
