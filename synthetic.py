@@ -1,10 +1,10 @@
 """Small synthetic datasets in the real on-disk layouts of SYSU-MM01, RegDB and LLCM.
 
 The real datasets are licensed, so tests and the demo run on these. Each identity has its own
-appearance (horizontal clothing bands and a patch, with identity-specific layout and shades); the
-infrared rendering keeps the same layout in gray levels that are not the colours' luminance, so an
-identity is recognisable across modalities by its structure only. `render_identity` holds all of
-the image content, so it can be tuned without touching the layouts.
+appearance (three clothing bands, each with a luminance level and a colour); the infrared rendering
+inverts the bands' luminance, so an identity is recognisable across modalities only through a
+mapping the network has to learn. `render_identity` holds all of the image content, so it can be
+tuned without touching the layouts.
 
     python synthetic.py --dataset sysu --out demo_work/SYSU-MM01 --ids 12
 """
@@ -20,43 +20,61 @@ SYSU_CAMERAS = {'visible': (1, 2, 4, 5), 'infrared': (3, 6)}
 LLCM_CAMERAS = {'vis': (1, 2, 3, 4, 5, 6, 7, 8, 9), 'nir': (1, 2, 4, 5, 6, 7, 8, 9)}
 
 
+LEVELS = (35, 95, 155, 215)   # luminance of a garment band
+N_BANDS = 3                   # bands from shoulders to feet: len(LEVELS) ** N_BANDS = 64 distinct looks
+
+
 def identity_look(pid):
-    """The fixed appearance of identity `pid`: band edges, colours and infrared gray levels."""
-    look = np.random.default_rng([7919, pid])
-    n_bands = int(look.integers(3, 6))
-    return {
-        'edges': np.sort(look.uniform(0.1, 0.95, n_bands - 1)),   # band boundaries, fraction of height
-        'colors': look.uniform(20, 235, (n_bands, 3)),
-        'grays': look.uniform(30, 225, n_bands),                  # independent of the colours
-        'width': look.uniform(0.45, 0.8),                         # body width, fraction of image width
-        'patch': look.uniform(0.15, 0.75, 2),                     # patch centre (y, x)
-        'patch_color': look.uniform(20, 235, 3),
-        'patch_gray': look.uniform(30, 225),
-    }
+    """The fixed appearance of identity `pid`: the luminance level of each band and its colour.
+
+    Identities 1..64 have distinct level codes (a fixed permutation of all codes); beyond 64 the
+    codes repeat, so such identities differ by colour only in visible light and not in infrared.
+    """
+    n_codes = len(LEVELS) ** N_BANDS
+    code = int(np.random.default_rng(99).permutation(n_codes)[(pid - 1) % n_codes])
+    levels = np.array([LEVELS[(code // len(LEVELS) ** band) % len(LEVELS)] for band in range(N_BANDS)], float)
+    colors = np.stack([_colour_with_luminance(level, np.random.default_rng([777, pid, band]))
+                       for band, level in enumerate(levels)])
+    return {'levels': levels, 'colors': colors}
+
+
+def _colour_with_luminance(level, rng):
+    """A random RGB colour whose luminance (0.2989 R + 0.587 G + 0.114 B) is `level`."""
+    for _ in range(100):
+        colour = rng.uniform(0, 255, 3)
+        colour += level - colour @ np.array([0.2989, 0.5870, 0.1140])
+        if (colour >= 0).all() and (colour <= 255).all():
+            return colour
+    return np.full(3, float(level))
 
 
 def render_identity(pid, modality, rng, size):
     """One image of identity `pid` as an RGB PIL image of `size` (h, w).
 
-    `modality` is 'visible' or 'infrared'; `rng` (a numpy Generator) gives the per-image jitter:
-    shift, brightness, background and noise.
+    A body of three horizontal bands on a random background. In visible light each band has the
+    identity's colour; in infrared it is gray with the band's luminance inverted (255 - level, with
+    a random gamma), so matching across modalities needs a learnt mapping: a freshly initialised
+    network ranks near chance, a briefly trained one does not. `modality` is 'visible' or
+    'infrared'; `rng` (a numpy Generator) gives the per-image jitter: shift, body width,
+    background, brightness and noise.
     """
     h, w = size
     look = identity_look(pid)
-    infrared = modality == 'infrared'
-    shift_y, shift_x = rng.uniform(-0.06, 0.06, 2)
+    shift_y, shift_x = rng.uniform(-0.04, 0.04, 2)
     y = (np.arange(h)[:, None] + 0.5) / h - shift_y          # (h, 1) in body coordinates
     x = (np.arange(w)[None, :] + 0.5) / w - 0.5 - shift_x    # (1, w), 0 at the body's axis
-    shades = look['grays'][:, None] if infrared else look['colors']      # (bands, channels)
-    patch_shade = np.atleast_1d(look['patch_gray'] if infrared else look['patch_color'])
-    body = np.abs(x) < look['width'] / 2                                  # (1, w)
-    patch = ((np.abs(y - look['patch'][0]) < 0.08) & (np.abs(x + 0.5 - look['patch'][1]) < 0.12))
-    img = np.broadcast_to(rng.uniform(60, 200, len(patch_shade)), (h, w, len(patch_shade))).copy()
-    img = np.where(body[..., None], shades[np.searchsorted(look['edges'], y[:, 0])][:, None, :], img)
-    img = np.where(patch[..., None], patch_shade, img)
-    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 6, img.shape)
+    body = (np.abs(x) < rng.uniform(0.55, 0.75) / 2) & (y > 0.04) & (y < 0.96)     # (h, w)
+    band = np.clip(((y[:, 0] - 0.04) / 0.92 * N_BANDS).astype(int), 0, N_BANDS - 1)  # (h,)
+    if modality == 'infrared':
+        shades = (255 - (look['levels'] / 255) ** rng.uniform(0.8, 1.25) * 255)[:, None]   # (bands, 1)
+        background = rng.uniform(60, 190, 1)
+    else:
+        shades = look['colors']                                                         # (bands, 3)
+        background = rng.uniform(40, 220, 3)
+    img = np.where(body[..., None], shades[band][:, None, :], background)
+    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 8, img.shape)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    if infrared:
+    if modality == 'infrared':
         img = np.repeat(img, 3, axis=2)
     return Image.fromarray(img, 'RGB')
 

@@ -617,6 +617,24 @@ def test_render_identity_is_deterministic_and_modal():
     assert same < other
 
 
+def test_render_identity_inverts_band_luminance_in_infrared():
+    from synthetic import LEVELS, N_BANDS, identity_look, render_identity
+    codes = [tuple(identity_look(pid)['levels']) for pid in range(1, 65)]
+    assert len(set(codes)) == 64 and set(np.ravel(codes)) <= set(LEVELS)       # 64 distinct looks
+    pid = next(p for p, code in enumerate(codes, start=1) if len(set(code)) == N_BANDS)
+    levels = identity_look(pid)['levels']
+    lum = lambda img: np.asarray(img, dtype=float) @ np.array([0.2989, 0.5870, 0.1140])
+    for seed in range(5):
+        visible = lum(render_identity(pid, 'visible', np.random.default_rng(seed), (96, 48)))
+        infrared = lum(render_identity(pid, 'infrared', np.random.default_rng(seed), (96, 48)))
+        # Band centres on the body's axis: visible follows the levels, infrared their reverse.
+        rows = [int((0.04 + 0.92 * (b + 0.5) / N_BANDS) * 96) for b in range(N_BANDS)]
+        vis_bands, ir_bands = visible[rows, 22:26].mean(1), infrared[rows, 22:26].mean(1)
+        assert np.array_equal(np.argsort(vis_bands), np.argsort(levels))
+        assert np.array_equal(np.argsort(ir_bands), np.argsort(-levels))
+        assert np.allclose(vis_bands, levels, atol=0.15 * 255)
+
+
 def test_synthetic_cli(tmp_path):
     out = str(tmp_path / 'llcm')
     result = subprocess.run([sys.executable, os.path.join(REPO, 'synthetic.py'), '--dataset', 'llcm', '--out', out,
