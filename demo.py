@@ -1,0 +1,134 @@
+"""The whole pipeline on synthetic data, from scratch, in a few minutes on a CPU.
+
+    python demo.py --workdir demo_work
+
+Writes a synthetic dataset in the SYSU-MM01 layout under WORKDIR/SYSU-MM01, prepares it with
+process_sysu.py, tests a freshly initialised model with test.py, trains with train.py (Adam, small
+images, no ImageNet start), tests the trained model, prints both tables side by side and writes
+WORKDIR/results.json = {"untrained": ..., "trained": ...} (each the "mean" part of test.py's
+results file). The scripts run as subprocesses with the same command lines a user would type; the
+commands are printed. The test identities are not among the training identities.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from synthetic import make_sysu
+from train import parse_args as parse_train_args, run_name
+from utils import ReIDError, atomic_write, run_main, save_checkpoint
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)
+
+# Full: 32 training identities, 16 test identities, 3 images per camera, 64x32 images, 10 epochs.
+# Quick: a smoke run of every step (a minute), too short to learn.
+SETTINGS = {
+    'full': dict(train_ids=32, test_ids=16, images_per_cam=3, size=(64, 32), epochs=10),
+    'quick': dict(train_ids=4, test_ids=3, images_per_cam=1, size=(32, 16), epochs=1),
+}
+TRAIN_FLAGS = ['--optim', 'adam', '--lr', '0.02', '--pretrained', 'none', '--batch-size', '4', '--num_pos', '4']
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--workdir', default='demo_work', help='folder for the data, checkpoints, logs and results')
+    parser.add_argument('--quick', action='store_true', help='a one-minute smoke run (too short to learn)')
+    parser.add_argument('--seed', default=0, type=int, help='seed of the synthetic images and of training')
+    parser.add_argument('--gpu', default='0', help="passed to train.py and test.py ('cpu' forces the CPU)")
+    parser.add_argument('--workers', default=0, type=int, help='data loading processes of train.py and test.py')
+    return parser.parse_args(argv)
+
+
+def run_script(script, args, log=None):
+    """Run one of the project's scripts with this Python; stop the demo if it fails."""
+    cmd = [sys.executable, os.path.join(HERE, script), *args]
+    print('\n$ ' + ' '.join(cmd[1:]), flush=True)
+    start = time.time()
+    result = subprocess.run(cmd, cwd=HERE)
+    if result.returncode != 0:
+        raise ReIDError(f'{script} failed (exit code {result.returncode}); its message is above')
+    print(f'({script} took {time.time() - start:.0f}s)', flush=True)
+
+
+def make_dataset(root, setting, seed):
+    """A fresh synthetic SYSU-MM01 in `root`; replaces an earlier demo dataset, nothing else."""
+    if os.path.exists(root):
+        if not os.path.isfile(os.path.join(root, MARKER)):
+            raise ReIDError(f'{root} exists and was not made by demo.py; choose another --workdir')
+        shutil.rmtree(root)
+    n_train, n_test = setting['train_ids'], setting['test_ids']
+    ids = list(range(1, n_train + n_test + 2))
+    make_sysu(root, train_ids=ids[:n_train], val_ids=ids[n_train:n_train + 1], test_ids=ids[n_train + 1:],
+              images_per_cam=setting['images_per_cam'], size=setting['size'], seed=seed)
+    with open(os.path.join(root, MARKER), 'w') as f:
+        f.write('made by demo.py\n')
+    print(f'synthetic SYSU-MM01 in {root}: {n_train} + 1 training identities, {n_test} test identities, '
+          f'{setting["images_per_cam"]} image(s) per camera, {setting["size"][0]}x{setting["size"][1]}', flush=True)
+
+
+def save_untrained(path, data_root, seed):
+    """A release-format checkpoint of a freshly initialised model (epoch -1)."""
+    from model import embed_net
+    n_class = len(np.unique(np.load(os.path.join(data_root, 'train_rgb_resized_label.npy'))))
+    torch.manual_seed(seed)
+    save_checkpoint({'net': embed_net(n_class, pretrained='none').state_dict(), 'epoch': -1}, path)
+
+
+def comparison(untrained, trained):
+    rows = ['', 'ALL scores, test identities never seen in training (mean over the gallery trials):',
+            f'  {"score":<8}{"untrained":>12}{"trained":>12}{"gain":>10}']
+    for name in ('rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'):
+        u, t = untrained['ALL'][name], trained['ALL'][name]
+        rows.append(f'  {name:<8}{100 * u:>11.2f}%{100 * t:>11.2f}%{100 * (t - u):>+9.2f}%')
+    return '\n'.join(rows)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setting = SETTINGS['quick' if args.quick else 'full']
+    start = time.time()
+    workdir = os.path.abspath(args.workdir)
+    data_root = os.path.join(workdir, 'SYSU-MM01')
+    model_path = os.path.join(workdir, 'save_model')
+    os.makedirs(model_path, exist_ok=True)
+
+    make_dataset(data_root, setting, args.seed)
+    run_script('process_sysu.py', ['--data-path', data_root])
+
+    h, w = (str(v) for v in setting['size'])
+    common = ['--dataset', 'sysu', '--data-path', data_root, '--img_h', h, '--img_w', w,
+              '--gpu', args.gpu, '--workers', str(args.workers)]
+    untrained_ckpt = os.path.join(model_path, 'untrained.t')
+    save_untrained(untrained_ckpt, data_root, args.seed)
+    untrained_json = os.path.join(workdir, 'results_untrained.json')
+    run_script('test.py', common + ['--mode', 'all', '--resume', untrained_ckpt, '--results', untrained_json])
+
+    train_args = common + TRAIN_FLAGS + [
+        '--epochs', str(setting['epochs']), '--seed', str(args.seed), '--model_path', model_path,
+        '--log_path', os.path.join(workdir, 'log'), '--vis_log_path', os.path.join(workdir, 'log', 'vis_log'),
+        '--print-freq', '10']
+    run_script('train.py', train_args)
+    # The last epoch's weights, not the "best" checkpoint (which the release picks on the test set).
+    trained_ckpt = os.path.join(model_path, run_name(parse_train_args(train_args)) + '_last.t')
+    trained_json = os.path.join(workdir, 'results_trained.json')
+    run_script('test.py', common + ['--mode', 'all', '--resume', trained_ckpt, '--results', trained_json])
+
+    results = {}
+    for key, path in (('untrained', untrained_json), ('trained', trained_json)):
+        with open(path) as f:
+            results[key] = json.load(f)['mean']
+    out = os.path.join(workdir, 'results.json')
+    atomic_write(out, lambda f: json.dump(results, f, indent=2), mode='w')
+    print(comparison(results['untrained'], results['trained']))
+    print(f'\nwrote {out}; the demo took {time.time() - start:.0f}s', flush=True)
+
+
+if __name__ == '__main__':
+    run_main(main)
