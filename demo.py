@@ -4,7 +4,7 @@
 
 Writes a synthetic dataset in the SYSU-MM01 layout under WORKDIR/SYSU-MM01, prepares it with
 process_sysu.py, tests a freshly initialised model with test.py, trains with train.py (Adam, small
-images, no ImageNet start), tests the trained model, prints both tables side by side and writes
+images, no ImageNet start), tests the trained model, prints a table comparing the two and writes
 WORKDIR/results.json = {"untrained": ..., "trained": ...} (each the "mean" part of test.py's
 results file). The scripts run as subprocesses with the same command lines a user would type; the
 commands are printed. The test identities are not among the training identities.
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from synthetic import make_sysu
+from test import RANKS
 from train import parse_args as parse_train_args, run_name
 from utils import ReIDError, atomic_write, run_main, save_checkpoint
 
@@ -46,7 +47,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_script(script, args, log=None):
+def run_script(script, args):
     """Run one of the project's scripts with this Python; stop the demo if it fails."""
     cmd = [sys.executable, os.path.join(HERE, script), *args]
     print('\n$ ' + ' '.join(cmd[1:]), flush=True)
@@ -84,7 +85,7 @@ def save_untrained(path, data_root, seed):
 def comparison(untrained, trained):
     rows = ['', 'ALL scores, test identities never seen in training (mean over the gallery trials):',
             f'  {"score":<8}{"untrained":>12}{"trained":>12}{"gain":>10}']
-    for name in ('rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'):
+    for name in [f'rank{r}' for r in RANKS] + ['mAP', 'mINP']:
         u, t = untrained['ALL'][name], trained['ALL'][name]
         rows.append(f'  {name:<8}{100 * u:>11.2f}%{100 * t:>11.2f}%{100 * (t - u):>+9.2f}%')
     return '\n'.join(rows)

@@ -14,6 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from data_loader import LUMINANCE
 from utils import ReIDError, run_main
 
 SYSU_CAMERAS = {'visible': (1, 2, 4, 5), 'infrared': (3, 6)}
@@ -39,10 +40,10 @@ def identity_look(pid):
 
 
 def _colour_with_luminance(level, rng):
-    """A random RGB colour whose luminance (0.2989 R + 0.587 G + 0.114 B) is `level`."""
+    """A random RGB colour whose luminance (the weights `LUMINANCE`) is `level`."""
     for _ in range(100):
         colour = rng.uniform(0, 255, 3)
-        colour += level - colour @ np.array([0.2989, 0.5870, 0.1140])
+        colour += level - colour @ np.array(LUMINANCE)
         if (colour >= 0).all() and (colour <= 255).all():
             return colour
     return np.full(3, float(level))
@@ -60,12 +61,13 @@ def render_identity(pid, modality, rng, size):
     """
     h, w = size
     look = identity_look(pid)
+    infrared = modality == 'infrared'
     shift_y, shift_x = rng.uniform(-0.04, 0.04, 2)
     y = (np.arange(h)[:, None] + 0.5) / h - shift_y          # (h, 1) in body coordinates
     x = (np.arange(w)[None, :] + 0.5) / w - 0.5 - shift_x    # (1, w), 0 at the body's axis
     body = (np.abs(x) < rng.uniform(0.55, 0.75) / 2) & (y > 0.04) & (y < 0.96)     # (h, w)
     band = np.clip(((y[:, 0] - 0.04) / 0.92 * N_BANDS).astype(int), 0, N_BANDS - 1)  # (h,)
-    if modality == 'infrared':
+    if infrared:
         shades = (255 - (look['levels'] / 255) ** rng.uniform(0.8, 1.25) * 255)[:, None]   # (bands, 1)
         background = rng.uniform(60, 190, 1)
     else:
@@ -74,7 +76,7 @@ def render_identity(pid, modality, rng, size):
     img = np.where(body[..., None], shades[band][:, None, :], background)
     img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 8, img.shape)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    if modality == 'infrared':
+    if infrared:
         img = np.repeat(img, 3, axis=2)
     return Image.fromarray(img, 'RGB')
 

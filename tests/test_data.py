@@ -618,12 +618,13 @@ def test_render_identity_is_deterministic_and_modal():
 
 
 def test_render_identity_inverts_band_luminance_in_infrared():
+    from data_loader import LUMINANCE
     from synthetic import LEVELS, N_BANDS, identity_look, render_identity
     codes = [tuple(identity_look(pid)['levels']) for pid in range(1, 65)]
     assert len(set(codes)) == 64 and set(np.ravel(codes)) <= set(LEVELS)       # 64 distinct looks
     pid = next(p for p, code in enumerate(codes, start=1) if len(set(code)) == N_BANDS)
     levels = identity_look(pid)['levels']
-    lum = lambda img: np.asarray(img, dtype=float) @ np.array([0.2989, 0.5870, 0.1140])
+    lum = lambda img: np.asarray(img, dtype=float) @ np.array(LUMINANCE)
     for seed in range(5):
         visible = lum(render_identity(pid, 'visible', np.random.default_rng(seed), (96, 48)))
         infrared = lum(render_identity(pid, 'infrared', np.random.default_rng(seed), (96, 48)))

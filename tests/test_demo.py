@@ -1,6 +1,6 @@
 """demo.py end to end: synthetic data, process_sysu.py, test.py, train.py from scratch, test.py.
 
-The full demo takes about 6 minutes on 2 CPU cores; it is the test that the whole training
+The full demo takes about 5 minutes on 2 CPU cores; it is the test that the whole training
 pipeline learns something that carries over to unseen identities.
 """
 import json
