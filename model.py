@@ -33,8 +33,11 @@ class SEnet(nn.Module):
 
     Release quirk: with reduction 16 the hidden width is 6 // 16 = 0, every weight is sigmoid(0) =
     0.5 and the "top 3" channels are whatever torch.topk's tie-breaking returns (3, 5, 4 on CPU).
-    `hidden=None` keeps that (and the release's checkpoint shapes); a positive width gives a
-    squeeze-excitation that actually learns which channels to keep.
+    PyTorch documents that order as unstable (CPU and CUDA may differ), so this variant picks its
+    three channels once, by default the topk tie order of the device it first runs on, and uses them
+    for every sample; `set_channels` fixes them (from a checkpoint, or by hand). `hidden=None` keeps
+    the release's shapes; a positive width gives a squeeze-excitation that learns which channels to
+    keep, per sample.
     """
 
     def __init__(self, channels=6, reduction=16, hidden=None):
@@ -44,10 +47,44 @@ class SEnet(nn.Module):
             warnings.filterwarnings('ignore', message='Initializing zero-element tensors')
             self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True),
                                     nn.Linear(hidden, channels, bias=False), nn.Sigmoid())
+        # The release variant's fixed channels; not a state_dict entry, so the keys stay the release's.
+        self.register_buffer('fixed_channels', None, persistent=False)
+
+    @property
+    def constant(self):
+        """True for the release's zero-width variant (every weight 0.5)."""
+        return self.fc[0].out_features == 0
+
+    @property
+    def channels(self):
+        """The release variant's three channels as a tuple, or None until they are picked."""
+        return None if self.fixed_channels is None else tuple(self.fixed_channels.tolist())
+
+    def set_channels(self, channels=None, device=None):
+        """Fix the release variant's channels: `channels` (three distinct indices in 0..5) or, if
+        None, the topk tie order of `device` (default: where the module's weights are)."""
+        if not self.constant:
+            raise ValueError('fixed channels apply to the release squeeze-excitation only; '
+                             'the working one picks its channels per sample')
+        n = self.fc[0].in_features
+        if device is None:
+            device = self.fc[0].weight.device
+        if channels is None:
+            channels = torch.topk(torch.full((1, n), 0.5, device=device), 3, dim=1).indices[0].tolist()
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != 3 or len(set(channels)) != 3 or not all(0 <= c < n for c in channels):
+            raise ValueError(f'expected three distinct channel indices in 0..{n - 1}, got {channels}')
+        self.fixed_channels = torch.tensor(channels, dtype=torch.long, device=device)
+        return channels
 
     def forward(self, x):                                   # (B, 6, H, W)
         w = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (B, 6)
-        top = torch.topk(w, 3, dim=1).indices               # (B, 3), in topk's order
+        if self.constant:
+            if self.fixed_channels is None:
+                self.set_channels(device=x.device)
+            top = self.fixed_channels.expand(x.shape[0], 3)  # (B, 3), the same for every sample
+        else:
+            top = torch.topk(w, 3, dim=1).indices           # (B, 3), in topk's order
         return x * w[:, :, None, None], top
 
 
@@ -112,6 +149,19 @@ class MIA(nn.Module):
 
 
 # ----------------------------------------------------------------------------- MFA
+class Dropout(nn.Dropout):
+    """nn.Dropout that draws its mask in the tensor's logical order whatever its memory format.
+
+    nn.Dropout fills the mask in memory order, so a channels_last run would drop other elements
+    than a contiguous one from the same seed; this one drops the same (on the CPU, bit for bit what
+    nn.Dropout does to the contiguous tensor)."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0 or x.is_contiguous():
+            return super().forward(x)
+        return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+
+
 class MFA(nn.Module):
     """Multi-scale feature aggregation after layer3's MIA: two dilated-conv branches blended by a
     learned gate, (B, C, H, W) -> (B, C, H, W)."""
@@ -126,7 +176,7 @@ class MFA(nn.Module):
             setattr(self, f'FC2{i}', dilated(d))
         self.FC1 = nn.Conv2d(quarter, half, 1)              # shared by both branches
         self.FC2 = nn.Conv2d(channels, half, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv_o = nn.Sequential(nn.Conv2d(half, channels, 1, bias=False), nn.BatchNorm2d(channels))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -173,11 +223,14 @@ class embed_net(nn.Module):
       l2-normalised (pool, bn) features, each (2B, 2048) as [original; middle].
 
     `working_se=True` gives the squeeze-excitation a hidden width of 1 instead of the release's 0
-    (different checkpoint shapes). `pretrained`: None/'none', 'imagenet' or a path to
+    (different checkpoint shapes). `se_channels` fixes the release squeeze-excitation's three
+    channels (default: the topk tie order of the device the model first runs on; see SEnet).
+    `pretrained`: None/'none', 'imagenet' or a path to
     torchvision's ResNet-50 ImageNet weights file.
     """
 
-    def __init__(self, class_num, arch='resnet50', pretrained=None, working_se=False, last_stride=1):
+    def __init__(self, class_num, arch='resnet50', pretrained=None, working_se=False, last_stride=1,
+                 se_channels=None):
         super().__init__()
         if arch != 'resnet50':
             raise ValueError(f"arch {arch!r} is not supported: IFALNet is defined on 'resnet50'")
@@ -186,6 +239,8 @@ class embed_net(nn.Module):
         self.encode2, self.fc2, self.bn2 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
         self.encode3 = nn.Conv2d(1, 6, 1)
         self.SEnet = SEnet(6, 16, hidden=1 if working_se else None)
+        if se_channels is not None:
+            self.SEnet.set_channels(se_channels)
         self.decode = nn.Conv2d(3, 3, 1)
         for conv in (self.encode1, self.fc1, self.encode2, self.fc2, self.encode3, self.decode):
             nn.init.constant_(conv.weight, 0.333)
@@ -210,6 +265,12 @@ class embed_net(nn.Module):
         if pretrained not in (None, 'none'):
             stems = [m.get_submodule(m.name) for m in self.stems()]
             load_imagenet(stems, self.base_resnet, imagenet_state_dict(pretrained), pretrained)
+
+    @property
+    def se_channels(self):
+        """The middle-modality channels of the release squeeze-excitation (None: not picked yet, or
+        the working variant, which picks per sample)."""
+        return self.SEnet.channels
 
     def stems(self):
         return [self.visible_module, self.visible_moduleA, self.thermal_module, self.thermal_moduleA]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from model import MIA, Modal, SEnet, embed_net, gather_channels, merge_groups, split_groups
+from model import MIA, Dropout, Modal, SEnet, embed_net, gather_channels, merge_groups, split_groups
 from utils import ReIDError, load_checkpoint, read_checkpoint, checkpoint_model_args, save_checkpoint
 
 KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
@@ -122,6 +122,10 @@ def test_release_se_is_constant_and_picks_topk_tie_order():
     torch.testing.assert_close(out, x * 0.5)
     # Whatever topk does with six equal weights on this device is what the release does.
     assert torch.equal(top, torch.topk(torch.full((4, 6), 0.5), 3, dim=1).indices)
+    # ... and the choice, made once, holds for every later batch.
+    assert se.channels == tuple(top[0].tolist())
+    se.set_channels((5, 0, 2))
+    assert se(x)[1].tolist() == [[5, 0, 2]] * 4
 
 
 def test_working_se_learns_and_chooses_per_sample():
@@ -332,3 +336,85 @@ def test_a_checkpoint_cannot_run_code(tmp_path):
     torch.save({'net': {}, 'x': Payload()}, path)
     with pytest.raises(ReIDError, match='cannot read checkpoint'):
         read_checkpoint(str(path))
+
+
+# ----------------------------------------------------------------------------- speed options
+
+def run_twice(net, x, modal):
+    """Train-mode outputs, then gradients of a loss on them, then eval-mode outputs."""
+    net.train()
+    torch.manual_seed(0)   # the same dropout draws
+    pool, logits = net(x, x, x, x, modal)
+    (pool.square().mean() + logits.square().sum()).backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None and p.numel()]
+    net.eval()
+    with torch.no_grad():
+        return [pool.detach(), logits.detach()], grads, list(net(x, x, x, x, modal))
+
+
+@pytest.mark.parametrize('modal', list(Modal))
+def test_channels_last_gives_the_same_outputs(modal):
+    """channels_last changes the kernels, not the function. In float64 train-mode outputs, every
+    gradient (dropout included) and the eval features agree to 1e-7 relative (summation order; a
+    real difference, such as another dropout mask, is ~1e-2), so the two formats compute the same
+    thing; in float32 the eval features agree to rounding, as in the batch-independence test."""
+    torch.manual_seed(3)
+    x = images(2, seed=modal)
+    for dtype, tol in ((torch.float64, dict(rtol=1e-7, atol=1e-9)), (torch.float32, dict(rtol=1e-4, atol=1e-5))):
+        dense = embed_net(7).to(dtype)
+        fast = embed_net(7).to(dtype)
+        fast.load_state_dict(dense.state_dict())
+        fast = fast.to(memory_format=torch.channels_last)
+        assert fast.visible_module.visible.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        plain = run_twice(dense, x.to(dtype), modal)
+        ours = run_twice(fast, x.to(dtype).contiguous(memory_format=torch.channels_last), modal)
+        checked = (0, 1, 2) if dtype == torch.float64 else (2,)
+        for group in checked:
+            assert len(plain[group]) == len(ours[group]) > 0
+            for p, o in zip(plain[group], ours[group]):
+                torch.testing.assert_close(o, p, **tol)
+
+
+def test_release_se_channels_are_picked_once_and_can_be_set():
+    net = embed_net(4)
+    assert net.se_channels is None
+    net.eval()
+    x = images(2)
+    with torch.no_grad():
+        net(x, x, x, x, Modal.VISIBLE)
+    # picked at the first run, from this device's topk order on the tie (3, 5, 4 on CPU)
+    assert net.se_channels == tuple(torch.topk(torch.full((1, 6), 0.5), 3).indices[0].tolist())
+    assert net.SEnet.fixed_channels.device == x.device
+    assert 'SEnet.fixed_channels' not in net.state_dict()    # the release's keys stay as they are
+    other = embed_net(4, se_channels=(0, 1, 2))
+    torch.nn.init.normal_(net.encode3.weight)    # a fresh model's six channels are all the same
+    other.load_state_dict(net.state_dict())
+    other.eval()
+    with torch.no_grad():
+        y = other.bn1(torch.relu(other.fc1(torch.relu(other.encode1(x)))))
+        y = torch.relu(other.encode3(y)) * 0.5
+        expected = torch.relu(other.decode(y[:, [0, 1, 2]]))
+        mid, _ = other.middle_modality(x, x, Modal.VISIBLE)
+        torch.testing.assert_close(mid, expected)
+        assert not torch.allclose(other(x, x, x, x, Modal.VISIBLE)[1], net(x, x, x, x, Modal.VISIBLE)[1])
+    assert other.se_channels == (0, 1, 2)
+    for bad in [(0, 1), (0, 0, 1), (0, 1, 6), (-1, 2, 3)]:
+        with pytest.raises(ValueError, match='three distinct channel indices in 0..5'):
+            embed_net(4, se_channels=bad)
+    with pytest.raises(ValueError, match='release squeeze-excitation only'):
+        embed_net(4, working_se=True, se_channels=(0, 1, 2))
+    assert embed_net(4, working_se=True).se_channels is None
+
+
+def test_dropout_drops_the_same_elements_in_both_memory_formats():
+    x = torch.randn(2, 8, 5, 3)
+    layer = Dropout(0.3)
+    assert isinstance(layer, torch.nn.Dropout)
+    torch.manual_seed(4)
+    dense = torch.nn.functional.dropout(x, 0.3)
+    torch.manual_seed(4)
+    fast = layer(x.contiguous(memory_format=torch.channels_last))
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast, dense)
+    layer.eval()
+    assert torch.equal(layer(x), x)
