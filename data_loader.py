@@ -1,7 +1,7 @@
 """Training and test datasets, the identity sampler and the augmentations of the release.
 
-A training item pairs the visible image `cIndex[i]` with the thermal image `tIndex[i]` (both set
-from `IdentitySampler` before each epoch) and returns four augmented views plus the two labels.
+A training item pairs a visible and a thermal image of one identity, chosen by the identity
+sampler, and returns four augmented views plus the two labels.
 Images are held once: SYSU-MM01 reads the arrays of `process_sysu.py` as memory maps; RegDB and
 LLCM decode the listed images once, at (img_h, img_w), into one uint8 array per modality.
 """
@@ -12,7 +12,7 @@ import random
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from data_manager import (LLCM_LAYOUT, REGDB_LAYOUT, SYSU_LAYOUT, data_root, open_rgb, read_index_file,
@@ -26,8 +26,11 @@ LUMINANCE = (0.2989, 0.5870, 0.1140)
 
 
 # ---------------------------------------------------------------------------------------------
-# Augmentations on normalised (3, H, W) tensors. They draw from Python's `random`, in the
-# release's order, so that a seeded run draws what the release draws.
+# Augmentations. They draw in the release's order: crop offsets and flip from torch (as torchvision's
+# RandomCrop and RandomHorizontalFlip do), everything else from Python's `random`. Each takes the
+# generators to draw from: `rng` (the `random` module or a `random.Random`) and `gen` (None for
+# torch's global generator, or a `torch.Generator`), so a seeded run draws what the release draws
+# and a training item can draw from generators of its own (see `TrainData.__getitem__`).
 
 class ChannelRandomErasing:
     """With probability `probability`, fill one random rectangle with `fill` (one value per channel).
@@ -38,18 +41,18 @@ class ChannelRandomErasing:
     def __init__(self, probability=0.5, sl=0.02, sh=0.4, r1=0.3, fill=ERASING_FILL):
         self.probability, self.sl, self.sh, self.r1, self.fill = probability, sl, sh, r1, fill
 
-    def __call__(self, img):
-        if random.uniform(0, 1) > self.probability:
+    def __call__(self, img, rng=random):
+        if rng.uniform(0, 1) > self.probability:
             return img
         _, height, width = img.shape
         for _ in range(100):
-            target_area = random.uniform(self.sl, self.sh) * height * width
-            aspect_ratio = random.uniform(self.r1, 1 / self.r1)
+            target_area = rng.uniform(self.sl, self.sh) * height * width
+            aspect_ratio = rng.uniform(self.r1, 1 / self.r1)
             h = int(round(math.sqrt(target_area * aspect_ratio)))
             w = int(round(math.sqrt(target_area / aspect_ratio)))
             if w < width and h < height:
-                top = random.randint(0, height - h)
-                left = random.randint(0, width - w)
+                top = rng.randint(0, height - h)
+                left = rng.randint(0, width - w)
                 img[:, top:top + h, left:left + w] = torch.tensor(self.fill, dtype=img.dtype)[:, None, None]
                 return img
         return img
@@ -69,8 +72,8 @@ def luminance(img):
 class RandomChannelCopy:
     """Copy one random channel (R, G or B, uniformly) to all three (the second visible view)."""
 
-    def __call__(self, img):
-        return copy_channel(img, random.randint(0, 2))
+    def __call__(self, img, rng=random):
+        return copy_channel(img, rng.randint(0, 2))
 
 
 class ChannelAdaptiveGray:
@@ -80,20 +83,62 @@ class ChannelAdaptiveGray:
     def __init__(self, probability=0.5):
         self.probability = probability
 
-    def __call__(self, img):
-        choice = random.randint(0, 3)
+    def __call__(self, img, rng=random):
+        choice = rng.randint(0, 3)
         if choice < 3:
             return copy_channel(img, choice)
         # The release keeps the image when the draw is above the probability.
-        return img if random.uniform(0, 1) > self.probability else luminance(img)
+        return img if rng.uniform(0, 1) > self.probability else luminance(img)
+
+
+def normalise(img):
+    """uint8 (H, W, 3) array -> normalised float (3, H, W) tensor, the same operations (and so the
+    same bits) as torchvision's ToTensor followed by Normalize(IMAGENET_MEAN, IMAGENET_STD)."""
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous().float().div(255)
+    return x.sub_(torch.tensor(IMAGENET_MEAN)[:, None, None]).div_(torch.tensor(IMAGENET_STD)[:, None, None])
+
+
+class TrainView:
+    """One training view: Pad(10) -> RandomCrop(img_h, img_w) -> RandomHorizontalFlip -> ToTensor ->
+    Normalize -> channel random erasing (p 0.5) [-> `extra`, a channel transform].
+
+    Pad, crop and flip are done by slicing the uint8 image (no padded copy, no PIL round trip),
+    drawing exactly what torchvision's Pad/RandomCrop/RandomHorizontalFlip draw, so the result is
+    bit-identical to the torchvision pipeline under the same seeds. Takes a PIL image or a uint8
+    (H, W, 3) array.
+    """
+
+    def __init__(self, img_h, img_w, extra=None, padding=10):
+        self.img_h, self.img_w, self.padding, self.extra = img_h, img_w, padding, extra
+        self.erasing = ChannelRandomErasing(probability=0.5)
+
+    def __call__(self, img, rng=random, gen=None):
+        img = np.asarray(img)
+        pad, (h, w) = self.padding, img.shape[:2]
+        if h + 2 * pad < self.img_h or w + 2 * pad < self.img_w:
+            raise ValueError(f'padded image {h + 2 * pad}x{w + 2 * pad} is smaller than the crop '
+                             f'{self.img_h}x{self.img_w}')
+        top = left = 0
+        if (h + 2 * pad, w + 2 * pad) != (self.img_h, self.img_w):  # RandomCrop draws only then
+            top = int(torch.randint(0, h + 2 * pad - self.img_h + 1, size=(1,), generator=gen).item())
+            left = int(torch.randint(0, w + 2 * pad - self.img_w + 1, size=(1,), generator=gen).item())
+        # The crop window in the coordinates of the unpadded image; outside it is the zero padding.
+        y0, x0 = top - pad, left - pad
+        out = np.zeros((self.img_h, self.img_w, 3), np.uint8)
+        ys, ye = max(y0, 0), min(y0 + self.img_h, h)
+        xs, xe = max(x0, 0), min(x0 + self.img_w, w)
+        if ys < ye and xs < xe:
+            out[ys - y0:ye - y0, xs - x0:xe - x0] = img[ys:ye, xs:xe]
+        if torch.rand(1, generator=gen) < 0.5:
+            out = out[:, ::-1]
+        x = self.erasing(normalise(out), rng)
+        return x if self.extra is None else self.extra(x, rng)
 
 
 def train_transforms(img_h, img_w):
-    """(plain view, second visible view, second thermal view) transforms, PIL image -> tensor."""
-    plain = [T.Pad(10), T.RandomCrop((img_h, img_w)), T.RandomHorizontalFlip(), T.ToTensor(),
-             T.Normalize(IMAGENET_MEAN, IMAGENET_STD), ChannelRandomErasing(probability=0.5)]
-    return (T.Compose(plain), T.Compose(plain + [RandomChannelCopy()]),
-            T.Compose(plain + [ChannelAdaptiveGray(probability=0.5)]))
+    """(plain view, second visible view, second thermal view): see `TrainView`."""
+    return (TrainView(img_h, img_w), TrainView(img_h, img_w, RandomChannelCopy()),
+            TrainView(img_h, img_w, ChannelAdaptiveGray(probability=0.5)))
 
 
 def test_transform():
@@ -116,8 +161,11 @@ def check_labels(labels, source):
 class TrainData(Dataset):
     """Visible and thermal training images (uint8 (N, H, W, 3) arrays) with their labels.
 
-    `__getitem__(i)` returns (visible 1, visible 2, thermal 1, thermal 2, visible label, thermal
-    label) for visible image `cIndex[i]` and thermal image `tIndex[i]`.
+    An item is (visible 1, visible 2, thermal 1, thermal 2, visible label, thermal label). The
+    training loader asks for `(visible index, thermal index, seed)` (see `TrainBatchSampler`): the
+    four views then draw from generators seeded with `seed`, so an item does not depend on which
+    loader process makes it, or when. `data[i]` reads position i of `cIndex`/`tIndex` (set them
+    from `IdentitySampler.index1/index2`) and draws from the global generators, as the release does.
     """
 
     def __init__(self, color_images, color_labels, thermal_images, thermal_labels, img_h, img_w):
@@ -128,20 +176,25 @@ class TrainData(Dataset):
         self.cIndex = self.tIndex = None
 
     def _image(self, images, index):
-        img = Image.fromarray(np.asarray(images[index]), 'RGB')
-        if img.size != (self.img_w, self.img_h):
-            img = img.resize((self.img_w, self.img_h), Image.Resampling.LANCZOS)
+        img = np.asarray(images[index])
+        if img.shape[:2] != (self.img_h, self.img_w):
+            img = np.asarray(Image.fromarray(img, 'RGB').resize((self.img_w, self.img_h), Image.Resampling.LANCZOS))
         return img
 
-    def __getitem__(self, i):
-        if self.cIndex is None or self.tIndex is None:
-            raise ReIDError('set cIndex and tIndex (from IdentitySampler.index1/index2) before reading items')
-        color, thermal = self.cIndex[i], self.tIndex[i]
+    def __getitem__(self, item):
+        if isinstance(item, (tuple, list)):
+            color, thermal, seed = (int(v) for v in item)
+            rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+        else:
+            if self.cIndex is None or self.tIndex is None:
+                raise ReIDError('set cIndex and tIndex (from IdentitySampler.index1/index2) before reading items')
+            color, thermal = self.cIndex[item], self.tIndex[item]
+            rng, gen = random, None
         img_c = self._image(self.train_color_image, color)
         img_t = self._image(self.train_thermal_image, thermal)
         # Same order of random draws as the release: visible 1, visible 2, thermal 1, thermal 2.
-        return (self.transform_plain(img_c), self.transform_visible(img_c),
-                self.transform_plain(img_t), self.transform_thermal(img_t),
+        return (self.transform_plain(img_c, rng, gen), self.transform_visible(img_c, rng, gen),
+                self.transform_plain(img_t, rng, gen), self.transform_thermal(img_t, rng, gen),
                 int(self.train_color_label[color]), int(self.train_thermal_label[thermal]))
 
     def __len__(self):
@@ -244,14 +297,19 @@ def build_train_set(dataset, data_path, img_h, img_w, trial=1):
 
 class IdentitySampler(Sampler):
     """Per epoch: batches of `batch_size` distinct identities, `num_pos` images of each identity
-    per modality (with replacement), each identity's images contiguous; drawn from numpy's global
-    generator in the release's order, so `np.random.seed` reproduces the release's epochs.
+    per modality (with replacement), each identity's images contiguous; drawn in the release's
+    order from numpy's global generator (or `rng`), so `np.random.seed` reproduces the release's
+    epochs.
 
     `index1` (visible) and `index2` (thermal) hold the dataset positions; `N` = max(#visible,
     #thermal). Call `draw()` for a new epoch (or build a new sampler, as the release does).
+    With `world_size` W > 1 every step draws W x batch_size distinct identities (one block of
+    batch_size per process, see `TrainBatchSampler`) and there are `steps` = ceil(release's batch
+    count / W) steps, so an epoch sees as many images as on one process.
     """
 
-    def __init__(self, train_color_label, train_thermal_label, num_pos, batch_size):
+    def __init__(self, train_color_label, train_thermal_label, num_pos, batch_size, world_size=1,
+                 rng=None, draw=True):
         color, thermal = np.asarray(train_color_label), np.asarray(train_thermal_label)
         if num_pos < 1 or batch_size < 1:
             raise ReIDError(f'num_pos ({num_pos}) and batch_size ({batch_size}) must be at least 1')
@@ -260,26 +318,31 @@ class IdentitySampler(Sampler):
         if len(missing):
             raise ReIDError(f'identities {missing[:10].tolist()} have images in one modality only; every '
                             'training identity needs visible and thermal images')
-        if len(self.unique_labels) < batch_size:
-            raise ReIDError(f'batch_size {batch_size} is more than the {len(self.unique_labels)} training '
-                            'identities; a batch holds distinct identities')
+        if len(self.unique_labels) < batch_size * world_size:
+            across = f' x {world_size} processes' if world_size > 1 else ''
+            raise ReIDError(f'batch_size {batch_size}{across} is more than the {len(self.unique_labels)} '
+                            'training identities; a step holds distinct identities')
         # The release indexes its position lists by label value, which equals the position in
         # unique_labels for labels 0..K-1; the dictionary gives the same lists for any labels.
         self.color_pos = {label: np.flatnonzero(color == label) for label in self.unique_labels}
         self.thermal_pos = {label: np.flatnonzero(thermal == label) for label in self.unique_labels}
-        self.num_pos, self.batch_size = num_pos, batch_size
+        self.num_pos, self.batch_size, self.world_size = num_pos, batch_size, world_size
         self.N = max(len(color), len(thermal))
-        self.draw()
-
-    def draw(self):
-        """Draw a new epoch's index1 and index2."""
-        color, thermal = [], []
         # Release quirk: N // (batch_size * num_pos) + 1 batches are drawn, one more than __len__
         # (= N samples) reports; the loader yields them all. Kept so the random stream matches.
-        for _ in range(self.N // (self.batch_size * self.num_pos) + 1):
-            for label in np.random.choice(self.unique_labels, self.batch_size, replace=False):
-                color.append(np.random.choice(self.color_pos[label], self.num_pos))
-                thermal.append(np.random.choice(self.thermal_pos[label], self.num_pos))
+        self.steps = -(-(self.N // (batch_size * num_pos) + 1) // world_size)
+        self.index1 = self.index2 = None
+        if draw:
+            self.draw(rng)
+
+    def draw(self, rng=None):
+        """Draw a new epoch's index1 and index2 from `rng` (default: numpy's global generator)."""
+        rng = np.random if rng is None else rng
+        color, thermal = [], []
+        for _ in range(self.steps):
+            for label in rng.choice(self.unique_labels, self.batch_size * self.world_size, replace=False):
+                color.append(rng.choice(self.color_pos[label], self.num_pos))
+                thermal.append(rng.choice(self.thermal_pos[label], self.num_pos))
         self.index1, self.index2 = np.concatenate(color), np.concatenate(thermal)
         return self.index1, self.index2
 
@@ -288,6 +351,57 @@ class IdentitySampler(Sampler):
 
     def __len__(self):
         return self.N
+
+
+class TrainBatchSampler(Sampler):
+    """The training batches of one process, for `DataLoader(batch_sampler=...)`: each batch a list
+    of `(visible index, thermal index, augmentation seed)`, batch_size identities x num_pos.
+
+    `set_epoch(epoch)` draws the epoch before it is iterated. Identities come from numpy's global
+    generator (one process: the release's stream), or, with `shared_seed`, from a generator seeded
+    with seed + epoch, so that every process draws the same global sequence and takes block `rank`
+    of each step. The items carry their dataset indices, so loader workers that persist across
+    epochs get each epoch's draw without the dataset being changed under them, and each item's
+    augmentation seed is derived from (seed, epoch, position): the pixels of a batch depend neither
+    on the number of loader workers nor on a resume.
+    """
+
+    def __init__(self, train_color_label, train_thermal_label, num_pos, batch_size, seed=0, rank=0,
+                 world_size=1, shared_seed=False):
+        if not 0 <= rank < world_size:
+            raise ValueError(f'rank {rank} is outside 0..{world_size - 1}')
+        self.identities = IdentitySampler(train_color_label, train_thermal_label, num_pos, batch_size,
+                                          world_size, draw=False)
+        self.seed, self.rank, self.world_size, self.shared_seed = seed, rank, world_size, shared_seed
+        self.batches = None
+
+    def set_epoch(self, epoch):
+        ids = self.identities
+        ids.draw(np.random.RandomState(self.seed + epoch) if self.shared_seed else None)
+        seeds = np.random.SeedSequence([self.seed, epoch]).generate_state(len(ids.index1), np.uint64)
+        seeds &= np.uint64(2 ** 63 - 1)
+        size = ids.batch_size * ids.num_pos
+        blocks = [slice((step * self.world_size + self.rank) * size, (step * self.world_size + self.rank + 1) * size)
+                  for step in range(ids.steps)]
+        self.batches = [list(zip(ids.index1[b].tolist(), ids.index2[b].tolist(), seeds[b].tolist()))
+                        for b in blocks]
+
+    def __iter__(self):
+        if self.batches is None:
+            raise RuntimeError('call set_epoch(epoch) before iterating a TrainBatchSampler')
+        return iter(self.batches)
+
+    def __len__(self):
+        return self.identities.steps
+
+
+def make_train_loader(trainset, batches, workers, device):
+    """The training loader: its worker processes persist across epochs (call
+    `batches.set_epoch(epoch)` before each epoch), batches go to pinned memory on CUDA. The loader's
+    own seed comes from a private generator, so making it leaves torch's global stream alone (the
+    augmentation draws from the seeds the batches carry)."""
+    return DataLoader(trainset, batch_sampler=batches, num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=device.type == 'cuda', generator=torch.Generator())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms as T
 
 import data_loader as dl
 import data_manager as dm
@@ -225,6 +226,14 @@ def test_sysu_train_set_memory_maps_and_resizes(sysu_prepared):
     np.testing.assert_array_equal(clone.train_thermal_image[3], small.train_thermal_image[3])
 
 
+def torchvision_views(img_h, img_w):
+    """The release's view pipelines, written with torchvision's PIL transforms."""
+    plain = [T.Pad(10), T.RandomCrop((img_h, img_w)), T.RandomHorizontalFlip(), T.ToTensor(),
+             T.Normalize(dl.IMAGENET_MEAN, dl.IMAGENET_STD), dl.ChannelRandomErasing(probability=0.5)]
+    return (T.Compose(plain), T.Compose(plain + [dl.RandomChannelCopy()]),
+            T.Compose(plain + [dl.ChannelAdaptiveGray(probability=0.5)]))
+
+
 def test_train_item_draws_views_in_release_order(sysu_prepared):
     root, _ = sysu_prepared
     data = dl.SYSUData(root, img_h=64, img_w=32)
@@ -235,12 +244,48 @@ def test_train_item_draws_views_in_release_order(sysu_prepared):
     random.seed(3)
     torch.manual_seed(3)
     resize = lambda a: Image.fromarray(np.asarray(a)).resize((32, 64), Image.Resampling.LANCZOS)
-    plain, visible2, thermal2 = dl.train_transforms(64, 32)
+    plain, visible2, thermal2 = torchvision_views(64, 32)
     img_c, img_t = resize(data.train_color_image[5]), resize(data.train_thermal_image[7])
     expected = (plain(img_c), visible2(img_c), plain(img_t), thermal2(img_t))
     for got, want in zip(item[:4], expected):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert torch.equal(item[1][0], item[1][1]) and torch.equal(item[1][1], item[1][2])
+
+
+@pytest.mark.parametrize('size, crop', [((40, 24), (40, 24)), ((40, 24), (32, 16)), ((30, 20), (50, 40)),
+                                        ((12, 10), (30, 24))])
+def test_train_views_equal_torchvision_bit_for_bit(size, crop):
+    """Slicing the uint8 image draws and computes what Pad/RandomCrop/Flip/ToTensor/Normalize do,
+    also when the crop is the padded size (no offset drawn) or the image is smaller than the crop."""
+    img = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    ours, theirs = dl.train_transforms(*crop), torchvision_views(*crop)
+    for seed in range(12):
+        for view, reference in zip(ours, theirs):
+            random.seed(seed)
+            torch.manual_seed(seed)
+            got = view(img)
+            after = (random.random(), torch.rand(1))
+            random.seed(seed)
+            torch.manual_seed(seed)
+            want = reference(Image.fromarray(img))
+            assert torch.equal(got, want)
+            assert after == (random.random(), torch.rand(1))   # the same number of draws
+
+
+def test_seeded_item_equals_release_item_and_leaves_global_generators_alone(sysu_prepared):
+    root, _ = sysu_prepared
+    data = dl.SYSUData(root, img_h=64, img_w=32)
+    data.cIndex, data.tIndex = np.array([2]), np.array([4])
+    random.seed(9)
+    torch.manual_seed(9)
+    release = data[0]
+    state = (random.getstate(), torch.get_rng_state())
+    seeded = data[(2, 4, 9)]
+    assert state[0] == random.getstate() and torch.equal(state[1], torch.get_rng_state())
+    for got, want in zip(seeded, release):
+        assert torch.equal(got, want) if torch.is_tensor(want) else got == want
+    other = data[(2, 4, 10)]
+    assert not all(torch.equal(a, b) for a, b in zip(other[:4], seeded[:4]))
 
 
 def test_regdb_train_set(regdb_root):
@@ -321,6 +366,78 @@ def test_sampler_reproduces_release_stream():
     np.testing.assert_array_equal(again.index1, first_release[0])
     np.testing.assert_array_equal(again.index2, first_release[1])
     assert not np.array_equal(first_release[0], second_release[0])
+
+
+def test_batch_sampler_one_process_is_the_release_draw_with_derived_seeds():
+    np.random.seed(5)
+    batches = dl.TrainBatchSampler(COLOR, THERMAL, num_pos=2, batch_size=3, seed=7)
+    with pytest.raises(RuntimeError, match='set_epoch'):
+        iter(batches)
+    batches.set_epoch(4)
+    np.random.seed(5)
+    release = release_sampler(COLOR, THERMAL, 2, 3)
+    items = [item for batch in batches for item in batch]
+    assert len(batches) == len(list(batches)) == 23 // 6 + 1 and all(len(b) == 6 for b in batches)
+    np.testing.assert_array_equal([c for c, _, _ in items], release[0])
+    np.testing.assert_array_equal([t for _, t, _ in items], release[1])
+    seeds = [s for _, _, s in items]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2 ** 63 for s in seeds)
+    # the seeds are a function of (seed, epoch, position) only
+    np.random.seed(123)
+    again = dl.TrainBatchSampler(COLOR, THERMAL, num_pos=2, batch_size=3, seed=7)
+    again.set_epoch(4)
+    assert [s for b in again for _, _, s in b] == seeds
+    again.set_epoch(5)
+    assert [s for b in again for _, _, s in b] != seeds
+
+
+def test_batch_sampler_processes_take_disjoint_blocks_of_one_shared_draw():
+    labels = np.repeat(np.arange(8), 3)
+    world = 2
+    ranks = [dl.TrainBatchSampler(labels, labels, num_pos=2, batch_size=2, seed=3, rank=r, world_size=world,
+                                  shared_seed=True) for r in range(world)]
+    np.random.seed(0)
+    for sampler in ranks:
+        sampler.set_epoch(1)
+        np.random.seed(99)           # the global generator does not matter with a shared seed
+    shared = dl.IdentitySampler(labels, labels, num_pos=2, batch_size=2, world_size=world,
+                                rng=np.random.RandomState(3 + 1))
+    steps = -(-(24 // 4 + 1) // world)
+    assert len(ranks[0]) == len(ranks[1]) == shared.steps == steps
+    for step in range(steps):
+        blocks = [[labels[c] for c, _, _ in list(sampler)[step]] for sampler in ranks]
+        assert not set(blocks[0]) & set(blocks[1])                        # different identities
+        expected = labels[shared.index1[step * 8:(step + 1) * 8]]
+        np.testing.assert_array_equal(np.concatenate(blocks), expected)    # together, the global step
+    seeds = [s for sampler in ranks for batch in sampler for _, _, s in batch]
+    assert len(set(seeds)) == len(seeds)
+    with pytest.raises(ReIDError, match=r'batch_size 2 x 5 processes is more than the 8 training identities'):
+        dl.TrainBatchSampler(labels, labels, 2, 2, rank=0, world_size=5, shared_seed=True)
+
+
+def test_persistent_workers_get_each_epochs_draw():
+    """Loader workers started once see every epoch's new draw, and make exactly the items the
+    main process makes from the same (index, index, seed) triples."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(5), 4)
+    images = rng.integers(0, 256, (20, 16, 8, 3), dtype=np.uint8)
+    data = dl.TrainData(images, labels, images[::-1].copy(), labels[::-1].copy(), 16, 8)
+    batches = dl.TrainBatchSampler(data.train_color_label, data.train_thermal_label, num_pos=2, batch_size=2)
+    loader = dl.make_train_loader(data, batches, workers=2, device=torch.device('cpu'))
+    epochs = []
+    for epoch in range(2):
+        batches.set_epoch(epoch)
+        got = list(loader)
+        expected = [[data[item] for item in batch] for batch in batches]
+        assert len(got) == len(expected) == 20 // 4 + 1
+        for batch, items in zip(got, expected):
+            for k in range(6):
+                want = torch.stack([item[k] for item in items]) if k < 4 else torch.tensor([item[k] for item in items])
+                assert torch.equal(batch[k], want)
+            assert torch.equal(batch[4], batch[5])                 # both modalities of one identity
+        epochs.append(torch.cat([b[4] for b in got]))
+    assert loader._iterator is not None and loader._iterator._persistent_workers
+    assert not torch.equal(epochs[0], epochs[1])
 
 
 @pytest.mark.parametrize('color, thermal, num_pos, batch_size, message', [
