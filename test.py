@@ -18,8 +18,8 @@ import data_manager as dm
 from data_loader import TestData
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from model import Modal, embed_net
-from utils import (ReIDError, add_common_args, atomic_write, checkpoint_model_args, load_state,
-                   read_checkpoint, resolve_data_path, run_main, select_device)
+from utils import (ReIDError, add_common_args, atomic_write, autocast, autocast_dtype, checkpoint_model_args,
+                   load_state, memory_format, read_checkpoint, resolve_data_path, run_main, select_device)
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
@@ -61,6 +61,14 @@ def sysu_problem(data_path, trial, mode):
     return Problem(query, gallery, lambda d, q, g: eval_sysu(d, q.ids, g.ids, q.cams, g.cams), False)
 
 
+def modality_word(dataset, modal):
+    """What the dataset calls the modality: RegDB's second one is thermal, SYSU-MM01's and LLCM's
+    (near-)infrared."""
+    if modal == Modal.VISIBLE:
+        return 'visible'
+    return 'thermal' if dataset == 'regdb' else 'infrared'
+
+
 def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protocol='release'):
     if dataset == 'sysu':
         return sysu_problem(data_path, trial, mode)  # always infrared -> visible
@@ -71,39 +79,59 @@ def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protoco
 
 class FeatureBank:
     """Test features by (branch, image path), so an image shared by several trials is embedded once.
-    Each entry holds the four float32 vectors of one image: pool/bn features of the original and the
-    middle-modality branch."""
+    Each image has four float32 vectors: pool/bn features of the original and the middle-modality
+    branch, kept as rows of one (n, 4, dim) array per branch."""
 
-    def __init__(self, net, device, img_h, img_w, batch_size, workers):
+    NAMES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
+    PROGRESS_SECONDS = 10
+
+    def __init__(self, net, device, img_h, img_w, batch_size, workers, channels_last=True, amp_dtype=None):
         self.net, self.device = net, device
         self.img_h, self.img_w, self.batch_size, self.workers = img_h, img_w, batch_size, workers
-        self.rows = {}
+        self.format, self.amp_dtype = memory_format(channels_last), amp_dtype
+        self.rows = {}        # (branch, path) -> row of self.features[branch]
+        self.features = {}    # branch -> float32 array (n, 4, dim)
 
-    @torch.no_grad()
-    def add(self, paths, modal):
+    def add(self, paths, modal, what=None):
+        """Embed the images of `paths` not embedded yet through branch `modal`; `what` names them in
+        the progress lines."""
         todo = list(dict.fromkeys(p for p in paths if (modal, p) not in self.rows))
         if not todo:
             return
-        start = time.time()
-        loader = DataLoader(TestData(todo, np.zeros(len(todo)), self.img_h, self.img_w),
-                            batch_size=self.batch_size, shuffle=False, num_workers=self.workers)
+        what = what or f'{Modal(modal).name.lower()} images'
+        cuda = self.device.type == 'cuda'
+        loader = DataLoader(TestData(todo, np.zeros(len(todo)), self.img_h, self.img_w), batch_size=self.batch_size,
+                            shuffle=False, num_workers=self.workers, pin_memory=cuda)
+        out = None
+        start = last_print = time.perf_counter()
         self.net.eval()
-        done = 0
-        for x, _ in loader:
-            x = x.to(self.device)
-            pool, feat = self.net(x, x, x, x, modal)          # (2b, 2048) each: [original; middle]
-            b = x.shape[0]
-            parts = [t.float().cpu().numpy() for t in (pool[:b], pool[b:], feat[:b], feat[b:])]
-            for i in range(b):
-                self.rows[(modal, todo[done + i])] = [p[i] for p in parts]
-            done += b
-        print(f'  embedded {len(todo)} {Modal(modal).name.lower()} images in {time.time() - start:.1f}s', flush=True)
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            done = 0
+            for x, _ in loader:
+                x = x.to(self.device, non_blocking=True, memory_format=self.format)
+                pool, feat = self.net(x, x, x, x, modal)          # (2b, dim) each: [original; middle]
+                b = x.shape[0]
+                block = torch.stack([pool[:b], pool[b:], feat[:b], feat[b:]], dim=1).float()   # (b, 4, dim)
+                if out is None:   # host memory for all of them, filled a batch at a time
+                    out = torch.empty((len(todo), *block.shape[1:]), dtype=torch.float32, pin_memory=cuda)
+                out[done:done + b].copy_(block, non_blocking=True)
+                done += b
+                now = time.perf_counter()
+                if now - last_print >= self.PROGRESS_SECONDS and done < len(todo):
+                    last_print = now
+                    print(f'  embedding {what}: {done}/{len(todo)} ({done / (now - start):.0f} images/s)', flush=True)
+        if cuda:
+            torch.cuda.synchronize()   # the last non-blocking copies
+        first = len(self.features.get(modal, ()))
+        self.features[modal] = np.concatenate([self.features[modal], out.numpy()]) if first else out.numpy()
+        self.rows.update(((modal, path), first + i) for i, path in enumerate(todo))
+        seconds = time.perf_counter() - start
+        print(f'  embedded {len(todo)} {what} in {seconds:.1f}s ({len(todo) / seconds:.0f} images/s)', flush=True)
 
     def get(self, image_set):
         """float64 matrices (the release's precision for similarities), keyed by feature name."""
-        rows = [self.rows[(image_set.modal, p)] for p in image_set.paths]
-        names = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
-        return {name: np.array([r[k] for r in rows], dtype=np.float64) for k, name in enumerate(names)}
+        rows = self.features[image_set.modal][[self.rows[(image_set.modal, p)] for p in image_set.paths]]
+        return {name: rows[:, k].astype(np.float64) for k, name in enumerate(self.NAMES)}
 
 
 def score_similarities(q, g, llcm_pool_quirk=False):
@@ -129,14 +157,15 @@ def summarise(cmc, mAP, mINP):
 
 
 def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
-             img_h=384, img_w=192, batch_size=64, workers=4):
-    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`."""
+             img_h=384, img_w=192, batch_size=64, workers=4, channels_last=True, amp_dtype=None):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`. `channels_last` is the
+    memory format of the inputs (give `net` the same); `amp_dtype` an autocast dtype or None."""
     problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol) for t in trials}
-    bank = FeatureBank(net, device, img_h, img_w, batch_size, workers)
+    bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype)
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
-            bank.add([p for pr in problems.values() if getattr(pr, side).modal == modal
-                      for p in getattr(pr, side).paths], modal)
+            paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
+            bank.add(paths, modal, f'{side} {modality_word(dataset, modal)} images')
     results = []
     for trial, pr in problems.items():
         q, g = bank.get(pr.query), bank.get(pr.gallery)
@@ -174,13 +203,30 @@ def resolve_checkpoint(resume, model_path, trial=None):
     raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')
 
 
-def load_model(path, device, arch):
+def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):
+    """The network of checkpoint `path` on `device`. The release squeeze-excitation's channels are
+    `se_channels` if given, else the ones the checkpoint stores, else (a release checkpoint) the
+    topk tie order of `device`; they are printed."""
     ckpt = read_checkpoint(path)
     net = embed_net(arch=arch, **checkpoint_model_args(ckpt, path))
     load_state(net, ckpt['net'], path)
     epoch = ckpt.get('epoch')
     print(f'loaded {path}' + (f' (epoch {epoch})' if epoch is not None else ''), flush=True)
-    return net.to(device)
+    net = net.to(device, memory_format=memory_format(channels_last))
+    stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
+    if not net.SEnet.constant:
+        if se_channels:
+            raise ReIDError(f'--se-channels applies to the release squeeze-excitation only; {path} has the '
+                            'working one, which picks its channels per sample')
+        return net
+    if se_channels and stored and tuple(se_channels) != stored:
+        print(f'warning: {path} was trained with middle-modality channels {",".join(map(str, stored))}; '
+              f'using --se-channels {",".join(map(str, se_channels))} instead')
+    channels = net.SEnet.set_channels(se_channels or stored)
+    source = ('--se-channels' if se_channels else 'stored in the checkpoint' if stored
+              else f"this device's torch.topk tie order; the checkpoint stores none")
+    print(f'middle-modality channels: {",".join(map(str, channels))} ({source})', flush=True)
+    return net
 
 
 def parse_args(argv=None):
@@ -219,21 +265,23 @@ def main(argv=None):
     data_path = resolve_data_path(args.dataset, args.data_path)
     trials = parse_trials(args.trials, args.dataset)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, img_h=args.img_h,
-                   img_w=args.img_w, batch_size=args.test_batch, workers=args.workers)
+                   img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
+                   channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device))
+    model = dict(device=device, arch=args.arch, se_channels=args.se_channels, channels_last=args.channels_last)
     if args.dataset == 'sysu' and args.tvsearch:
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
     per_trial = []
     if args.dataset == 'regdb' and '{trial}' in args.resume:
         for trial in trials:  # one model per RegDB split
-            net = load_model(resolve_checkpoint(args.resume, args.model_path, trial), device, args.arch)
+            net = load_model(resolve_checkpoint(args.resume, args.model_path, trial), **model)
             per_trial += summarise_trials(evaluate(net, args.dataset, data_path, [trial], device, **options))
             print(format_table(f'Trial {trial}', per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
-        net = load_model(resolve_checkpoint(args.resume, args.model_path), device, args.arch)
+        net = load_model(resolve_checkpoint(args.resume, args.model_path), **model)
         per_trial = summarise_trials(evaluate(net, args.dataset, data_path, trials, device, **options))
         for result in per_trial:
             print(format_table(f'Trial {result["trial"]}', result))

@@ -11,15 +11,14 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from data_loader import IdentitySampler, build_train_set
+from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import Modal, embed_net
 from test import evaluate, format_table, resolve_checkpoint, summarise_trials
-from utils import (ReIDError, add_common_args, checkpoint_model_args, load_state,
-                   read_checkpoint, resolve_data_path, run_main, save_checkpoint, select_device,
-                   tee_stdout)
+from utils import (ReIDError, add_common_args, autocast, autocast_dtype, checkpoint_model_args, load_state,
+                   memory_format, read_checkpoint, resolve_data_path, run_main, save_checkpoint,
+                   select_device, tee_stdout)
 
 
 def parse_args(argv=None):
@@ -33,7 +32,6 @@ def parse_args(argv=None):
     group.add_argument('--se', default='release', choices=('release', 'working'),
                        help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed "
                             "channels: the release's behaviour) or 'working' (one hidden unit)")
-    group.add_argument('--amp', action='store_true', help='mixed precision (float16) on CUDA')
     group.add_argument('--print-freq', dest='print_freq', default=50, type=int, help='log every N steps')
     return parser.parse_args(argv)
 
@@ -100,23 +98,28 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
-def train_epoch(net, trainset, optimizer, scaler, criteria, epoch, args, device):
-    """One epoch; returns the mean of each loss part and the identity accuracy."""
+PROGRESS_SECONDS = 30   # a progress line at least this often, whatever --print-freq says
+
+
+def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype=None):
+    """One epoch; returns the mean of each loss part, the identity accuracy, the learning rate and
+    the seconds spent waiting for data and computing. Prints the first step, every --print-freq
+    steps or PROGRESS_SECONDS (whichever comes first) and the last step."""
     lr = set_lr(optimizer, epoch, args.lr)
-    # A fresh sampler per epoch from numpy's global generator, as in the release.
-    sampler = IdentitySampler(trainset.train_color_label, trainset.train_thermal_label,
-                              args.num_pos, args.batch_size)
-    trainset.cIndex, trainset.tIndex = sampler.index1, sampler.index2
-    loader = DataLoader(trainset, batch_size=args.batch_size * args.num_pos, sampler=sampler,
-                        num_workers=args.workers, drop_last=True, pin_memory=device.type == 'cuda')
+    loader.batch_sampler.set_epoch(epoch)
+    fmt = memory_format(args.channels_last)
     net.train()
-    sums, correct, total, start = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0, time.time()
-    steps = len(trainset.cIndex) // (args.batch_size * args.num_pos)
-    for step, (v1, v2, t1, t2, label_v, label_t) in enumerate(loader):
-        v1, v2, t1, t2 = (x.to(device, non_blocking=True) for x in (v1, v2, t1, t2))
-        label_v, label_t = label_v.to(device), label_t.to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
+    sums, correct, total = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0
+    steps, waited, computed = len(loader), 0.0, 0.0
+    start = last_print = tick = time.perf_counter()
+    for step, (v1, v2, t1, t2, label_v, label_t) in enumerate(loader, start=1):
+        data_ready = time.perf_counter()
+        waited += data_ready - tick
+        v1, v2, t1, t2 = (x.to(device, non_blocking=True, memory_format=fmt) for x in (v1, v2, t1, t2))
+        label_v, label_t = label_v.to(device, non_blocking=True), label_t.to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
             feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
+        # The losses run in float32 whatever the network's precision.
         loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -129,20 +132,25 @@ def train_epoch(net, trainset, optimizer, scaler, criteria, epoch, args, device)
         sums['loss'] += loss.item()
         for key in ('id', 'tri', 'tca'):
             sums[key] += parts[key]
-        if (step + 1) % args.print_freq == 0 or step + 1 == steps:
-            n = step + 1
-            print(f'Epoch: [{epoch}][{n}/{steps}] time {time.time() - start:.1f}s lr {lr:.5f} '
-                  f'loss {sums["loss"] / n:.4f} (id {sums["id"] / n:.4f} tri {sums["tri"] / n:.4f} '
-                  f'tca {sums["tca"] / n:.4f}) accu {100 * correct / total:.2f}%', flush=True)
-    return {**{k: v / steps for k, v in sums.items()}, 'accuracy': correct / total, 'lr': lr}
+        tick = time.perf_counter()
+        computed += tick - data_ready
+        if step == 1 or step % args.print_freq == 0 or step == steps or tick - last_print >= PROGRESS_SECONDS:
+            last_print = tick
+            print(f'Epoch: [{epoch}][{step}/{steps}] time {tick - start:.1f}s (data wait {waited:.1f}s, '
+                  f'compute {computed:.1f}s) lr {lr:.5f} loss {sums["loss"] / step:.4f} '
+                  f'(id {sums["id"] / step:.4f} tri {sums["tri"] / step:.4f} tca {sums["tca"] / step:.4f}) '
+                  f'accu {100 * correct / total:.2f}%', flush=True)
+    return {**{k: v / steps for k, v in sums.items()}, 'accuracy': correct / total, 'lr': lr,
+            'data_wait': waited, 'compute': computed}
 
 
-def validate(net, data_path, epoch, args, device):
+def validate(net, data_path, epoch, args, device, amp_dtype=None):
     """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol."""
     trial = args.trial if args.dataset == 'regdb' else 0
     (_, raw), = evaluate(net, args.dataset, data_path, [trial], device, mode=args.mode,
                          tvsearch=args.tvsearch, protocol='release', img_h=args.img_h, img_w=args.img_w,
-                         batch_size=args.test_batch, workers=args.workers)
+                         batch_size=args.test_batch, workers=args.workers,
+                         channels_last=args.channels_last, amp_dtype=amp_dtype)
     print(format_table(f'Validation after epoch {epoch}', summarise_trials([(trial, raw)])[0]), flush=True)
     return raw['ALL']
 
@@ -166,12 +174,7 @@ def train(args):
     name = run_name(args)
     print('arguments:', ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())), flush=True)
     device = select_device(args.gpu)
-    if args.amp and device.type != 'cuda':
-        print('--amp needs CUDA: training in float32')
-        args.amp = False
-    if device.type == 'cpu':
-        # Denormal floats in the gradients can slow CPU steps down several times over.
-        torch.set_flush_denormal(True)
+    amp_dtype = autocast_dtype(args.amp, device)
     set_seed(args.seed)
     data_path = resolve_data_path(args.dataset, args.data_path)
 
@@ -180,6 +183,8 @@ def train(args):
     n_class = len(np.unique(trainset.train_color_label))
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
           f'{len(trainset.train_thermal_label)} thermal images, loaded in {time.time() - start:.1f}s', flush=True)
+    batches = TrainBatchSampler(trainset.train_color_label, trainset.train_thermal_label, args.num_pos,
+                                args.batch_size, seed=args.seed)
 
     start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}
     if args.resume:
@@ -187,37 +192,49 @@ def train(args):
         pretrained = 'none'  # the checkpoint replaces every weight
     else:
         ckpt, pretrained = None, args.pretrained
-    net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working').to(device)
+    net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working')
+    net = net.to(device, memory_format=memory_format(args.channels_last))
     optimizer = make_optimizer(net, args)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    se_channels = args.se_channels
     if ckpt is not None:
         model_args = checkpoint_model_args(ckpt, args.resume)
         if model_args['class_num'] != n_class:
             raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
                             f'training set has {n_class}')
         load_state(net, ckpt['net'], args.resume)
+        se_channels = se_channels or ckpt.get('se_channels')
         start_epoch = int(ckpt.get('epoch', -1)) + 1
         if 'optimizer' in ckpt:
             optimizer.load_state_dict(ckpt['optimizer'])
-            scaler.load_state_dict(ckpt.get('scaler', {}))
+            if ckpt.get('scaler'):
+                scaler.load_state_dict(ckpt['scaler'])
             best = ckpt.get('best', best)
             set_rng_state(ckpt['rng'])
         else:
             print('note: the checkpoint has no optimizer state (a release checkpoint?): momentum starts '
                   'from zero, so the run will not equal an uninterrupted one')
         print(f'resuming at epoch {start_epoch} of {args.epochs}', flush=True)
+    if args.se == 'release':
+        # Fixed once and stored in every checkpoint, so testing on another device uses the same channels.
+        se_channels = net.SEnet.set_channels(se_channels)
+        print(f'middle-modality channels (release squeeze-excitation): {",".join(map(str, se_channels))}')
+    elif args.se_channels:
+        raise ReIDError('--se-channels applies to the release squeeze-excitation (--se release) only')
+    loader = make_train_loader(trainset, batches, args.workers, device)
 
     os.makedirs(args.model_path, exist_ok=True)
     writer = open_tensorboard(os.path.join(args.vis_log_path, name))
     criteria = (OriTripletLoss(args.batch_size * args.num_pos, args.margin), TcaLoss())
     for epoch in range(start_epoch, args.epochs):
         epoch_start = time.time()
-        stats = train_epoch(net, trainset, optimizer, scaler, criteria, epoch, args, device)
+        stats = train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype)
         print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
-        cmc, mAP, mINP = validate(net, data_path, epoch, args, device) if epoch > 0 else (None, None, None)
+        cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if epoch > 0 else (None, None, None)
 
         ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
-                'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'args': vars(args)}
+                'se_channels': net.se_channels, 'optimizer': optimizer.state_dict(),
+                'scaler': scaler.state_dict(), 'args': vars(args)}
         if cmc is not None and cmc[0] > best['rank1']:
             best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
             save_checkpoint({**ckpt, 'best': best, 'rng': rng_state()},

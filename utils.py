@@ -164,6 +164,20 @@ def add_common_args(parser, training=False):
     model.add_argument('--model_path', default='save_model/', help='folder of checkpoints')
     model.add_argument('--gpu', default='0', help='CUDA device(s) to use (CUDA_VISIBLE_DEVICES); '
                                                   'the CPU is used when none is visible')
+    model.add_argument('--se-channels', dest='se_channels', type=parse_se_channels, default=None,
+                       metavar='A,B,C',
+                       help="the release squeeze-excitation's three middle-modality channels, for a "
+                            'checkpoint that stores none (a release checkpoint) or a new run (default: '
+                            "the checkpoint's, else this device's torch.topk tie order: 3,5,4 on CPU)")
+
+    speed = parser.add_argument_group('speed')
+    speed.add_argument('--channels-last', dest='channels_last', action=argparse.BooleanOptionalAction,
+                       default=True, help='run the network in the channels_last memory format '
+                                          '(faster on CPU and on GPUs with tensor cores; same numbers up '
+                                          'to float rounding)')
+    speed.add_argument('--amp', action='store_true',
+                       help='mixed precision on CUDA: bfloat16 where supported, else float16 with '
+                            'gradient scaling; ignored on the CPU')
 
     title = 'training' if training else 'training flags (accepted so release command lines work; unused by test.py)'
     train = parser.add_argument_group(title)
@@ -195,9 +209,45 @@ def select_device(gpu):
     if gpu not in (None, ''):
         os.environ['CUDA_VISIBLE_DEVICES'] = str(gpu)
     if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True   # fixed input sizes: let cuDNN pick its fastest kernels
         return torch.device('cuda')
     print('no CUDA device visible: running on the CPU', flush=True)
+    # Denormal floats in the gradients can slow CPU steps down several times over.
+    torch.set_flush_denormal(True)
     return torch.device('cpu')
+
+
+def autocast_dtype(amp, device):
+    """The dtype `--amp` runs the network in on `device`: bfloat16 where the GPU supports it (no
+    gradient scaling needed), float16 otherwise (with a GradScaler); None for float32. On the CPU
+    --amp is ignored: bfloat16 autocast was not faster here (see the README's speed table)."""
+    if not amp:
+        return None
+    if device.type != 'cuda':
+        print('note: --amp is ignored on the CPU: running in float32', flush=True)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device, dtype):
+    """Mixed precision in `dtype` on `device`, or nothing for dtype None (float32)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def memory_format(channels_last):
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def parse_se_channels(text):
+    """--se-channels a,b,c: three distinct channel indices in 0..5."""
+    try:
+        channels = tuple(int(c) for c in text.split(','))
+    except ValueError:
+        channels = ()
+    if len(channels) != 3 or len(set(channels)) != 3 or not all(0 <= c <= 5 for c in channels):
+        raise argparse.ArgumentTypeError(f'expected three distinct channel indices in 0..5 such as 3,5,4, '
+                                         f'got {text!r}')
+    return channels
 
 
 class Tee:

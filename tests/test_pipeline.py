@@ -1,6 +1,7 @@
 """train.py and test.py end to end on synthetic data in the real layouts (tiny images, CPU)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,9 @@ import test as test_script
 import train as train_script
 from model import embed_net
 from synthetic import make_llcm, make_regdb, make_sysu
-from utils import ReIDError, read_checkpoint, save_checkpoint
+from data_loader import TrainBatchSampler, build_train_set, make_train_loader
+from loss import OriTripletLoss, TcaLoss
+from utils import ReIDError, autocast_dtype, read_checkpoint, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = ['--img_h', '32', '--img_w', '16']
@@ -85,6 +88,10 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     out = capsys.readouterr().out
     assert 'no CUDA device visible: running on the CPU' in out
     assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
+    # every progress line shows how long the step waited for data next to the compute time
+    steps = [line for line in out.splitlines() if line.startswith('Epoch: [')]
+    assert steps and all(re.search(r'\(data wait \d+\.\ds, compute \d+\.\ds\)', line) for line in steps)
+    assert 'Epoch: [0][1/5]' in out      # the first step is always shown
     name = 'sysu_p2_n2_lr_0.01_seed_0'
     files = sorted(os.listdir(models))
     assert files == sorted(f'{name}_{s}.t' for s in ('best', 'epoch_0', 'epoch_1', 'last'))
@@ -92,6 +99,8 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     assert ckpt['epoch'] == 1 and ckpt['args']['dataset'] == 'sysu'
     assert ckpt['cmc'].ndim == 1 and 0 <= float(ckpt['mAP']) <= 1
     assert {'optimizer', 'scaler', 'rng', 'best'} <= set(ckpt)
+    # the release squeeze-excitation's channels, picked on this device, are recorded
+    assert ckpt['se_channels'] == tuple(torch.topk(torch.full((1, 6), 0.5), 3).indices[0].tolist())
     assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
     log = (tmp_path / 'log' / 'sysu_log' / f'{name}_os.txt').read_text()
     assert 'Validation after epoch 1' in log
@@ -104,9 +113,12 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
 
 
 def test_resume_reaches_the_same_weights(tmp_path, sysu_prepared):
+    """A resumed run ends with the weights of an uninterrupted one, whatever the number of loader
+    workers (which persist across epochs): each item's augmentation is seeded from (seed, epoch,
+    position), not from a worker's start-up seed."""
     # Epoch 1 is the first one validated, so the resumed run also carries the best score over.
-    full = run_train(tmp_path / 'full', 'sysu', sysu_prepared, '--epochs', '3', '--workers', '1')
-    part = run_train(tmp_path / 'part', 'sysu', sysu_prepared, '--epochs', '2', '--workers', '1')
+    full = run_train(tmp_path / 'full', 'sysu', sysu_prepared, '--epochs', '3', '--workers', '0')
+    part = run_train(tmp_path / 'part', 'sysu', sysu_prepared, '--epochs', '2', '--workers', '2')
     name = 'sysu_p2_n2_lr_0.01_seed_0'
     resumed = run_train(tmp_path / 'part', 'sysu', sysu_prepared, '--epochs', '3', '--workers', '1',
                         '--resume', str(part / f'{name}_last.t'))
@@ -169,9 +181,9 @@ def test_shared_gallery_images_are_embedded_once(sysu_root, monkeypatch):
     calls = []
     real_add = test_script.FeatureBank.add
 
-    def counting_add(self, paths, modal):
+    def counting_add(self, paths, modal, what=None):
         before = len(self.rows)
-        real_add(self, paths, modal)
+        real_add(self, paths, modal, what)
         calls.append(len(self.rows) - before)
     monkeypatch.setattr(test_script.FeatureBank, 'add', counting_add)
     torch.manual_seed(0)
@@ -232,3 +244,85 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path, sysu_root):
     run = script('test.py', '--dataset', 'sysu', '--data-path', sysu_root, '--gpu', '', '--resume', str(other))
     assert run.returncode == 2 and 'Traceback' not in run.stderr
     assert 'resnet.t' in run.stderr and 'not an IFALNet checkpoint' in run.stderr
+
+
+def test_test_uses_the_channels_the_checkpoint_stores(tmp_path, sysu_prepared, capsys):
+    """A checkpoint trained where torch.topk broke the tie differently (simulated by storing other
+    channels) is tested with its own channels on this device, and --se-channels overrides them."""
+    models = run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '1')
+    ckpt = read_checkpoint(models / 'sysu_p2_n2_lr_0.01_seed_0_last.t')
+    ckpt['se_channels'] = (0, 2, 1)
+    forced = tmp_path / 'forced.t'
+    save_checkpoint(ckpt, forced)
+    capsys.readouterr()
+    net = test_script.load_model(str(forced), torch.device('cpu'))
+    assert net.se_channels == (0, 2, 1)
+    assert 'middle-modality channels: 0,2,1 (stored in the checkpoint)' in capsys.readouterr().out
+    own = test_script.load_model(str(forced), torch.device('cpu'), se_channels=(3, 5, 4))
+    assert own.se_channels == (3, 5, 4)
+    out = capsys.readouterr().out
+    assert 'trained with middle-modality channels 0,2,1; using --se-channels 3,5,4' in out
+    x = torch.randn(2, 3, 32, 16)
+    with torch.no_grad():   # the trained generator's channels differ, so the features do too
+        assert not torch.allclose(net.eval()(x, x, x, x, 1)[1], own.eval()(x, x, x, x, 1)[1])
+
+    report = run_test(tmp_path, 'sysu', sysu_prepared, forced, '--trials', '0')
+    assert 'middle-modality channels: 0,2,1 (stored in the checkpoint)' in capsys.readouterr().out
+    check_results(report, 'sysu', [0])
+    # a release checkpoint stores none: this device's order, or the flag's
+    del ckpt['se_channels']
+    release = tmp_path / 'release.t'
+    save_checkpoint({'net': ckpt['net'], 'epoch': 0}, release)
+    assert test_script.load_model(str(release), torch.device('cpu')).se_channels == (3, 5, 4)
+    assert "this device's torch.topk tie order; the checkpoint stores none" in capsys.readouterr().out
+    assert test_script.load_model(str(release), torch.device('cpu'), se_channels=(1, 4, 0)).se_channels == (1, 4, 0)
+
+
+def test_se_channels_flag_is_checked(tmp_path):
+    assert test_script.parse_args(['--resume', 'x', '--se-channels', '5,0,3']).se_channels == (5, 0, 3)
+    assert test_script.parse_args(['--resume', 'x']).se_channels is None
+    assert train_script.parse_args(['--se-channels', '1,2,3']).se_channels == (1, 2, 3)
+    for bad in ('1,2', '1,1,2', '0,1,6', 'a,b,c', '1,2,3,4'):
+        run = script('test.py', '--resume', 'x', '--se-channels', bad)
+        assert run.returncode == 2 and 'three distinct channel indices in 0..5' in run.stderr
+    working = tmp_path / 'working.t'
+    save_checkpoint({'net': embed_net(4, working_se=True).state_dict()}, working)
+    with pytest.raises(ReIDError, match='--se-channels applies to the release squeeze-excitation only'):
+        test_script.load_model(str(working), torch.device('cpu'), se_channels=(0, 1, 2))
+
+
+def test_amp_on_the_cpu_is_ignored_with_a_note(capsys, monkeypatch):
+    cpu = torch.device('cpu')
+    assert autocast_dtype(False, cpu) is None
+    assert autocast_dtype(True, cpu) is None
+    assert '--amp is ignored on the CPU' in capsys.readouterr().out
+    # on CUDA: bfloat16 where the GPU supports it, else float16 (with the gradient scaler)
+    cuda = torch.device('cuda')
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
+    assert autocast_dtype(True, cuda) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
+    assert autocast_dtype(True, cuda) == torch.float16
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_mixed_precision_training_path_runs_on_the_cpu(sysu_prepared, dtype, capsys):
+    """The CUDA --amp code path (autocast, float32 losses, GradScaler for float16), exercised with
+    CPU autocast: the losses are finite float32 numbers and the weights move."""
+    args = train_script.parse_args(['--batch-size', '2', '--num_pos', '2', '--lr', '0.01', '--print-freq', '100'])
+    trainset = build_train_set('sysu', sysu_prepared, 32, 16)
+    batches = TrainBatchSampler(trainset.train_color_label, trainset.train_thermal_label, 2, 2, seed=0)
+    loader = make_train_loader(trainset, batches, 0, torch.device('cpu'))
+    torch.manual_seed(0)
+    net = embed_net(4).to(memory_format=torch.channels_last)
+    optimizer = train_script.make_optimizer(net, args)
+    # GradScaler's default start (65536) overflows float16 on this fresh model and backs off over
+    # ~9 skipped steps, as documented; this epoch has 5, so start lower.
+    scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 8, enabled=dtype == torch.float16)
+    before = net.classifier.weight.detach().clone()
+    criteria = (OriTripletLoss(4, 0.3), TcaLoss())
+    stats = train_script.train_epoch(net, loader, optimizer, scaler, criteria, 5, args, torch.device('cpu'), dtype)
+    assert all(np.isfinite(stats[k]) for k in ('loss', 'id', 'tri', 'tca'))
+    assert not torch.equal(before, net.classifier.weight) and net.classifier.weight.dtype == torch.float32
+    if dtype == torch.float16:
+        assert scaler.get_scale() > 0 and scaler.state_dict()
+    assert 'Epoch: [5][5/5]' in capsys.readouterr().out
