@@ -1,0 +1,289 @@
+"""How fast IFALNet trains and tests on this device, and where the time goes.
+
+    python3 bench.py                                        # 64x32 images: a CPU-sized run
+    python3 bench.py --img_h 384 --img_w 192 --json bench.json   # the real size, on a GPU
+
+- Training: a short real training loop (train.py's `train_epoch`, the release batch of 4 identities
+  x 4 images per modality, synthetic identities held in memory), time per step split into waiting
+  for data and compute, for float32 contiguous, float32 channels_last, and mixed precision (on CUDA
+  what `--amp` uses; on the CPU bfloat16 autocast, which train.py does not use, for reference).
+- Embedding: test.py's FeatureBank on JPEG files of twice the test size (decode, LANCZOS resize,
+  network), images per second, for the same variants.
+- Input pipeline: training items per second (four views each), in one process and with
+  `--workers`, for our views and for torchvision's PIL transforms (the release's), at
+  `--pipeline-size`.
+- Metrics: one call of eval_sysu / eval_llcm at the real test-set sizes.
+- Memory: peak resident memory of the process; on CUDA the peak allocated per variant.
+
+Variants run in turn, `--repeats` times, and the best time of each is kept, so that passing load on
+a shared machine inflates all of them alike. Prints a table; `--json FILE` writes the figures.
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+import bench_metrics
+import data_loader as dl
+from eval_metrics import eval_llcm, eval_sysu
+from loss import OriTripletLoss, TcaLoss
+from model import Modal, embed_net
+from synthetic import parse_size, render_identity
+from test import FeatureBank
+from train import make_optimizer, parse_args as train_args, train_epoch
+from utils import atomic_write, memory_format, run_main, select_device
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--img_h', '--img-h', dest='img_h', type=int, default=64,
+                        help='training and test image height')
+    parser.add_argument('--img_w', '--img-w', dest='img_w', type=int, default=32,
+                        help='training and test image width')
+    parser.add_argument('--steps', type=int, default=5, help='measured training steps per variant (at least 2)')
+    parser.add_argument('--embed-images', '--embed_images', dest='embed_images', type=int, default=256,
+                        help='test images embedded per variant')
+    parser.add_argument('--test-batch', '--test_batch', dest='test_batch', type=int, default=64,
+                        help='test batch size (images)')
+    parser.add_argument('--workers', type=int, default=2, help='loader processes (training, embedding, pipeline)')
+    parser.add_argument('--pipeline-size', '--pipeline_size', dest='pipeline_size', type=parse_size,
+                        default=(384, 192), metavar='HxW', help='image size of the input-pipeline measurement')
+    parser.add_argument('--repeats', type=int, default=2, help='rounds of every variant; the best is kept')
+    parser.add_argument('--parts', default='train,embed,pipeline,metrics',
+                        help='comma-separated parts to run: train, embed, pipeline, metrics')
+    parser.add_argument('--gpu', default='0', help="CUDA device (CUDA_VISIBLE_DEVICES); 'cpu' or '' for the CPU")
+    parser.add_argument('--json', default=None, metavar='FILE', help='also write the figures here as JSON')
+    args = parser.parse_args(argv)
+    args.parts = [p.strip() for p in args.parts.split(',') if p.strip()]
+    unknown = set(args.parts) - {'train', 'embed', 'pipeline', 'metrics'}
+    if unknown:
+        parser.error(f'--parts: unknown part(s) {", ".join(sorted(unknown))}; expected train, embed, pipeline, metrics')
+    if min(args.steps, args.embed_images, args.repeats, args.img_h, args.img_w) < 1 or args.workers < 0:
+        parser.error('--steps, --embed-images, --repeats and the image size must be positive, --workers >= 0')
+    return args
+
+
+def variants(device):
+    """(name, channels_last, autocast dtype) of each measured variant."""
+    if device.type == 'cuda':
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        amp_name = f'AMP {str(amp).replace("torch.", "")} channels_last'
+    else:
+        amp, amp_name = torch.bfloat16, 'CPU bfloat16 channels_last (not used by --amp)'
+    return [('fp32 contiguous', False, None), ('fp32 channels_last', True, None), (amp_name, True, amp)]
+
+
+def rendered(n_ids, per_id, size, seed=0):
+    """Synthetic visible and infrared images (uint8 (n, h, w, 3)) of identities 0..n_ids-1."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_ids), per_id)
+    images = {m: np.stack([np.asarray(render_identity(int(pid) % 64 + 1, m, rng, size)) for pid in labels])
+              for m in ('visible', 'infrared')}
+    return images['visible'], images['infrared'], labels
+
+
+def best_of(repeats, names, measure):
+    """{name: best result} with `measure(name)` -> (seconds, extra dict), the names taken in turn."""
+    best = {}
+    for _ in range(repeats):
+        for name in names:
+            seconds, extra = measure(name)
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, extra)
+    return best
+
+
+def cuda_peak(device):
+    return torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == 'cuda' else None
+
+
+def reset_cuda_peak(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def bench_training(args, device):
+    """Per-step seconds (data wait, compute) of train_epoch, one warm-up epoch then one measured."""
+    batch_items = 4 * 4
+    # N = 16 (steps - 1) images per modality: the sampler's N // 16 + 1 batches are `steps` steps.
+    color, thermal, labels = rendered(4 * max(args.steps - 1, 1), 4, (args.img_h, args.img_w))
+    trainset = dl.TrainData(color, labels, thermal, labels, args.img_h, args.img_w)
+    options = train_args(['--img_h', str(args.img_h), '--img_w', str(args.img_w), '--print-freq', '1000000'])
+    table = {name: (last, amp) for name, last, amp in variants(device)}
+
+    def measure(name):
+        channels_last, amp = table[name]
+        options.channels_last = channels_last
+        torch.manual_seed(0)
+        np.random.seed(0)
+        net = embed_net(len(np.unique(labels))).to(device, memory_format=memory_format(channels_last))
+        optimizer = make_optimizer(net, options)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        criteria = (OriTripletLoss(batch_items, options.margin), TcaLoss())
+        batches = dl.TrainBatchSampler(labels, labels, 4, 4, seed=0)
+        loader = dl.make_train_loader(trainset, batches, args.workers, device)
+        with contextlib.redirect_stdout(io.StringIO()):
+            train_epoch(net, loader, optimizer, scaler, criteria, 0, options, device, amp)   # warm-up
+            reset_cuda_peak(device)
+            stats = train_epoch(net, loader, optimizer, scaler, criteria, 1, options, device, amp)
+        steps = len(loader)
+        step = (stats['data_wait'] + stats['compute']) / steps
+        return step, {'data_wait_s': stats['data_wait'] / steps, 'compute_s': stats['compute'] / steps,
+                      'cuda_max_allocated_mb': cuda_peak(device)}
+
+    best = best_of(args.repeats, list(table), measure)
+    base = best['fp32 contiguous'][0]
+    return {name: {'step_s': s, **extra, 'ratio': s / base} for name, (s, extra) in best.items()}
+
+
+def bench_embedding(args, device, folder):
+    """Images per second of FeatureBank.add (decode, resize, network) on JPEGs of twice the size."""
+    visible, _, _ = rendered(args.embed_images, 1, (2 * args.img_h, 2 * args.img_w))
+    paths = []
+    for i, img in enumerate(visible):
+        paths.append(os.path.join(folder, f'{i:05d}.jpg'))
+        Image.fromarray(img).save(paths[-1], quality=95)
+    table = {name: (last, amp) for name, last, amp in variants(device)}
+    torch.manual_seed(0)
+    weights = embed_net(395).state_dict()
+
+    def measure(name):
+        channels_last, amp = table[name]
+        net = embed_net(395)
+        net.load_state_dict(weights)
+        net = net.to(device, memory_format=memory_format(channels_last))
+        with contextlib.redirect_stdout(io.StringIO()):
+            bank = lambda: FeatureBank(net, device, args.img_h, args.img_w, args.test_batch, args.workers,
+                                       channels_last, amp)
+            bank().add(paths[:args.test_batch], Modal.VISIBLE)   # warm-up
+            reset_cuda_peak(device)
+            start = time.perf_counter()
+            bank().add(paths, Modal.VISIBLE)
+            seconds = time.perf_counter() - start
+        return seconds, {'cuda_max_allocated_mb': cuda_peak(device)}
+
+    best = best_of(args.repeats, list(table), measure)
+    base = best['fp32 contiguous'][0]
+    return {name: {'images_per_s': len(paths) / s, 'seconds': s, **extra, 'ratio': s / base}
+            for name, (s, extra) in best.items()}
+
+
+def torchvision_views(img_h, img_w):
+    """The release's views with torchvision's PIL transforms, called like ours (global generators)."""
+    plain = [T.Pad(10), T.RandomCrop((img_h, img_w)), T.RandomHorizontalFlip(), T.ToTensor(),
+             T.Normalize(dl.IMAGENET_MEAN, dl.IMAGENET_STD), dl.ChannelRandomErasing(probability=0.5)]
+    composed = (T.Compose(plain), T.Compose(plain + [dl.RandomChannelCopy()]),
+                T.Compose(plain + [dl.ChannelAdaptiveGray(probability=0.5)]))
+    return [lambda img, rng, gen, c=c: c(Image.fromarray(img)) for c in composed]
+
+
+def bench_pipeline(args, device):
+    """Training items per second, without the network: ours and torchvision's views, 0 and N workers."""
+    size = args.pipeline_size
+    color, thermal, labels = rendered(32, 8, size)
+    n_items = 8 * 16
+    names = ['ours, 1 process', 'torchvision PIL, 1 process']
+    if args.workers:
+        names += [f'ours, {args.workers} workers', f'torchvision PIL, {args.workers} workers']
+    sets = {}
+    for kind in ('ours', 'torchvision PIL'):
+        sets[kind] = dl.TrainData(color, labels, thermal, labels, *size)
+        if kind != 'ours':
+            sets[kind].transform_plain, sets[kind].transform_visible, sets[kind].transform_thermal = \
+                torchvision_views(*size)
+    loaders = {}
+
+    def measure(name):
+        kind, procs = name.split(', ')
+        workers = 0 if procs == '1 process' else args.workers
+        if name not in loaders:   # one loader per variant, its workers kept across rounds
+            batches = dl.TrainBatchSampler(labels[:n_items - 16], labels[:n_items - 16], 4, 4, seed=0)
+            loaders[name] = (dl.make_train_loader(sets[kind], batches, workers, device), batches)
+            batches.set_epoch(0)
+            for _ in loaders[name][0]:   # warm-up (starts the workers)
+                pass
+        loader, batches = loaders[name]
+        batches.set_epoch(1)
+        start = time.perf_counter()
+        items = sum(len(batch[4]) for batch in loader)
+        return (time.perf_counter() - start) / items, {}
+
+    best = best_of(args.repeats, names, measure)
+    return {name: {'items_per_s': 1 / s} for name, (s, _) in best.items()}
+
+
+def bench_metrics_calls(args):
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, metric in (('SYSU-MM01', eval_sysu), ('LLCM', eval_llcm)):
+        case = bench_metrics.make_case(rng, *bench_metrics.CASES[name][:6])
+        (seconds,), _ = bench_metrics.best_times([metric], case, max(args.repeats, 3))
+        out[f'{name} {case[0].shape[0]}x{case[0].shape[1]}'] = {'seconds': seconds}
+    return out
+
+
+def print_table(title, rows, columns):
+    print(f'\n{title}')
+    print(f'  {"":<46}' + ''.join(f'{header:>14}' for header, _ in columns))
+    for name, row in rows.items():
+        cells = []
+        for _, (key, fmt) in columns:
+            cells.append(f'{"-" if row.get(key) is None else format(row[key], fmt):>14}')
+        print(f'  {name:<46}' + ''.join(cells))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = select_device(args.gpu)
+    report = {'device': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu',
+              'torch': torch.__version__, 'threads': torch.get_num_threads(), 'cpus': os.cpu_count(),
+              'img_h': args.img_h, 'img_w': args.img_w, 'workers': args.workers}
+    print(f'bench: {report["device"]} ({device.type}), torch {torch.__version__}, {report["threads"]} threads, '
+          f'{args.img_h}x{args.img_w} images, {args.workers} loader workers, best of {args.repeats}', flush=True)
+    if 'train' in args.parts:
+        print('training ...', flush=True)
+        report['train'] = bench_training(args, device)
+        print_table(f'Training step, 4 ids x 4 images x 2 modalities, {args.img_h}x{args.img_w} '
+                    f'(best of {args.repeats} x {args.steps} steps)', report['train'],
+                    [('step s', ('step_s', '.3f')), ('data wait s', ('data_wait_s', '.3f')),
+                     ('compute s', ('compute_s', '.3f')), ('vs fp32', ('ratio', '.2f')),
+                     ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))])
+    if 'embed' in args.parts:
+        print('\nembedding ...', flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            report['embed'] = bench_embedding(args, device, folder)
+        print_table(f'Test embedding, {args.embed_images} JPEGs {2 * args.img_h}x{2 * args.img_w} tested at '
+                    f'{args.img_h}x{args.img_w}, batch {args.test_batch}', report['embed'],
+                    [('images/s', ('images_per_s', '.1f')), ('seconds', ('seconds', '.2f')),
+                     ('time vs fp32', ('ratio', '.2f')), ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))])
+    if 'pipeline' in args.parts:
+        print('\ninput pipeline ...', flush=True)
+        report['pipeline'] = bench_pipeline(args, device)
+        h, w = args.pipeline_size
+        print_table(f'Training input pipeline at {h}x{w} (items of four views)', report['pipeline'],
+                    [('items/s', ('items_per_s', '.0f'))])
+    if 'metrics' in args.parts:
+        report['metrics'] = bench_metrics_calls(args)
+        print_table('Metrics, one call (release CMC, mAP, mINP)', report['metrics'], [('seconds', ('seconds', '.4f'))])
+    report['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f'\npeak resident memory {report["peak_rss_mb"]:.0f} MB')
+    if args.json:
+        atomic_write(args.json, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
+        print(f'figures written to {args.json}')
+    return report
+
+
+if __name__ == '__main__':
+    run_main(main)
