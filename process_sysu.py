@@ -10,12 +10,11 @@ labels 0..K-1 in ascending identity order. Images are ordered by identity, camer
 """
 import argparse
 import os
-import tempfile
 
 import numpy as np
 
 from data_manager import parse_camera_and_id, read_resized, sysu_train_files
-from utils import ReIDError, atomic_write, run_main
+from utils import ReIDError, atomic_write, run_main, temp_file_beside
 
 
 def relabel(rgb_ids, ir_ids, root):
@@ -35,8 +34,7 @@ def save_resized_images(path, files, img_h, img_w, desc):
     The array goes straight to disk (about 5 GB for the visible images at 384x192), so memory
     use stays small, and the move makes the write atomic.
     """
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.' + os.path.basename(path) + '.',
-                               suffix='.tmp')
+    fd, tmp = temp_file_beside(path)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))

@@ -14,16 +14,45 @@ class ReIDError(Exception):
     """A problem with the user's input (paths, files, checkpoints) that deserves a plain message."""
 
 
+def current_umask():
+    """The process's umask (read from /proc where it can be, since setting it to read it is not
+    thread-safe)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file_beside(path):
+    """A new temporary file next to `path` (same file system, so `os.replace` onto `path` is atomic),
+    returned as (fd, name). Its mode is the one the umask gives any new file (0644 under umask 022),
+    not mkstemp's private 0600, so the file that replaces `path` is as readable as one made by open()."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+    except BaseException:
+        os.close(fd)
+        os.remove(tmp)
+        raise
+    return fd, tmp
+
+
 def atomic_write(path, write_fn, mode='wb'):
     """Write `path` through `write_fn(file_object)` so that readers see the old file or the new one.
 
     The data goes to a temporary file in the same directory (same file system), is flushed to
     disk, and then replaces `path` in one `os.replace`; an interruption leaves `path` untouched.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, mode) as f:
             write_fn(f)
