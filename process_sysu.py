@@ -8,13 +8,12 @@ labels 0..K-1 in ascending identity order. Images are ordered by identity, camer
 
     python process_sysu.py --data-path ./Datasets/SYSU-MM01/
 """
-import argparse
 import os
 
 import numpy as np
 
 from data_manager import parse_camera_and_id, read_resized, sysu_train_files
-from utils import ReIDError, atomic_write, run_main, temp_file_beside
+from utils import ReIDError, add_flag, atomic_write, make_parser, run_main, temp_file_beside
 
 
 def relabel(rgb_ids, ir_ids, root):
@@ -68,10 +67,10 @@ def prepare_sysu(data_path, img_h=384, img_w=192):
     return stats
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-path', default='./Datasets/SYSU-MM01/', help='SYSU-MM01 root folder')
-    args = parser.parse_args()
+def main(argv=None):
+    parser = make_parser(__doc__.splitlines()[0])
+    add_flag(parser, '--data-path', default='./Datasets/SYSU-MM01/', metavar='DIR', help='SYSU-MM01 root folder')
+    args = parser.parse_args(argv)
     prepare_sysu(args.data_path)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from data_loader import LUMINANCE
-from utils import ReIDError, run_main
+from utils import ReIDError, add_flag, make_parser, run_main
 
 SYSU_CAMERAS = {'visible': (1, 2, 4, 5), 'infrared': (3, 6)}
 LLCM_CAMERAS = {'vis': (1, 2, 3, 4, 5, 6, 7, 8, 9), 'nir': (1, 2, 4, 5, 6, 7, 8, 9)}
@@ -184,15 +184,15 @@ def parse_size(text):
     return h, w
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--dataset', choices=('sysu', 'regdb', 'llcm'), required=True)
-    parser.add_argument('--out', required=True, help='root folder to create')
-    parser.add_argument('--ids', type=int, default=12, help='number of identities (half train, half test)')
-    parser.add_argument('--images', type=int, default=2, help='images per camera (RegDB: per identity)')
-    parser.add_argument('--size', type=parse_size, default=(128, 64), help='image size HxW')
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
+def main(argv=None):
+    parser = make_parser(__doc__.splitlines()[0], alias_note=False)
+    add_flag(parser, '--dataset', choices=('sysu', 'regdb', 'llcm'), required=True, help='layout to write')
+    add_flag(parser, '--out', required=True, metavar='DIR', help='root folder to create')
+    add_flag(parser, '--ids', type=int, default=12, help='number of identities (half train, half test)')
+    add_flag(parser, '--images', type=int, default=2, help='images per camera (RegDB: per identity)')
+    add_flag(parser, '--size', type=parse_size, default='128x64', metavar='HxW', help='image size')
+    add_flag(parser, '--seed', type=int, default=0, help='seed of the per-image jitter and of the RegDB splits')
+    args = parser.parse_args(argv)
     if args.ids < 4:
         raise ReIDError(f'--ids {args.ids}: need at least 4 identities')
     ids = list(range(1, args.ids + 1))

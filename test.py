@@ -4,7 +4,6 @@
     python test.py --dataset regdb --resume 'save_model/regdb_..._trial_{trial}_best.t'
     python test.py --dataset llcm --resume llcm_..._best.t --results results.json
 """
-import argparse
 import json
 import os
 import time
@@ -18,8 +17,8 @@ import data_manager as dm
 from data_loader import TestData
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from model import Modal, embed_net
-from utils import (ReIDError, add_common_args, atomic_write, checkpoint_model_args, load_state,
-                   read_checkpoint, resolve_data_path, run_main, select_device)
+from utils import (ReIDError, add_common_args, add_flag, atomic_write, checkpoint_model_args, load_state,
+                   make_parser, read_checkpoint, resolve_data_path, run_main, select_device)
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
@@ -184,16 +183,16 @@ def load_model(path, device, arch):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Evaluate IFALNet on SYSU-MM01, RegDB or LLCM.')
+    parser = make_parser('Evaluate IFALNet on SYSU-MM01, RegDB or LLCM.')
     add_common_args(parser)
     group = parser.add_argument_group('test')
-    group.add_argument('--protocol', default='release', choices=('release', 'standard'),
-                       help="'release' reproduces the release's numbers, quirks included; 'standard' "
-                            'uses the intended query/gallery roles and score terms (LLCM)')
-    group.add_argument('--trials', default=None,
-                       help='comma-separated trials to run (default: all ten; SYSU/LLCM gallery '
-                            'draws 0..9, RegDB splits 1..10)')
-    group.add_argument('--results', default=None, metavar='FILE', help='write the scores as JSON here')
+    add_flag(group, '--protocol', default='release', choices=('release', 'standard'),
+             help="'release' reproduces the release's numbers, quirks included; 'standard' uses the intended "
+                  'query/gallery roles and score terms (LLCM)')
+    add_flag(group, '--trials', default=None, metavar='LIST',
+             help='comma-separated trials to run (default: all ten; SYSU-MM01/LLCM gallery draws 0..9, RegDB '
+                  'splits 1..10)')
+    add_flag(group, '--results', default=None, metavar='FILE', help='write the scores as JSON here')
     args = parser.parse_args(argv)
     if not args.resume:
         parser.error('--resume is required: the checkpoint to evaluate')

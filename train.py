@@ -4,7 +4,6 @@
     python train.py --dataset regdb --trial 3 --gpu 0
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
 """
-import argparse
 import os
 import random
 import time
@@ -17,24 +16,25 @@ from data_loader import IdentitySampler, build_train_set
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import Modal, embed_net
 from test import evaluate, format_table, resolve_checkpoint, summarise_trials
-from utils import (ReIDError, add_common_args, checkpoint_model_args, load_state,
+from utils import (ReIDError, add_common_args, add_flag, checkpoint_model_args, load_state, make_parser,
                    read_checkpoint, resolve_data_path, run_main, save_checkpoint, select_device,
                    tee_stdout)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train IFALNet (visible-infrared person re-identification).')
+    parser = make_parser('Train IFALNet (visible-infrared person re-identification).')
     add_common_args(parser, training=True)
     group = parser.add_argument_group('training (not in the release)')
-    group.add_argument('--epochs', default=121, type=int, help='train epochs 0..EPOCHS-1 (the release: 121)')
-    group.add_argument('--pretrained', default='imagenet',
-                       help="backbone start: 'imagenet' (torchvision's ResNet-50 weights, from the torch "
-                            "hub cache or downloaded), 'none', or the path of that weights file")
-    group.add_argument('--se', default='release', choices=('release', 'working'),
-                       help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed "
-                            "channels: the release's behaviour) or 'working' (one hidden unit)")
-    group.add_argument('--amp', action='store_true', help='mixed precision (float16) on CUDA')
-    group.add_argument('--print-freq', dest='print_freq', default=50, type=int, help='log every N steps')
+    add_flag(group, '--epochs', default=121, type=int, help='train epochs 0..EPOCHS-1 (the release: 121)')
+    add_flag(group, '--pretrained', default='imagenet', metavar='imagenet|none|FILE',
+             help="backbone start: 'imagenet' (torchvision's ResNet-50 weights, from the torch hub cache or "
+                  "downloaded), 'none' (from scratch: use a smaller --lr than the release's), or the path of "
+                  'that weights file')
+    add_flag(group, '--se', default='release', choices=('release', 'working'),
+             help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed channels: the "
+                  "release's behaviour) or 'working' (one hidden unit)")
+    add_flag(group, '--amp', action='store_true', help='mixed precision (float16) on CUDA')
+    add_flag(group, '--print-freq', default=50, type=int, help='log every N steps')
     return parser.parse_args(argv)
 
 

@@ -1,6 +1,8 @@
 """What a user meets at the command line: file modes, flag spellings, --help, input checks, messages."""
+import argparse
 import contextlib
 import os
+import re
 import stat
 
 import numpy as np
@@ -9,7 +11,10 @@ import torch
 from PIL import Image
 
 import process_sysu
-from utils import atomic_write, save_checkpoint
+import synthetic
+import test as test_script
+import train as train_script
+from utils import add_flag, atomic_write, make_parser, save_checkpoint, select_device
 
 
 @contextlib.contextmanager
@@ -58,3 +63,105 @@ def test_process_sysu_arrays_get_the_umask_mode(tmp_path):
         process_sysu.save_resized_images(str(tmp_path / 'train_rgb_resized_img.npy'), files, 8, 4, 'rgb')
     assert mode_of(tmp_path / 'train_rgb_resized_img.npy') == 0o644
     assert np.load(tmp_path / 'train_rgb_resized_img.npy').shape == (2, 8, 4, 3)
+
+
+# ----------------------------------------------------------------------------------- flags and --help
+
+# Every flag whose name has "-" or "_", with a value to give it and the value it parses to.
+SPELLING_CASES = {
+    '--data-path': ('some/root', 'some/root'), '--img_w': ('20', 20), '--img_h': ('30', 30),
+    '--test-batch': ('7', 7), '--model_path': ('models/', 'models/'), '--batch-size': ('3', 3),
+    '--num_pos': ('5', 5), '--lambda_1': ('0.5', 0.5), '--save_epoch': ('4', 4), '--log_path': ('L/', 'L/'),
+    '--vis_log_path': ('V/', 'V/'), '--print-freq': ('9', 9),
+}
+
+
+def other_spelling(flag):
+    return '--' + flag[2:].translate(str.maketrans('-_', '_-'))
+
+
+def help_entries(parse, capsys):
+    """{flag: help text} of the flags --help lists, and the whole help text."""
+    with pytest.raises(SystemExit) as exit_:
+        parse(['--help'])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    lines = text.split('\n\n', 1)[1].splitlines()   # after the usage
+    entries, flag = {}, None
+    for line in lines:
+        start = re.match(r'  (-[-\w]+)(?:,? [^ ]+)*(?:  +(.*))?$', line) if re.match(r'  -', line) else None
+        if start:
+            flag = start.group(1)
+            entries[flag] = start.group(2) or ''
+        elif flag and line.startswith(' ' * 20):
+            entries[flag] += ' ' + line.strip()
+        else:
+            flag = None
+    return entries, text
+
+
+@pytest.mark.parametrize('script', ['train', 'test'])
+def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
+    parse = (train_script.parse_args if script == 'train'
+             else lambda argv: test_script.parse_args(['--resume', 'x.t', *argv]))
+    entries, _ = help_entries(parse, capsys)
+    with_separator = {flag for flag in entries if re.search(r'\w[-_]\w', flag)}
+    # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from utils.add_flag).
+    assert with_separator == set(SPELLING_CASES) - ({'--print-freq'} if script == 'test' else set())
+    for flag in with_separator:
+        given, expected = SPELLING_CASES[flag]
+        dest = flag[2:].replace('-', '_')
+        release = vars(parse([flag, given]))
+        other = vars(parse([other_spelling(flag), given]))
+        assert release[dest] == other[dest] == expected, flag
+        assert release == other
+        assert vars(parse([f'{other_spelling(flag)}={given}']))[dest] == expected
+
+
+def test_other_spelling_reports_errors_under_its_own_name(capsys):
+    with pytest.raises(SystemExit):
+        train_script.parse_args(['--img-h', 'tall'])
+    assert "argument --img-h: invalid int value: 'tall'" in capsys.readouterr().err
+
+
+def test_add_flag_covers_switches_and_both_forms_of_a_boolean_option():
+    parser = make_parser('x')
+    add_flag(parser, '--channels-last', action=argparse.BooleanOptionalAction, default=True, help='h')
+    add_flag(parser, '--fast_mode', action='store_true', help='h')
+    parse = lambda *argv: vars(parser.parse_args(argv))
+    assert parse() == {'channels_last': True, 'fast_mode': False}
+    assert parse('--no_channels_last')['channels_last'] is False
+    assert parse('--no-channels-last', '--channels_last')['channels_last'] is True
+    assert parse('--fast-mode')['fast_mode'] is True
+    with pytest.raises(ValueError, match='required flag cannot have an alias'):
+        add_flag(parser, '--must_have', required=True, help='h')
+
+
+@pytest.mark.parametrize('script', ['train', 'test', 'process_sysu', 'synthetic'])
+def test_help_lists_each_flag_once_with_its_help_and_default(script, capsys):
+    parse = {'train': train_script.parse_args, 'test': test_script.parse_args,
+             'process_sysu': process_sysu.main, 'synthetic': synthetic.main}[script]
+    entries, text = help_entries(parse, capsys)
+    usage = text.split('\n\n', 1)[0]
+    listed = re.findall(r'^  (--[-\w]+)', text, re.MULTILINE)
+    assert sorted(listed) == sorted(set(listed))                                  # each flag once
+    aliases = {other_spelling(flag) for flag in listed} - set(listed)
+    assert not aliases & set(re.findall(r'--[-\w]+', usage + '\n'.join(entries.values())))
+    assert all(help_ for help_ in entries.values()), [f for f, h in entries.items() if not h]
+    defaults = {'train': {'--epochs': '121', '--lr': '0.1', '--gpu': '0', '--img_h': '384', '--num_pos': '4',
+                          '--print-freq': '50', '--save_epoch': '20', '--pretrained': 'imagenet'},
+                'test': {'--protocol': 'release', '--test-batch': '64', '--model_path': 'save_model/'},
+                'process_sysu': {'--data-path': './Datasets/SYSU-MM01/'},
+                'synthetic': {'--size': '128x64', '--seed': '0', '--ids': '12'}}[script]
+    for flag, default in defaults.items():
+        assert f'(default: {default})' in entries[flag], flag
+    if script in ('train', 'test'):
+        assert "'cpu' or '' runs on the CPU" in entries['--gpu']
+        assert ('[--resume FILE]' in usage) is (script == 'train')
+        assert (' --resume FILE ' in usage.replace('\n', ' ')) is (script == 'test')
+
+
+def test_gpu_cpu_or_empty_selects_the_cpu(capsys):
+    for gpu in ('cpu', '', 'CPU'):
+        assert select_device(gpu) == torch.device('cpu')
+        assert 'running on the CPU (--gpu cpu)' in capsys.readouterr().out

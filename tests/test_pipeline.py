@@ -83,7 +83,7 @@ def check_results(report, dataset, trials, protocol='release'):
 def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     models = run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '2', '--save_epoch', '1')
     out = capsys.readouterr().out
-    assert 'no CUDA device visible: running on the CPU' in out
+    assert 'running on the CPU (--gpu cpu)' in out
     assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
     name = 'sysu_p2_n2_lr_0.01_seed_0'
     files = sorted(os.listdir(models))
