@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from data_manager import parse_camera_and_id, read_resized, sysu_train_files
+from data_manager import check_layout, parse_camera_and_id, read_resized, sysu_train_files
 from utils import ReIDError, add_flag, atomic_write, make_parser, run_main, temp_file_beside
 
 
@@ -71,7 +71,7 @@ def main(argv=None):
     parser = make_parser(__doc__.splitlines()[0])
     add_flag(parser, '--data-path', default='./Datasets/SYSU-MM01/', metavar='DIR', help='SYSU-MM01 root folder')
     args = parser.parse_args(argv)
-    prepare_sysu(args.data_path)
+    prepare_sysu(check_layout('sysu', args.data_path, training=True))
 
 
 if __name__ == '__main__':

@@ -17,8 +17,8 @@ import data_manager as dm
 from data_loader import TestData
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from model import Modal, embed_net
-from utils import (ReIDError, add_common_args, add_flag, atomic_write, checkpoint_model_args, load_state,
-                   make_parser, read_checkpoint, resolve_data_path, run_main, select_device)
+from utils import (ReIDError, add_common_args, add_flag, atomic_write, check_counts, checkpoint_model_args,
+                   load_state, make_parser, read_checkpoint, resolve_data_path, run_main, select_device)
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
@@ -199,24 +199,62 @@ def parse_args(argv=None):
     return args
 
 
-def parse_trials(text, dataset):
+def parse_trials(text, dataset, flag='--trials'):
     if text is None:
         return list(DEFAULT_TRIALS[dataset])
     try:
         trials = [int(t) for t in text.split(',') if t.strip()]
     except ValueError:
-        raise ReIDError(f'--trials takes comma-separated integers, not {text!r}') from None
+        raise ReIDError(f'{flag} takes comma-separated integers, not {text!r}') from None
     allowed = DEFAULT_TRIALS[dataset]
     if not trials or any(t not in allowed for t in trials):
-        raise ReIDError(f'--trials for {dataset} must be within {allowed.start}..{allowed.stop - 1}, got {text!r}')
+        raise ReIDError(f'{flag} for {dataset} must be within {allowed.start}..{allowed.stop - 1}, got {text!r}')
     return trials
+
+
+def select_trials(args):
+    """--trials, or for RegDB `--trial N` (the release's flag for the split): the same as --trials N."""
+    if args.trial is not None:
+        if args.dataset != 'regdb':
+            print(f'note: --trial selects a RegDB split; {args.dataset} gallery draws are chosen with --trials, '
+                  f'so --trial {args.trial} is ignored')
+        elif args.trials is None or parse_trials(args.trials, 'regdb') == [args.trial]:
+            return parse_trials(str(args.trial), 'regdb', '--trial')
+        else:
+            raise ReIDError(f'--trial {args.trial} and --trials {args.trials} ask for different RegDB splits; '
+                            'give one of them')
+    return parse_trials(args.trials, args.dataset)
+
+
+def resolve_checkpoints(resume, model_path, dataset, trials):
+    """{trial: checkpoint path}, resolved before anything is embedded. For RegDB, '{trial}' in
+    --resume names one checkpoint per split; the missing ones are listed together."""
+    if not (dataset == 'regdb' and '{trial}' in resume):
+        path = resolve_checkpoint(resume, model_path)
+        return {trial: path for trial in trials}
+    found, missing = {}, []
+    for trial in trials:
+        try:
+            found[trial] = resolve_checkpoint(resume, model_path, trial)
+        except ReIDError:
+            missing.append(trial)
+    if missing:
+        lines = [f'  {resume.replace("{trial}", str(trial))}' for trial in missing]
+        have = (f'\nfound the checkpoints of split(s) {", ".join(map(str, found))}: test those alone with '
+                f'--trials {",".join(map(str, found))}') if found else ''
+        raise ReIDError(f'{len(missing)} of {len(trials)} RegDB checkpoints not found (looked for each as given '
+                        f'and under --model_path {model_path}):\n' + '\n'.join(lines) + have)
+    return found
 
 
 def main(argv=None):
     args = parse_args(argv)
+    # Every input is checked before the first image is embedded.
+    check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    trials = select_trials(args)
+    data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
+    checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     device = select_device(args.gpu)
-    data_path = resolve_data_path(args.dataset, args.data_path)
-    trials = parse_trials(args.trials, args.dataset)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, img_h=args.img_h,
                    img_w=args.img_w, batch_size=args.test_batch, workers=args.workers)
     if args.dataset == 'sysu' and args.tvsearch:
@@ -225,14 +263,14 @@ def main(argv=None):
     per_trial = []
     if args.dataset == 'regdb' and '{trial}' in args.resume:
         for trial in trials:  # one model per RegDB split
-            net = load_model(resolve_checkpoint(args.resume, args.model_path, trial), device, args.arch)
+            net = load_model(checkpoints[trial], device, args.arch)
             per_trial += summarise_trials(evaluate(net, args.dataset, data_path, [trial], device, **options))
             print(format_table(f'Trial {trial}', per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
-        net = load_model(resolve_checkpoint(args.resume, args.model_path), device, args.arch)
+        net = load_model(checkpoints[trials[0]], device, args.arch)
         per_trial = summarise_trials(evaluate(net, args.dataset, data_path, trials, device, **options))
         for result in per_trial:
             print(format_table(f'Trial {result["trial"]}', result))

@@ -13,11 +13,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_loader import IdentitySampler, build_train_set
+from data_manager import check_layout, check_sysu_prepared
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import Modal, embed_net
 from test import evaluate, format_table, resolve_checkpoint, summarise_trials
-from utils import (ReIDError, add_common_args, add_flag, checkpoint_model_args, load_state, make_parser,
-                   read_checkpoint, resolve_data_path, run_main, save_checkpoint, select_device,
+from utils import (ReIDError, add_common_args, add_flag, check_counts, checkpoint_model_args, load_state,
+                   make_parser, read_checkpoint, resolve_data_path, run_main, save_checkpoint, select_device,
                    tee_stdout)
 
 
@@ -155,8 +156,27 @@ def open_tensorboard(path):
     return SummaryWriter(path)
 
 
+def check_inputs(args):
+    """Refuse bad input before anything is written, the log file included: counts, the data root
+    and its layout, the RegDB split, the checkpoint to resume and the ImageNet weights file."""
+    check_counts(args, {'--epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
+                        '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    if args.dataset == 'regdb' and not 1 <= args.trial <= 10:
+        raise ReIDError(f'--trial {args.trial}: RegDB splits are 1..10')
+    args.data_path = check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path),
+                                  trials=[args.trial], training=True)
+    if args.dataset == 'sysu':
+        check_sysu_prepared(args.data_path)
+    if args.resume:
+        args.resume = resolve_checkpoint(args.resume, args.model_path)
+    if args.pretrained not in ('imagenet', 'none') and not os.path.isfile(args.pretrained):
+        raise ReIDError(f"--pretrained {args.pretrained}: no such file; expected 'imagenet', 'none' or the "
+                        "path of torchvision's ResNet-50 ImageNet weights")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    check_inputs(args)
     log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{run_name(args)}_os.txt')
     with tee_stdout(log_file):
         train(args)

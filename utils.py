@@ -281,11 +281,25 @@ def add_common_args(parser, training=False):
 
 
 def resolve_data_path(dataset, data_path):
+    """--data-path, or the dataset's default root; refuses a path that is not a folder, saying
+    whether it was given or the default."""
     path = data_path or DEFAULT_DATA_PATHS[dataset]
     if not os.path.isdir(path):
-        raise ReIDError(f'data root {path} not found: pass --data-path with the {dataset} dataset '
-                        f'folder (see the README for the expected layout)')
+        problem = 'is a file, not a folder' if os.path.exists(path) else 'does not exist'
+        if data_path:
+            raise ReIDError(f'--data-path {path} {problem}; expected the {dataset} dataset root folder '
+                            '(see the README for its layout)')
+        raise ReIDError(f'no --data-path given, and the default {dataset} root {path} {problem}: '
+                        'pass --data-path with the dataset root folder')
     return path
+
+
+def check_counts(args, minimums):
+    """Refuse a count below its minimum, e.g. {'--batch-size': 1}; the flag is named as --help shows it."""
+    for flag, minimum in minimums.items():
+        value = getattr(args, flag[2:].replace('-', '_'))
+        if value < minimum:
+            raise ReIDError(f'{flag} must be at least {minimum}, got {value}')
 
 
 def select_device(gpu):

@@ -212,11 +212,13 @@ def script(*args, cwd=ROOT):
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_missing_data_root_is_a_clear_error(tmp_path):
+def test_missing_data_root_is_a_clear_error_and_leaves_no_log(tmp_path):
     run = script('train.py', '--dataset', 'llcm', '--data-path', str(tmp_path / 'nowhere'), '--gpu', '',
                  '--pretrained', 'none', '--log_path', str(tmp_path / 'log'))
-    assert run.returncode == 2
-    assert 'nowhere not found' in run.stderr and 'Traceback' not in run.stderr
+    assert run.returncode == 2 and run.stdout == ''
+    assert run.stderr == f'error: --data-path {tmp_path / "nowhere"} does not exist; expected the llcm dataset ' \
+                         'root folder (see the README for its layout)\n'
+    assert not (tmp_path / 'log').exists()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, sysu_root):
