@@ -68,6 +68,12 @@ def set_lr(optimizer, epoch, base_lr):
     return lr
 
 
+def keeps_epoch(epoch, save_epoch):
+    """Whether epoch `epoch` is also saved as <run>_epoch_<epoch>.t: the release's rule, every
+    --save_epoch epochs after the warm-up (epochs 20, 40, ..., 120 by default)."""
+    return epoch > 10 and epoch % save_epoch == 0
+
+
 def run_name(args):
     name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
     if args.optim != 'sgd':
@@ -223,8 +229,15 @@ def train(args):
             best = ckpt.get('best', best)
             set_rng_state(ckpt['rng'])
         else:
-            print('note: the checkpoint has no optimizer state (a release checkpoint?): momentum starts '
-                  'from zero, so the run will not equal an uninterrupted one')
+            print(f'warning: {args.resume} holds weights and scores but no optimizer, scaler or random state '
+                  '(only a run\'s _last.t does; its _best.t and _epoch_N.t, like the release\'s checkpoints, do '
+                  f'not): training continues at epoch {start_epoch} with zero momentum and fresh random draws, so '
+                  'it will not equal an uninterrupted run; resume from the run\'s _last.t to continue exactly',
+                  flush=True)
+            if ckpt.get('cmc') is not None:
+                # Without the run's best score, count this checkpoint's as the best so far, so
+                # that a worse epoch does not replace the run's _best.t.
+                best = {'rank1': float(ckpt['cmc'][0]), 'mAP': float(ckpt['mAP']), 'epoch': start_epoch - 1}
         print(f'resuming at epoch {start_epoch} of {args.epochs}', flush=True)
 
     os.makedirs(args.model_path, exist_ok=True)
@@ -236,17 +249,17 @@ def train(args):
         print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
         cmc, mAP, mINP = validate(net, data_path, epoch, args, device) if epoch > 0 else (None, None, None)
 
-        ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
-                'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'args': vars(args)}
+        # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
+        # only _last.t, the resume point, adds what an exact continuation needs.
+        ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP, 'args': vars(args)}
         if cmc is not None and cmc[0] > best['rank1']:
             best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
-            save_checkpoint({**ckpt, 'best': best, 'rng': rng_state()},
-                            os.path.join(args.model_path, f'{name}_best.t'))
+            save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_best.t'))
             print(f'new best Rank-1 {100 * best["rank1"]:.2f}% at epoch {epoch}', flush=True)
-        ckpt.update(best=best, rng=rng_state())
-        if epoch % args.save_epoch == 0:
+        if keeps_epoch(epoch, args.save_epoch):
             save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
-        save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_last.t'))  # resume point
+        save_checkpoint({**ckpt, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'best': best,
+                         'rng': rng_state()}, os.path.join(args.model_path, f'{name}_last.t'))
 
         if writer is not None:
             for key, value in stats.items():

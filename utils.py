@@ -274,7 +274,8 @@ def add_common_args(parser, training=False):
                  help='RegDB: evaluate this split only, the same as --trials N (default: all ten)')
     add_flag(train, '--seed', default=0, type=int, help='random seed')
     add_flag(train, '--save_epoch', default=20, type=int,
-             help='also keep the weights every this many epochs')
+             help="also keep the weights of every epoch above 10 that is a multiple of this, the release's rule "
+                  '(epochs 20, 40, ..., 120)')
     add_flag(train, '--log_path', default='log/', metavar='DIR', help='folder of text logs')
     add_flag(train, '--vis_log_path', default='log/vis_log/', metavar='DIR', help='folder of TensorBoard logs')
     return parser

@@ -87,12 +87,24 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
     name = 'sysu_p2_n2_lr_0.01_seed_0'
     files = sorted(os.listdir(models))
-    assert files == sorted(f'{name}_{s}.t' for s in ('best', 'epoch_0', 'epoch_1', 'last'))
+    assert files == sorted(f'{name}_{s}.t' for s in ('best', 'last'))   # no _epoch_N.t up to epoch 10
     ckpt = read_checkpoint(models / f'{name}_last.t')
     assert ckpt['epoch'] == 1 and ckpt['args']['dataset'] == 'sysu'
     assert ckpt['cmc'].ndim == 1 and 0 <= float(ckpt['mAP']) <= 1
-    assert {'optimizer', 'scaler', 'rng', 'best'} <= set(ckpt)
+    # Only the resume point holds the optimizer, scaler and random states.
+    assert set(ckpt) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'args', 'optimizer', 'scaler', 'best', 'rng'}
     assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
+    best = read_checkpoint(models / f'{name}_best.t')
+    assert set(best) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'args'}   # the release's keys, and args
+    assert best['epoch'] == ckpt['best']['epoch'] == 1 and float(best['cmc'][0]) == ckpt['best']['rank1']
+    assert all(torch.equal(v, ckpt['net'][k]) for k, v in best['net'].items())
+
+    # Resuming from a checkpoint without optimizer state says so (here with nothing left to train).
+    run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '2', '--resume', str(models / f'{name}_best.t'))
+    out = capsys.readouterr().out
+    assert (f'warning: {models / name}_best.t holds weights and scores but no optimizer, scaler or random state'
+            in out) and "resume from the run's _last.t to continue exactly" in out
+    assert 'resuming at epoch 2 of 2' in out
     log = (tmp_path / 'log' / 'sysu_log' / f'{name}_os.txt').read_text()
     assert 'Validation after epoch 1' in log
 
@@ -194,6 +206,13 @@ def test_tvsearch_parsing():
     with pytest.raises(SystemExit):
         parse('--tvsearch', 'maybe')
     assert train_script.parse_args(['--tvsearch', 'True']).tvsearch is True
+
+
+def test_periodic_checkpoints_follow_the_release_rule():
+    kept = lambda save_epoch: [e for e in range(121) if train_script.keeps_epoch(e, save_epoch)]
+    assert kept(20) == [20, 40, 60, 80, 100, 120]
+    assert kept(5) == [15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100, 105, 110, 115, 120]
+    assert kept(1)[:2] == [11, 12]
 
 
 def test_learning_rate_schedule():
