@@ -120,6 +120,28 @@ def score_similarities(q, g, llcm_pool_quirk=False):
     return sims
 
 
+# Below this spread (see `feature_spread`) the network gives every image about the same features. A
+# freshly initialised one measures 0.03-0.2 on the synthetic data, trained ones more; the collapse
+# of SGD --lr 0.1 from scratch measured about 1e-4, and 0 (dead ReLUs) in a short run at a higher lr.
+COLLAPSE_SPREAD = 1e-3
+
+
+def feature_spread(features):
+    """How much the (unit-length) features of a set of images differ: the RMS distance of the rows
+    from their mean, for each kind of feature in `features` ({name: (N, D)}), the largest kind's."""
+    return max(float(np.sqrt(((f - f.mean(0)) ** 2).sum(1).mean())) for f in features.values())
+
+
+def collapse_warning(spread):
+    """The loud message for a network whose features barely differ between images."""
+    rule = '!' * 100
+    return (f'{rule}\nWARNING: the model gives every image nearly the same features (spread {spread:.1e}, '
+            f'below {COLLAPSE_SPREAD:.0e};\nan untrained network gives about 0.03-0.2): it has collapsed, and '
+            'the scores below are meaningless.\nLikely cause: a learning rate too high for training without '
+            "ImageNet weights. The release's SGD --lr 0.1\nexpects --pretrained imagenet; from scratch, use a "
+            'smaller --lr, or --optim adam --lr 0.02 as demo.py does.\n' + rule)
+
+
 def summarise(cmc, mAP, mINP):
     # A gallery smaller than 20 gives a shorter CMC (the release would fail here); the curve is flat
     # after its end, so Rank-k there is its last value.
@@ -136,11 +158,14 @@ def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             bank.add([p for pr in problems.values() if getattr(pr, side).modal == modal
                       for p in getattr(pr, side).paths], modal)
-    results = []
+    results, spread = [], np.inf
     for trial, pr in problems.items():
         q, g = bank.get(pr.query), bank.get(pr.gallery)
+        spread = min(spread, feature_spread(q), feature_spread(g))
         sims = score_similarities(q, g, pr.llcm_pool_quirk)
         results.append((trial, {name: pr.metric(-sims[name], pr.query, pr.gallery) for name in SCORES}))
+    if spread < COLLAPSE_SPREAD:
+        print(collapse_warning(spread), flush=True)
     return results
 
 

@@ -1,6 +1,7 @@
 """train.py and test.py end to end on synthetic data in the real layouts (tiny images, CPU)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -129,13 +130,57 @@ def test_resume_reaches_the_same_weights(tmp_path, sysu_prepared):
     assert a['best'] == b['best']
 
 
-def test_sysu_indoor_with_an_untrained_checkpoint(tmp_path, sysu_root):
+def test_sysu_indoor_with_an_untrained_checkpoint(tmp_path, sysu_root, capsys):
     ckpt = tmp_path / 'init.t'
     torch.manual_seed(0)
     save_checkpoint({'net': embed_net(4).state_dict(), 'epoch': -1}, ckpt)
     report = run_test(tmp_path, 'sysu', sysu_root, ckpt, '--mode', 'indoor', '--trials', '3')
     check_results(report, 'sysu', [3])
     assert report['mode'] == 'indoor'
+    assert 'WARNING' not in capsys.readouterr().out   # an untrained network is not a collapsed one
+
+
+def collapsed_net(scale=1e-4):
+    """A network that gives every image nearly the same features, as SGD --lr 0.1 from scratch did
+    (feature spread about 1e-4): its four stems' batch norms scale every activation down to almost
+    nothing, so what follows sees nearly the same input for every image."""
+    torch.manual_seed(0)
+    net = embed_net(4)
+    with torch.no_grad():
+        for stem in ('visible_module.visible', 'visible_moduleA.visible', 'thermal_module.thermal',
+                     'thermal_moduleA.thermal'):
+            bn = net.get_submodule(f'{stem}.bn1')
+            bn.weight.mul_(scale)
+            bn.bias.fill_(0.1)
+    return net
+
+
+def test_a_collapsed_model_is_reported_loudly(tmp_path, sysu_root, capsys):
+    ckpt = tmp_path / 'collapsed.t'
+    save_checkpoint({'net': collapsed_net().state_dict(), 'epoch': 30}, ckpt)
+    report = run_test(tmp_path, 'sysu', sysu_root, ckpt, '--trials', '0,1')
+    out = capsys.readouterr().out
+    spread = float(re.search(r'WARNING: the model gives every image nearly the same features \(spread ([-+.e\d]+), '
+                             r'below 1e-03', out).group(1))
+    assert 0 < spread < 2e-4
+    assert 'Likely cause: a learning rate too high for training without ImageNet weights' in out
+    check_results(report, 'sysu', [0, 1])   # the scores are still written
+
+    args = train_script.parse_args(['--data-path', sysu_root, *TRAIN])
+    train_script.validate(collapsed_net(), sysu_root, 5, args, torch.device('cpu'))
+    out = capsys.readouterr().out
+    assert out.index('WARNING: the model gives every image nearly the same features') < out.index('Validation after epoch 5')
+
+
+def test_feature_spread():
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    same = unit(np.ones((5, 8)))
+    assert test_script.feature_spread({'bn_ori': same, 'bn_mid': same}) == 0
+    spread_out = unit(rng.normal(size=(400, 8)))
+    assert test_script.feature_spread({'bn_ori': same, 'bn_mid': spread_out}) == pytest.approx(1, abs=0.01)
+    two = unit(np.array([[1.0, 0], [0, 1]]))
+    assert test_script.feature_spread({'x': two}) == pytest.approx(np.sqrt(0.5))
 
 
 @pytest.mark.parametrize('tvsearch', [None, 'True', 'False'])
