@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_loader import IdentitySampler, build_train_set
-from data_manager import check_layout, check_sysu_prepared
+from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import Modal, embed_net
 from test import evaluate, format_table, resolve_checkpoint, summarise_trials
@@ -205,7 +205,8 @@ def train(args):
     trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial)
     n_class = len(np.unique(trainset.train_color_label))
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
-          f'{len(trainset.train_thermal_label)} thermal images, loaded in {time.time() - start:.1f}s', flush=True)
+          f'{len(trainset.train_thermal_label)} {SECOND_MODALITY[args.dataset]} images, loaded in '
+          f'{time.time() - start:.1f}s', flush=True)
 
     start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}
     if args.resume:

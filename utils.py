@@ -235,8 +235,8 @@ def add_common_args(parser, training=False):
     add_flag(data, '--mode', default='all', choices=('all', 'indoor'),
              help='SYSU-MM01 search mode: gallery cameras 1, 2, 4, 5 (all) or 1, 2 (indoor)')
     add_flag(data, '--tvsearch', type=str2bool, nargs='?', const=True, default=False, metavar='True|False',
-             help='True (or the bare flag): thermal/infrared queries against the visible gallery (RegDB, '
-                  "LLCM); False: RegDB visible -> thermal, LLCM the release's \"VIS to IR\". SYSU-MM01 is "
+             help='True (or the bare flag): thermal (RegDB) or infrared (LLCM) queries against the visible '
+                  "gallery; False: RegDB visible -> thermal, LLCM the release's \"VIS to IR\". SYSU-MM01 is "
                   'always infrared -> visible')
     add_flag(data, '--img_w', default=192, type=int, help='image width in pixels')
     add_flag(data, '--img_h', default=384, type=int, help='image height in pixels')
