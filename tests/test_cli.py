@@ -292,3 +292,29 @@ def test_trial_and_trials_flags(capsys):
     assert select('--dataset', 'sysu', '--trial', '4', '--trials', '1') == [1]
     assert capsys.readouterr().out == ('note: --trial selects a RegDB split; sysu gallery draws are chosen with '
                                        '--trials, so --trial 4 is ignored\n')
+
+
+# ----------------------------------------------------------------------------------- synthetic.py --out
+
+def test_synthetic_out_must_be_new_empty_or_its_own_with_force(tmp_path):
+    make = lambda out, *extra: synthetic.main(['--dataset', 'regdb', '--out', str(out), '--ids', '4', '--images', '1',
+                                               '--size', '16x8', *extra])
+    out = tmp_path / 'regdb'
+    make(out)
+    assert (out / synthetic.MARKER).is_file() and (out / 'idx' / 'test_visible_1.txt').is_file()
+    (out / 'old_file.txt').write_text('from an earlier run')
+    with pytest.raises(ReIDError, match='already holds a synthetic dataset: pass --force to replace it'):
+        make(out, '--seed', '1')
+    assert (out / 'old_file.txt').is_file()
+    make(out, '--force', '--seed', '1')
+    assert not (out / 'old_file.txt').exists() and (out / synthetic.MARKER).is_file()
+
+    (tmp_path / 'empty').mkdir()
+    make(tmp_path / 'empty')                  # an empty folder is fine
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('keep me')
+    for extra in ([], ['--force']):
+        with pytest.raises(ReIDError, match=r'is not empty and synthetic.py did not make it .*even with --force'):
+            make(mine, *extra)
+    assert sorted(os.listdir(mine)) == ['notes.txt']
