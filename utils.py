@@ -195,7 +195,7 @@ def make_parser(description, alias_note=True):
 class _OtherSpelling(argparse.Action):
     """The other spelling of one of a flag's option strings, hidden from --help: it parses its
     arguments as the flag does, then hands them to the flag's own action under the flag's spelling
-    (so --no-channels_last does what --no-channels-last does)."""
+    (so --no_channels_last does what --no-channels-last does)."""
 
     def __init__(self, option_strings, dest, flag=None, spelling=None, **kwargs):
         super().__init__(option_strings, dest, **kwargs)
