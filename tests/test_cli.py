@@ -71,7 +71,8 @@ def test_process_sysu_arrays_get_the_umask_mode(tmp_path):
 
 # ----------------------------------------------------------------------------------- flags and --help
 
-# Every flag whose name has "-" or "_", with a value to give it and the value it parses to.
+# Every flag whose name has "-" or "_", with a value to give it (None for a switch) and the value it
+# parses to.
 SPELLING_CASES = {
     '--data-path': ('some/root', 'some/root'), '--img_w': ('20', 20), '--img_h': ('30', 30),
     '--test-batch': ('7', 7), '--model_path': ('models/', 'models/'), '--batch-size': ('3', 3),
@@ -115,11 +116,13 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
     for flag in with_separator:
         given, expected = SPELLING_CASES[flag]
         dest = flag[2:].replace('-', '_')
-        release = vars(parse([flag, given]))
-        other = vars(parse([other_spelling(flag), given]))
+        value = [] if given is None else [given]
+        release = vars(parse([flag, *value]))
+        other = vars(parse([other_spelling(flag), *value]))
         assert release[dest] == other[dest] == expected, flag
         assert release == other
-        assert vars(parse([f'{other_spelling(flag)}={given}']))[dest] == expected
+        if given is not None:
+            assert vars(parse([f'{other_spelling(flag)}={given}']))[dest] == expected
 
 
 def test_other_spelling_reports_errors_under_its_own_name(capsys):
