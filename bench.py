@@ -18,7 +18,6 @@
 Variants run in turn, `--repeats` times, and the best time of each is kept, so that passing load on
 a shared machine inflates all of them alike. Prints a table; `--json FILE` writes the figures.
 """
-import argparse
 import contextlib
 import io
 import json
@@ -41,29 +40,24 @@ from model import Modal, embed_net
 from synthetic import parse_size, render_identity
 from test import FeatureBank
 from train import make_optimizer, parse_args as train_args, train_epoch
-from utils import atomic_write, memory_format, run_main, select_device
+from utils import add_flag, atomic_write, make_parser, memory_format, run_main, select_device
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--img_h', '--img-h', dest='img_h', type=int, default=64,
-                        help='training and test image height')
-    parser.add_argument('--img_w', '--img-w', dest='img_w', type=int, default=32,
-                        help='training and test image width')
-    parser.add_argument('--steps', type=int, default=5, help='measured training steps per variant (at least 2)')
-    parser.add_argument('--embed-images', '--embed_images', dest='embed_images', type=int, default=256,
-                        help='test images embedded per variant')
-    parser.add_argument('--test-batch', '--test_batch', dest='test_batch', type=int, default=64,
-                        help='test batch size (images)')
-    parser.add_argument('--workers', type=int, default=2, help='loader processes (training, embedding, pipeline)')
-    parser.add_argument('--pipeline-size', '--pipeline_size', dest='pipeline_size', type=parse_size,
-                        default=(384, 192), metavar='HxW', help='image size of the input-pipeline measurement')
-    parser.add_argument('--repeats', type=int, default=2, help='rounds of every variant; the best is kept')
-    parser.add_argument('--parts', default='train,embed,pipeline,metrics',
-                        help='comma-separated parts to run: train, embed, pipeline, metrics')
-    parser.add_argument('--gpu', default='0', help="CUDA device (CUDA_VISIBLE_DEVICES); 'cpu' or '' for the CPU")
-    parser.add_argument('--json', default=None, metavar='FILE', help='also write the figures here as JSON')
+    parser = make_parser(__doc__.splitlines()[0])
+    add_flag(parser, '--img_h', type=int, default=64, help='training and test image height')
+    add_flag(parser, '--img_w', type=int, default=32, help='training and test image width')
+    add_flag(parser, '--steps', type=int, default=5, help='measured training steps per variant (at least 2)')
+    add_flag(parser, '--embed-images', type=int, default=256, help='test images embedded per variant')
+    add_flag(parser, '--test-batch', type=int, default=64, help='test batch size (images)')
+    add_flag(parser, '--workers', type=int, default=2, help='loader processes (training, embedding, pipeline)')
+    add_flag(parser, '--pipeline-size', type=parse_size, default='384x192', metavar='HxW',
+             help='image size of the input-pipeline measurement')
+    add_flag(parser, '--repeats', type=int, default=2, help='rounds of every variant; the best is kept')
+    add_flag(parser, '--parts', default='train,embed,pipeline,metrics',
+             help='comma-separated parts to run: train, embed, pipeline, metrics')
+    add_flag(parser, '--gpu', default='0', help="CUDA device (CUDA_VISIBLE_DEVICES); 'cpu' or '' for the CPU")
+    add_flag(parser, '--json', default=None, metavar='FILE', help='also write the figures here as JSON')
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(',') if p.strip()]
     unknown = set(args.parts) - {'train', 'embed', 'pipeline', 'metrics'}

@@ -8,7 +8,6 @@ the release does). The vectorised version runs with its default threads (one per
 one thread. Times are the best of `--repeats` runs, taken in turn, so that passing load on the
 machine inflates every column alike.
 """
-import argparse
 import functools
 import os
 import sys
@@ -17,6 +16,7 @@ import time
 import numpy as np
 
 import eval_metrics
+from utils import add_flag, make_parser
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests'))
 import reference_metrics  # noqa: E402  (a test helper, not an installed module)
 
@@ -72,9 +72,9 @@ def vectorised(removal, workers):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--repeats', type=int, default=7, help='runs per timing (best is kept)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the random inputs')
+    parser = make_parser(__doc__.split('\n\n')[0], alias_note=False)
+    add_flag(parser, '--repeats', type=int, default=7, help='runs per timing (best is kept)')
+    add_flag(parser, '--seed', type=int, default=0, help='seed of the random inputs')
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f'{"input":<10} {"queries x gallery":>18} {"loop (s)":>9} {"vectorised (s)":>15} '

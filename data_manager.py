@@ -24,6 +24,13 @@ LLCM_LAYOUT = ('LLCM layout: idx/train_vis.txt, idx/train_nir.txt (lines "relati
                'idx/test_id.txt (one comma-separated line of ids), test images under '
                'test_vis/cam1..cam9/<id>/ and test_nir/cam{1,2,4,5,6,7,8,9}/<id>/')
 
+LAYOUTS = {'sysu': SYSU_LAYOUT, 'regdb': REGDB_LAYOUT, 'llcm': LLCM_LAYOUT}
+DATASET_NAMES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB', 'llcm': 'LLCM'}
+# Each dataset's own word for its second modality (LLCM's cameras are near-infrared), for messages.
+SECOND_MODALITY = {'sysu': 'infrared', 'regdb': 'thermal', 'llcm': 'infrared'}
+# What process_sysu.py writes into the SYSU-MM01 root (the release's file names).
+SYSU_ARRAYS = tuple(f'train_{modality}_resized_{kind}.npy' for modality in ('rgb', 'ir') for kind in ('img', 'label'))
+
 SYSU_RGB_CAMERAS = {'all': ('cam1', 'cam2', 'cam4', 'cam5'), 'indoor': ('cam1', 'cam2')}
 SYSU_IR_CAMERAS = ('cam3', 'cam6')
 # LLCM test modes as the release numbers them: 1 = visible cameras, 2 = near-infrared cameras.
@@ -39,6 +46,49 @@ def data_root(data_path, layout):
     if not os.path.isdir(root):
         raise ReIDError(f'data root {data_path} does not exist or is not a folder; expected the {layout}')
     return root
+
+
+def layout_files(dataset, trials=(1,), training=False):
+    """The files, relative to the root, that a test run (or a training run, which also validates)
+    reads first: they tell whether a folder holds the dataset's layout. RegDB's depend on the splits."""
+    if dataset == 'sysu':
+        return [os.path.join('exp', f'{split}_id.txt') for split in (('train', 'val', 'test') if training else ('test',))]
+    if dataset == 'llcm':
+        return [os.path.join('idx', name) for name in
+                (('train_vis.txt', 'train_nir.txt', 'test_id.txt') if training else ('test_id.txt',))]
+    _choose(LAYOUTS, dataset, 'dataset')
+    splits = ('train', 'test') if training else ('test',)
+    return [os.path.join('idx', f'{split}_{modal}_{trial}.txt')
+            for trial in trials for split in splits for modal in ('visible', 'thermal')]
+
+
+def check_layout(dataset, data_path, trials=(1,), training=False, flag='--data-path'):
+    """Check, before a script reads or writes anything, that `data_path` holds the dataset's layout
+    (for the RegDB splits `trials`). When the folder lacks it but one of its subfolders has it (the
+    dataset's parent passed as the root), the message names that subfolder. Returns the root in
+    `data_root`'s form."""
+    layout, name = _choose(LAYOUTS, dataset, 'dataset'), DATASET_NAMES[dataset]
+    root = data_root(data_path, layout)
+    needed = layout_files(dataset, trials, training)
+    has_layout = lambda folder: all(os.path.isfile(os.path.join(folder, f)) for f in needed)
+    if not has_layout(root):
+        missing = [f for f in needed if not os.path.isfile(os.path.join(root, f))]
+        below = [os.path.join(root, child) for child in sorted(os.listdir(root))
+                 if os.path.isdir(os.path.join(root, child)) and has_layout(os.path.join(root, child))]
+        if below:
+            raise ReIDError(f'{flag} {data_path} is not the {name} root (it has no {missing[0]}), but its '
+                            f'subfolder {below[0]} is: pass {flag} {below[0]}')
+        shown = ', '.join(missing[:4]) + (f' and {len(missing) - 4} more' if len(missing) > 4 else '')
+        raise ReIDError(f'{flag} {data_path} is not the {name} root: no {shown} in it; expected the {layout}')
+    return root
+
+
+def check_sysu_prepared(root):
+    """After `check_layout`: the arrays process_sysu.py writes into the SYSU-MM01 root exist."""
+    unprepared = [f for f in SYSU_ARRAYS if not os.path.isfile(os.path.join(root, f))]
+    if unprepared:
+        raise ReIDError(f'SYSU-MM01 in {root} is not prepared for training (no {unprepared[0]}): run '
+                        f'`python process_sysu.py --data-path {root}` first')
 
 
 def require_file(path, layout):

@@ -9,7 +9,6 @@ WORKDIR/results.json = {"untrained": ..., "trained": ...} (each the "mean" part 
 results file). The scripts run as subprocesses with the same command lines a user would type; the
 commands are printed. The test identities are not among the training identities.
 """
-import argparse
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import torch
 from synthetic import make_sysu
 from test import RANKS
 from train import parse_args as parse_train_args, run_name
-from utils import ReIDError, atomic_write, run_main, save_checkpoint
+from utils import ReIDError, add_flag, atomic_write, make_parser, run_main, save_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)
@@ -38,12 +37,13 @@ TRAIN_FLAGS = ['--optim', 'adam', '--lr', '0.02', '--pretrained', 'none', '--bat
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--workdir', default='demo_work', help='folder for the data, checkpoints, logs and results')
-    parser.add_argument('--quick', action='store_true', help='a one-minute smoke run (too short to learn)')
-    parser.add_argument('--seed', default=0, type=int, help='seed of the synthetic images and of training')
-    parser.add_argument('--gpu', default='0', help="passed to train.py and test.py ('cpu' forces the CPU)")
-    parser.add_argument('--workers', default=0, type=int, help='data loading processes of train.py and test.py')
+    parser = make_parser(__doc__.splitlines()[0], alias_note=False)
+    add_flag(parser, '--workdir', default='demo_work', metavar='DIR',
+             help='folder for the data, checkpoints, logs and results')
+    add_flag(parser, '--quick', action='store_true', help='a one-minute smoke run (too short to learn)')
+    add_flag(parser, '--seed', default=0, type=int, help='seed of the synthetic images and of training')
+    add_flag(parser, '--gpu', default='0', help="passed to train.py and test.py ('cpu' or '' forces the CPU)")
+    add_flag(parser, '--workers', default=0, type=int, help='data loading processes of train.py and test.py')
     return parser.parse_args(argv)
 
 

@@ -8,14 +8,12 @@ labels 0..K-1 in ascending identity order. Images are ordered by identity, camer
 
     python process_sysu.py --data-path ./Datasets/SYSU-MM01/
 """
-import argparse
 import os
-import tempfile
 
 import numpy as np
 
-from data_manager import parse_camera_and_id, read_resized, sysu_train_files
-from utils import ReIDError, atomic_write, run_main
+from data_manager import check_layout, parse_camera_and_id, read_resized, sysu_train_files
+from utils import ReIDError, add_flag, atomic_write, make_parser, run_main, temp_file_beside
 
 
 def relabel(rgb_ids, ir_ids, root):
@@ -35,8 +33,7 @@ def save_resized_images(path, files, img_h, img_w, desc):
     The array goes straight to disk (about 5 GB for the visible images at 384x192), so memory
     use stays small, and the move makes the write atomic.
     """
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.' + os.path.basename(path) + '.',
-                               suffix='.tmp')
+    fd, tmp = temp_file_beside(path)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))
@@ -70,11 +67,11 @@ def prepare_sysu(data_path, img_h=384, img_w=192):
     return stats
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-path', default='./Datasets/SYSU-MM01/', help='SYSU-MM01 root folder')
-    args = parser.parse_args()
-    prepare_sysu(args.data_path)
+def main(argv=None):
+    parser = make_parser(__doc__.splitlines()[0])
+    add_flag(parser, '--data-path', default='./Datasets/SYSU-MM01/', metavar='DIR', help='SYSU-MM01 root folder')
+    args = parser.parse_args(argv)
+    prepare_sysu(check_layout('sysu', args.data_path, training=True))
 
 
 if __name__ == '__main__':

@@ -6,17 +6,22 @@ inverts the bands' luminance, so an identity is recognisable across modalities o
 mapping the network has to learn. `render_identity` holds all of the image content, so it can be
 tuned without touching the layouts.
 
-    python synthetic.py --dataset sysu --out demo_work/SYSU-MM01 --ids 12
+    python synthetic.py --dataset sysu --out synthetic/SYSU-MM01 --ids 12
+
+The command line writes only into a new or empty folder, and leaves a marker file there, so that
+`--force` can replace a dataset it made earlier (and nothing else).
 """
 import argparse
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
 
 from data_loader import LUMINANCE
-from utils import ReIDError, run_main
+from utils import ReIDError, add_flag, make_parser, run_main
 
+MARKER = '.synthetic'   # marks a folder synthetic.py made, which --force may replace
 SYSU_CAMERAS = {'visible': (1, 2, 4, 5), 'infrared': (3, 6)}
 LLCM_CAMERAS = {'vis': (1, 2, 3, 4, 5, 6, 7, 8, 9), 'nir': (1, 2, 4, 5, 6, 7, 8, 9)}
 
@@ -184,17 +189,40 @@ def parse_size(text):
     return h, w
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--dataset', choices=('sysu', 'regdb', 'llcm'), required=True)
-    parser.add_argument('--out', required=True, help='root folder to create')
-    parser.add_argument('--ids', type=int, default=12, help='number of identities (half train, half test)')
-    parser.add_argument('--images', type=int, default=2, help='images per camera (RegDB: per identity)')
-    parser.add_argument('--size', type=parse_size, default=(128, 64), help='image size HxW')
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
+def clear_out(out, force):
+    """Make sure a new dataset is not mixed with other files: `out` must be new or empty, or, with
+    `force`, a dataset this script made (it is then removed). Any other folder is left alone."""
+    if not os.path.exists(out):
+        return
+    if not os.path.isdir(out):
+        raise ReIDError(f'--out {out} is a file, not a folder')
+    if not os.listdir(out):
+        return
+    ours = os.path.isfile(os.path.join(out, MARKER))
+    if ours and force:
+        shutil.rmtree(out)
+    elif ours:
+        raise ReIDError(f'--out {out} already holds a synthetic dataset: pass --force to replace it, or choose '
+                        'a new or empty folder')
+    else:
+        raise ReIDError(f'--out {out} is not empty and synthetic.py did not make it (no {MARKER} file), so it is '
+                        'left alone, even with --force: choose a new or empty folder')
+
+
+def main(argv=None):
+    parser = make_parser(__doc__.splitlines()[0], alias_note=False)
+    add_flag(parser, '--dataset', choices=('sysu', 'regdb', 'llcm'), required=True, help='layout to write')
+    add_flag(parser, '--out', required=True, metavar='DIR', help='root folder to create (new or empty)')
+    add_flag(parser, '--ids', type=int, default=12, help='number of identities (half train, half test)')
+    add_flag(parser, '--images', type=int, default=2, help='images per camera (RegDB: per identity)')
+    add_flag(parser, '--size', type=parse_size, default='128x64', metavar='HxW', help='image size')
+    add_flag(parser, '--seed', type=int, default=0, help='seed of the per-image jitter and of the RegDB splits')
+    add_flag(parser, '--force', action='store_true',
+             help='replace the dataset in --out if synthetic.py made it (a folder it did not make is never touched)')
+    args = parser.parse_args(argv)
     if args.ids < 4:
         raise ReIDError(f'--ids {args.ids}: need at least 4 identities')
+    clear_out(args.out, args.force)
     ids = list(range(1, args.ids + 1))
     half = args.ids // 2
     common = {'size': args.size, 'seed': args.seed}
@@ -205,6 +233,8 @@ def main():
         make_regdb(args.out, num_ids=args.ids, images_per_id=args.images, **common)
     else:
         make_llcm(args.out, train_ids=ids[:half], test_ids=ids[half:], images_per_cam=args.images, **common)
+    with open(os.path.join(args.out, MARKER), 'w') as f:
+        f.write(f'made by synthetic.py --dataset {args.dataset}\n')
     print(f'wrote a synthetic {args.dataset} dataset with {args.ids} identities to {args.out}')
 
 

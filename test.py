@@ -4,7 +4,6 @@
     python test.py --dataset regdb --resume 'save_model/regdb_..._trial_{trial}_best.t'
     python test.py --dataset llcm --resume llcm_..._best.t --results results.json
 """
-import argparse
 import json
 import os
 import time
@@ -18,8 +17,9 @@ import data_manager as dm
 from data_loader import TestData
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from model import Modal, embed_net
-from utils import (ReIDError, add_common_args, atomic_write, autocast, autocast_dtype, checkpoint_model_args,
-                   load_state, memory_format, read_checkpoint, resolve_data_path, run_main, select_device)
+from utils import (ReIDError, add_common_args, add_flag, atomic_write, autocast, autocast_dtype, check_counts,
+                   checkpoint_model_args, load_state, make_parser, memory_format, read_checkpoint,
+                   resolve_data_path, run_main, select_device)
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
@@ -59,14 +59,6 @@ def sysu_problem(data_path, trial, mode):
     query = ImageSet(*dm.process_query_sysu(data_path, mode), Modal.THERMAL)
     gallery = ImageSet(*dm.process_gallery_sysu(data_path, mode, trial), Modal.VISIBLE)
     return Problem(query, gallery, lambda d, q, g: eval_sysu(d, q.ids, g.ids, q.cams, g.cams), False)
-
-
-def modality_word(dataset, modal):
-    """What the dataset calls the modality: RegDB's second one is thermal, SYSU-MM01's and LLCM's
-    (near-)infrared."""
-    if modal == Modal.VISIBLE:
-        return 'visible'
-    return 'thermal' if dataset == 'regdb' else 'infrared'
 
 
 def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protocol='release'):
@@ -149,6 +141,28 @@ def score_similarities(q, g, llcm_pool_quirk=False):
     return sims
 
 
+# Below this spread (see `feature_spread`) the network gives every image about the same features. A
+# freshly initialised one measures 0.03-0.2 on the synthetic data, trained ones more; the collapse
+# of SGD --lr 0.1 from scratch measured about 1e-4, and 0 (dead ReLUs) in a short run at a higher lr.
+COLLAPSE_SPREAD = 1e-3
+
+
+def feature_spread(features):
+    """How much the (unit-length) features of a set of images differ: the RMS distance of the rows
+    from their mean, for each kind of feature in `features` ({name: (N, D)}), the largest kind's."""
+    return max(float(np.sqrt(((f - f.mean(0)) ** 2).sum(1).mean())) for f in features.values())
+
+
+def collapse_warning(spread):
+    """The loud message for a network whose features barely differ between images."""
+    rule = '!' * 100
+    return (f'{rule}\nWARNING: the model gives every image nearly the same features (spread {spread:.1e}, '
+            f'below {COLLAPSE_SPREAD:.0e};\nan untrained network gives about 0.03-0.2): it has collapsed, and '
+            'the scores below are meaningless.\nLikely cause: a learning rate too high for training without '
+            "ImageNet weights. The release's SGD --lr 0.1\nexpects --pretrained imagenet; from scratch, use a "
+            'smaller --lr, or --optim adam --lr 0.02 as demo.py does.\n' + rule)
+
+
 def summarise(cmc, mAP, mINP):
     # A gallery smaller than 20 gives a shorter CMC (the release would fail here); the curve is flat
     # after its end, so Rank-k there is its last value.
@@ -165,12 +179,16 @@ def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
-            bank.add(paths, modal, f'{side} {modality_word(dataset, modal)} images')
-    results = []
+            word = 'visible' if modal == Modal.VISIBLE else dm.SECOND_MODALITY[dataset]
+            bank.add(paths, modal, f'{side} {word} images')
+    results, spread = [], np.inf
     for trial, pr in problems.items():
         q, g = bank.get(pr.query), bank.get(pr.gallery)
+        spread = min(spread, feature_spread(q), feature_spread(g))
         sims = score_similarities(q, g, pr.llcm_pool_quirk)
         results.append((trial, {name: pr.metric(-sims[name], pr.query, pr.gallery) for name in SCORES}))
+    if spread < COLLAPSE_SPREAD:
+        print(collapse_warning(spread), flush=True)
     return results
 
 
@@ -230,40 +248,78 @@ def load_model(path, device, arch='resnet50', se_channels=None, channels_last=Tr
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Evaluate IFALNet on SYSU-MM01, RegDB or LLCM.')
+    parser = make_parser('Evaluate IFALNet on SYSU-MM01, RegDB or LLCM.')
     add_common_args(parser)
     group = parser.add_argument_group('test')
-    group.add_argument('--protocol', default='release', choices=('release', 'standard'),
-                       help="'release' reproduces the release's numbers, quirks included; 'standard' "
-                            'uses the intended query/gallery roles and score terms (LLCM)')
-    group.add_argument('--trials', default=None,
-                       help='comma-separated trials to run (default: all ten; SYSU/LLCM gallery '
-                            'draws 0..9, RegDB splits 1..10)')
-    group.add_argument('--results', default=None, metavar='FILE', help='write the scores as JSON here')
+    add_flag(group, '--protocol', default='release', choices=('release', 'standard'),
+             help="'release' reproduces the release's numbers, quirks included; 'standard' uses the intended "
+                  'query/gallery roles and score terms (LLCM)')
+    add_flag(group, '--trials', default=None, metavar='LIST',
+             help='comma-separated trials to run (default: all ten; SYSU-MM01/LLCM gallery draws 0..9, RegDB '
+                  'splits 1..10)')
+    add_flag(group, '--results', default=None, metavar='FILE', help='write the scores as JSON here')
     args = parser.parse_args(argv)
     if not args.resume:
         parser.error('--resume is required: the checkpoint to evaluate')
     return args
 
 
-def parse_trials(text, dataset):
+def parse_trials(text, dataset, flag='--trials'):
     if text is None:
         return list(DEFAULT_TRIALS[dataset])
     try:
         trials = [int(t) for t in text.split(',') if t.strip()]
     except ValueError:
-        raise ReIDError(f'--trials takes comma-separated integers, not {text!r}') from None
+        raise ReIDError(f'{flag} takes comma-separated integers, not {text!r}') from None
     allowed = DEFAULT_TRIALS[dataset]
     if not trials or any(t not in allowed for t in trials):
-        raise ReIDError(f'--trials for {dataset} must be within {allowed.start}..{allowed.stop - 1}, got {text!r}')
+        raise ReIDError(f'{flag} for {dataset} must be within {allowed.start}..{allowed.stop - 1}, got {text!r}')
     return trials
+
+
+def select_trials(args):
+    """--trials, or for RegDB `--trial N` (the release's flag for the split): the same as --trials N."""
+    if args.trial is not None:
+        if args.dataset != 'regdb':
+            print(f'note: --trial selects a RegDB split; {args.dataset} gallery draws are chosen with --trials, '
+                  f'so --trial {args.trial} is ignored')
+        elif args.trials is None or parse_trials(args.trials, 'regdb') == [args.trial]:
+            return parse_trials(str(args.trial), 'regdb', '--trial')
+        else:
+            raise ReIDError(f'--trial {args.trial} and --trials {args.trials} ask for different RegDB splits; '
+                            'give one of them')
+    return parse_trials(args.trials, args.dataset)
+
+
+def resolve_checkpoints(resume, model_path, dataset, trials):
+    """{trial: checkpoint path}, resolved before anything is embedded. For RegDB, '{trial}' in
+    --resume names one checkpoint per split; the missing ones are listed together."""
+    if not (dataset == 'regdb' and '{trial}' in resume):
+        path = resolve_checkpoint(resume, model_path)
+        return {trial: path for trial in trials}
+    found, missing = {}, []
+    for trial in trials:
+        try:
+            found[trial] = resolve_checkpoint(resume, model_path, trial)
+        except ReIDError:
+            missing.append(trial)
+    if missing:
+        lines = [f'  {resume.replace("{trial}", str(trial))}' for trial in missing]
+        have = (f'\nfound the checkpoints of split(s) {", ".join(map(str, found))}: test those alone with '
+                f'--trials {",".join(map(str, found))}') if found else ''
+        raise ReIDError(f'{len(missing)} of {len(trials)} RegDB checkpoints not found (looked for each as given '
+                        f'and under --model_path {model_path}):\n' + '\n'.join(lines) + have)
+    return found
 
 
 def main(argv=None):
     args = parse_args(argv)
+    # Every input is checked before the first image is embedded.
+    check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    trials = select_trials(args)
+    data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
+    checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     device = select_device(args.gpu)
-    data_path = resolve_data_path(args.dataset, args.data_path)
-    trials = parse_trials(args.trials, args.dataset)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, img_h=args.img_h,
                    img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
                    channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device))
@@ -274,14 +330,14 @@ def main(argv=None):
     per_trial = []
     if args.dataset == 'regdb' and '{trial}' in args.resume:
         for trial in trials:  # one model per RegDB split
-            net = load_model(resolve_checkpoint(args.resume, args.model_path, trial), **model)
+            net = load_model(checkpoints[trial], **model)
             per_trial += summarise_trials(evaluate(net, args.dataset, data_path, [trial], device, **options))
             print(format_table(f'Trial {trial}', per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
-        net = load_model(resolve_checkpoint(args.resume, args.model_path), **model)
+        net = load_model(checkpoints[trials[0]], **model)
         per_trial = summarise_trials(evaluate(net, args.dataset, data_path, trials, device, **options))
         for result in per_trial:
             print(format_table(f'Trial {result["trial"]}', result))

@@ -4,7 +4,6 @@
     python train.py --dataset regdb --trial 3 --gpu 0
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
 """
-import argparse
 import os
 import random
 import time
@@ -13,26 +12,28 @@ import numpy as np
 import torch
 
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
+from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import Modal, embed_net
 from test import evaluate, format_table, resolve_checkpoint, summarise_trials
-from utils import (ReIDError, add_common_args, autocast, autocast_dtype, checkpoint_model_args, load_state,
-                   memory_format, read_checkpoint, resolve_data_path, run_main, save_checkpoint,
-                   select_device, tee_stdout)
+from utils import (ReIDError, add_common_args, add_flag, autocast, autocast_dtype, check_counts,
+                   checkpoint_model_args, load_state, make_parser, memory_format, read_checkpoint,
+                   resolve_data_path, run_main, save_checkpoint, select_device, tee_stdout)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train IFALNet (visible-infrared person re-identification).')
+    parser = make_parser('Train IFALNet (visible-infrared person re-identification).')
     add_common_args(parser, training=True)
     group = parser.add_argument_group('training (not in the release)')
-    group.add_argument('--epochs', default=121, type=int, help='train epochs 0..EPOCHS-1 (the release: 121)')
-    group.add_argument('--pretrained', default='imagenet',
-                       help="backbone start: 'imagenet' (torchvision's ResNet-50 weights, from the torch "
-                            "hub cache or downloaded), 'none', or the path of that weights file")
-    group.add_argument('--se', default='release', choices=('release', 'working'),
-                       help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed "
-                            "channels: the release's behaviour) or 'working' (one hidden unit)")
-    group.add_argument('--print-freq', dest='print_freq', default=50, type=int, help='log every N steps')
+    add_flag(group, '--epochs', default=121, type=int, help='train epochs 0..EPOCHS-1 (the release: 121)')
+    add_flag(group, '--pretrained', default='imagenet', metavar='imagenet|none|FILE',
+             help="backbone start: 'imagenet' (torchvision's ResNet-50 weights, from the torch hub cache or "
+                  "downloaded), 'none' (from scratch: use a smaller --lr than the release's), or the path of "
+                  'that weights file')
+    add_flag(group, '--se', default='release', choices=('release', 'working'),
+             help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed channels: the "
+                  "release's behaviour) or 'working' (one hidden unit)")
+    add_flag(group, '--print-freq', default=50, type=int, help='log every N steps')
     return parser.parse_args(argv)
 
 
@@ -63,6 +64,12 @@ def set_lr(optimizer, epoch, base_lr):
     for i, group in enumerate(optimizer.param_groups):
         group['lr'] = 0.1 * lr if i == 0 else lr
     return lr
+
+
+def keeps_epoch(epoch, save_epoch):
+    """Whether epoch `epoch` is also saved as <run>_epoch_<epoch>.t: the release's rule, every
+    --save_epoch epochs after the warm-up (epochs 20, 40, ..., 120 by default)."""
+    return epoch > 10 and epoch % save_epoch == 0
 
 
 def run_name(args):
@@ -163,8 +170,29 @@ def open_tensorboard(path):
     return SummaryWriter(path)
 
 
+def check_inputs(args):
+    """Refuse bad input before anything is written, the log file included: counts, the data root
+    and its layout, the RegDB split, the checkpoint to resume and the ImageNet weights file."""
+    check_counts(args, {'--epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
+                        '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    if args.dataset == 'regdb' and not 1 <= args.trial <= 10:
+        raise ReIDError(f'--trial {args.trial}: RegDB splits are 1..10')
+    args.data_path = check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path),
+                                  trials=[args.trial], training=True)
+    if args.dataset == 'sysu':
+        check_sysu_prepared(args.data_path)
+    if args.resume:
+        args.resume = resolve_checkpoint(args.resume, args.model_path)
+    if args.se_channels and args.se == 'working':
+        raise ReIDError('--se-channels applies to the release squeeze-excitation (--se release) only')
+    if args.pretrained not in ('imagenet', 'none') and not os.path.isfile(args.pretrained):
+        raise ReIDError(f"--pretrained {args.pretrained}: no such file; expected 'imagenet', 'none' or the "
+                        "path of torchvision's ResNet-50 ImageNet weights")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    check_inputs(args)
     log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{run_name(args)}_os.txt')
     with tee_stdout(log_file):
         train(args)
@@ -176,13 +204,14 @@ def train(args):
     device = select_device(args.gpu)
     amp_dtype = autocast_dtype(args.amp, device)
     set_seed(args.seed)
-    data_path = resolve_data_path(args.dataset, args.data_path)
+    data_path = args.data_path   # resolved and checked by check_inputs
 
     start = time.time()
     trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial)
     n_class = len(np.unique(trainset.train_color_label))
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
-          f'{len(trainset.train_thermal_label)} thermal images, loaded in {time.time() - start:.1f}s', flush=True)
+          f'{len(trainset.train_thermal_label)} {SECOND_MODALITY[args.dataset]} images, loaded in '
+          f'{time.time() - start:.1f}s', flush=True)
     batches = TrainBatchSampler(trainset.train_color_label, trainset.train_thermal_label, args.num_pos,
                                 args.batch_size, seed=args.seed)
 
@@ -212,15 +241,20 @@ def train(args):
             best = ckpt.get('best', best)
             set_rng_state(ckpt['rng'])
         else:
-            print('note: the checkpoint has no optimizer state (a release checkpoint?): momentum starts '
-                  'from zero, so the run will not equal an uninterrupted one')
+            print(f'warning: {args.resume} holds weights and scores but no optimizer, scaler or random state '
+                  '(only a run\'s _last.t does; its _best.t and _epoch_N.t, like the release\'s checkpoints, do '
+                  f'not): training continues at epoch {start_epoch} with zero momentum and fresh random draws, so '
+                  'it will not equal an uninterrupted run; resume from the run\'s _last.t to continue exactly',
+                  flush=True)
+            if ckpt.get('cmc') is not None:
+                # Without the run's best score, count this checkpoint's as the best so far, so
+                # that a worse epoch does not replace the run's _best.t.
+                best = {'rank1': float(ckpt['cmc'][0]), 'mAP': float(ckpt['mAP']), 'epoch': start_epoch - 1}
         print(f'resuming at epoch {start_epoch} of {args.epochs}', flush=True)
     if args.se == 'release':
         # Fixed once and stored in every checkpoint, so testing on another device uses the same channels.
         se_channels = net.SEnet.set_channels(se_channels)
         print(f'middle-modality channels (release squeeze-excitation): {",".join(map(str, se_channels))}')
-    elif args.se_channels:
-        raise ReIDError('--se-channels applies to the release squeeze-excitation (--se release) only')
     loader = make_train_loader(trainset, batches, args.workers, device)
 
     os.makedirs(args.model_path, exist_ok=True)
@@ -232,18 +266,18 @@ def train(args):
         print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
         cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if epoch > 0 else (None, None, None)
 
+        # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
+        # only _last.t, the resume point, adds what an exact continuation needs.
         ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
-                'se_channels': net.se_channels, 'optimizer': optimizer.state_dict(),
-                'scaler': scaler.state_dict(), 'args': vars(args)}
+                'se_channels': net.se_channels, 'args': vars(args)}
         if cmc is not None and cmc[0] > best['rank1']:
             best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
-            save_checkpoint({**ckpt, 'best': best, 'rng': rng_state()},
-                            os.path.join(args.model_path, f'{name}_best.t'))
+            save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_best.t'))
             print(f'new best Rank-1 {100 * best["rank1"]:.2f}% at epoch {epoch}', flush=True)
-        ckpt.update(best=best, rng=rng_state())
-        if epoch % args.save_epoch == 0:
+        if keeps_epoch(epoch, args.save_epoch):
             save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
-        save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_last.t'))  # resume point
+        save_checkpoint({**ckpt, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'best': best,
+                         'rng': rng_state()}, os.path.join(args.model_path, f'{name}_last.t'))
 
         if writer is not None:
             for key, value in stats.items():

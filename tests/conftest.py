@@ -3,6 +3,8 @@
 Every root's name contains "cam", so all tests also check that only the path below the root is
 parsed for cameras and identities.
 """
+import time
+
 import pytest
 
 from synthetic import make_llcm, make_regdb, make_sysu
@@ -27,3 +29,17 @@ def regdb_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def llcm_root(tmp_path_factory):
     return make_llcm(tmp_path_factory.mktemp('camera_llcm'), **LLCM_PARAMS)
+
+
+# ----------------------------------------------------------------------------- slow tests
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow(what): a test that takes minutes; it says so when it starts')
+
+
+def pytest_runtest_setup(item):
+    """Announce a slow test on the terminal (even under -q), so a long silence is explained."""
+    marker = item.get_closest_marker('slow')
+    reporter = item.config.pluginmanager.get_plugin('terminalreporter')
+    if marker is not None and reporter is not None:
+        what = marker.args[0] if marker.args else 'a slow test'
+        reporter.write_line(f'\n[{time.strftime("%H:%M:%S")}] {item.name}: {what} ...')

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORES = {'rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'}
 
@@ -17,6 +19,7 @@ def run_demo(*args):
                           capture_output=True, text=True, cwd=REPO, timeout=1500)
 
 
+@pytest.mark.slow('the full demo: trains from scratch for a few minutes')
 def test_demo_learns_on_unseen_identities(tmp_path):
     workdir = tmp_path / 'demo'
     result = run_demo('--workdir', str(workdir), '--gpu', 'cpu')

@@ -86,7 +86,7 @@ def check_results(report, dataset, trials, protocol='release'):
 def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     models = run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '2', '--save_epoch', '1')
     out = capsys.readouterr().out
-    assert 'no CUDA device visible: running on the CPU' in out
+    assert 'running on the CPU (--gpu cpu)' in out
     assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
     # every progress line shows how long the step waited for data next to the compute time
     steps = [line for line in out.splitlines() if line.startswith('Epoch: [')]
@@ -94,14 +94,27 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     assert 'Epoch: [0][1/5]' in out      # the first step is always shown
     name = 'sysu_p2_n2_lr_0.01_seed_0'
     files = sorted(os.listdir(models))
-    assert files == sorted(f'{name}_{s}.t' for s in ('best', 'epoch_0', 'epoch_1', 'last'))
+    assert files == sorted(f'{name}_{s}.t' for s in ('best', 'last'))   # no _epoch_N.t up to epoch 10
     ckpt = read_checkpoint(models / f'{name}_last.t')
     assert ckpt['epoch'] == 1 and ckpt['args']['dataset'] == 'sysu'
     assert ckpt['cmc'].ndim == 1 and 0 <= float(ckpt['mAP']) <= 1
-    assert {'optimizer', 'scaler', 'rng', 'best'} <= set(ckpt)
+    # Only the resume point holds the optimizer, scaler and random states.
+    assert set(ckpt) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'args', 'optimizer', 'scaler',
+                         'best', 'rng'}
     # the release squeeze-excitation's channels, picked on this device, are recorded
     assert ckpt['se_channels'] == tuple(torch.topk(torch.full((1, 6), 0.5), 3).indices[0].tolist())
     assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
+    best = read_checkpoint(models / f'{name}_best.t')
+    assert set(best) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'args'}   # the release's keys, and ours
+    assert best['epoch'] == ckpt['best']['epoch'] == 1 and float(best['cmc'][0]) == ckpt['best']['rank1']
+    assert all(torch.equal(v, ckpt['net'][k]) for k, v in best['net'].items())
+
+    # Resuming from a checkpoint without optimizer state says so (here with nothing left to train).
+    run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '2', '--resume', str(models / f'{name}_best.t'))
+    out = capsys.readouterr().out
+    assert (f'warning: {models / name}_best.t holds weights and scores but no optimizer, scaler or random state'
+            in out) and "resume from the run's _last.t to continue exactly" in out
+    assert 'resuming at epoch 2 of 2' in out
     log = (tmp_path / 'log' / 'sysu_log' / f'{name}_os.txt').read_text()
     assert 'Validation after epoch 1' in log
 
@@ -129,13 +142,57 @@ def test_resume_reaches_the_same_weights(tmp_path, sysu_prepared):
     assert a['best'] == b['best']
 
 
-def test_sysu_indoor_with_an_untrained_checkpoint(tmp_path, sysu_root):
+def test_sysu_indoor_with_an_untrained_checkpoint(tmp_path, sysu_root, capsys):
     ckpt = tmp_path / 'init.t'
     torch.manual_seed(0)
     save_checkpoint({'net': embed_net(4).state_dict(), 'epoch': -1}, ckpt)
     report = run_test(tmp_path, 'sysu', sysu_root, ckpt, '--mode', 'indoor', '--trials', '3')
     check_results(report, 'sysu', [3])
     assert report['mode'] == 'indoor'
+    assert 'WARNING' not in capsys.readouterr().out   # an untrained network is not a collapsed one
+
+
+def collapsed_net(scale=1e-4):
+    """A network that gives every image nearly the same features, as SGD --lr 0.1 from scratch did
+    (feature spread about 1e-4): its four stems' batch norms scale every activation down to almost
+    nothing, so what follows sees nearly the same input for every image."""
+    torch.manual_seed(0)
+    net = embed_net(4)
+    with torch.no_grad():
+        for stem in ('visible_module.visible', 'visible_moduleA.visible', 'thermal_module.thermal',
+                     'thermal_moduleA.thermal'):
+            bn = net.get_submodule(f'{stem}.bn1')
+            bn.weight.mul_(scale)
+            bn.bias.fill_(0.1)
+    return net
+
+
+def test_a_collapsed_model_is_reported_loudly(tmp_path, sysu_root, capsys):
+    ckpt = tmp_path / 'collapsed.t'
+    save_checkpoint({'net': collapsed_net().state_dict(), 'epoch': 30}, ckpt)
+    report = run_test(tmp_path, 'sysu', sysu_root, ckpt, '--trials', '0,1')
+    out = capsys.readouterr().out
+    spread = float(re.search(r'WARNING: the model gives every image nearly the same features \(spread ([-+.e\d]+), '
+                             r'below 1e-03', out).group(1))
+    assert 0 < spread < 2e-4
+    assert 'Likely cause: a learning rate too high for training without ImageNet weights' in out
+    check_results(report, 'sysu', [0, 1])   # the scores are still written
+
+    args = train_script.parse_args(['--data-path', sysu_root, *TRAIN])
+    train_script.validate(collapsed_net(), sysu_root, 5, args, torch.device('cpu'))
+    out = capsys.readouterr().out
+    assert out.index('WARNING: the model gives every image nearly the same features') < out.index('Validation after epoch 5')
+
+
+def test_feature_spread():
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    same = unit(np.ones((5, 8)))
+    assert test_script.feature_spread({'bn_ori': same, 'bn_mid': same}) == 0
+    spread_out = unit(rng.normal(size=(400, 8)))
+    assert test_script.feature_spread({'bn_ori': same, 'bn_mid': spread_out}) == pytest.approx(1, abs=0.01)
+    two = unit(np.array([[1.0, 0], [0, 1]]))
+    assert test_script.feature_spread({'x': two}) == pytest.approx(np.sqrt(0.5))
 
 
 @pytest.mark.parametrize('tvsearch', [None, 'True', 'False'])
@@ -208,6 +265,13 @@ def test_tvsearch_parsing():
     assert train_script.parse_args(['--tvsearch', 'True']).tvsearch is True
 
 
+def test_periodic_checkpoints_follow_the_release_rule():
+    kept = lambda save_epoch: [e for e in range(121) if train_script.keeps_epoch(e, save_epoch)]
+    assert kept(20) == [20, 40, 60, 80, 100, 120]
+    assert kept(5) == [15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100, 105, 110, 115, 120]
+    assert kept(1)[:2] == [11, 12]
+
+
 def test_learning_rate_schedule():
     lr = [train_script.lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
     assert lr == pytest.approx([0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
@@ -224,11 +288,13 @@ def script(*args, cwd=ROOT):
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_missing_data_root_is_a_clear_error(tmp_path):
+def test_missing_data_root_is_a_clear_error_and_leaves_no_log(tmp_path):
     run = script('train.py', '--dataset', 'llcm', '--data-path', str(tmp_path / 'nowhere'), '--gpu', '',
                  '--pretrained', 'none', '--log_path', str(tmp_path / 'log'))
-    assert run.returncode == 2
-    assert 'nowhere not found' in run.stderr and 'Traceback' not in run.stderr
+    assert run.returncode == 2 and run.stdout == ''
+    assert run.stderr == f'error: --data-path {tmp_path / "nowhere"} does not exist; expected the llcm dataset ' \
+                         'root folder (see the README for its layout)\n'
+    assert not (tmp_path / 'log').exists()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, sysu_root):
