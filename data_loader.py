@@ -15,8 +15,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from data_manager import (LLCM_LAYOUT, REGDB_LAYOUT, SYSU_LAYOUT, data_root, open_rgb, read_index_file,
-                          read_resized)
+from data_manager import (LLCM_LAYOUT, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
+                          read_index_file, read_resized)
 from utils import ReIDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -259,9 +259,9 @@ class ListedTrainData(TrainData):
     """Training set given by two `relative/path label` index files (RegDB, LLCM); the images are
     decoded once and resized to (img_h, img_w) at construction, as the release does."""
 
-    def __init__(self, root, color_index, thermal_index, layout, img_h, img_w):
+    def __init__(self, root, color_index, thermal_index, layout, img_h, img_w, second='thermal'):
         color = _load_listed(color_index, root, layout, img_h, img_w, 'visible images')
-        thermal = _load_listed(thermal_index, root, layout, img_h, img_w, 'thermal images')
+        thermal = _load_listed(thermal_index, root, layout, img_h, img_w, f'{second} images')
         super().__init__(*color, *thermal, img_h, img_w)
 
 
@@ -278,7 +278,7 @@ class LLCMData(ListedTrainData):
         root = data_root(data_path, LLCM_LAYOUT)
         idx = os.path.join(root, 'idx')
         super().__init__(root, os.path.join(idx, 'train_vis.txt'), os.path.join(idx, 'train_nir.txt'),
-                         LLCM_LAYOUT, img_h, img_w)
+                         LLCM_LAYOUT, img_h, img_w, SECOND_MODALITY['llcm'])
 
 
 def build_train_set(dataset, data_path, img_h, img_w, trial=1):
@@ -317,7 +317,7 @@ class IdentitySampler(Sampler):
         missing = np.setxor1d(self.unique_labels, np.unique(thermal))
         if len(missing):
             raise ReIDError(f'identities {missing[:10].tolist()} have images in one modality only; every '
-                            'training identity needs visible and thermal images')
+                            'training identity needs images of both modalities')
         if len(self.unique_labels) < batch_size * world_size:
             across = f' x {world_size} processes' if world_size > 1 else ''
             raise ReIDError(f'batch_size {batch_size}{across} is more than the {len(self.unique_labels)} '
