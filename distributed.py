@@ -60,7 +60,9 @@ def is_main():
 def setup(gpu, backend='auto', timeout_minutes=60, sync_bn=False):
     """This process's device. One process: `utils.select_device(gpu)`, as always. Under torchrun:
     GPU LOCAL_RANK of those visible (CUDA_VISIBLE_DEVICES chooses them, not --gpu) or the CPU,
-    then join the process group: `backend` 'auto' is NCCL on CUDA and gloo on the CPU.
+    then join the process group: `backend` 'auto' is NCCL on CUDA and gloo on the CPU. Every
+    check comes first, so a bad flag stops each process with a ReIDError before any waits for the
+    others; `sync_bn` is refused on the CPU (PyTorch's SyncBatchNorm runs on GPUs only).
 
     `timeout_minutes` bounds every collective, so it must cover the longest time one process can
     wait for another: rank 0's validation and checkpoint writing at the end of an epoch."""

@@ -49,9 +49,8 @@ def train_args(out, data_path, *extra):
 def torchrun(out, data_path, *extra, **env):
     """train.py on 2 processes; `env` adds environment variables (the test hooks)."""
     environ = {k: v for k, v in os.environ.items() if k not in DEBUG_VARS}
-    run = subprocess.run([*TORCHRUN, 'train.py', *train_args(out, data_path, *extra)], cwd=ROOT,
-                         env={**environ, **env}, capture_output=True, text=True, timeout=300)
-    return run
+    return subprocess.run([*TORCHRUN, 'train.py', *train_args(out, data_path, *extra)], cwd=ROOT,
+                          env={**environ, **env}, capture_output=True, text=True, timeout=300)
 
 
 def succeeded(run):
