@@ -3,7 +3,9 @@
     python train.py --dataset sysu --gpu 0
     python train.py --dataset regdb --trial 3 --gpu 0
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
+    torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (see README)
 """
+import contextlib
 import os
 import random
 import time
@@ -11,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+import distributed
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from loss import OriTripletLoss, TcaLoss, total_loss
@@ -18,7 +21,7 @@ from model import Modal, embed_net
 from test import evaluate, format_table, resolve_checkpoint, summarise_trials
 from utils import (ReIDError, add_common_args, add_flag, autocast, autocast_dtype, check_counts,
                    checkpoint_model_args, load_state, make_parser, memory_format, read_checkpoint,
-                   resolve_data_path, run_main, save_checkpoint, select_device, tee_stdout)
+                   resolve_data_path, run_main, save_checkpoint, tee_stdout)
 
 
 def parse_args(argv=None):
@@ -34,6 +37,15 @@ def parse_args(argv=None):
              help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed channels: the "
                   "release's behaviour) or 'working' (one hidden unit)")
     add_flag(group, '--print-freq', default=50, type=int, help='log every N steps')
+    group = parser.add_argument_group('several processes (torchrun --nproc_per_node=N train.py ...)')
+    add_flag(group, '--sync-bn', action='store_true',
+             help='BatchNorm statistics over the batches of all processes (SyncBatchNorm, CUDA only); '
+                  'default: per process, over the release batch, as on one GPU')
+    add_flag(group, '--dist-backend', default='auto', choices=distributed.BACKENDS,
+             help='torch.distributed backend: auto = nccl on CUDA, gloo on the CPU')
+    add_flag(group, '--dist-timeout', default=60, type=float, metavar='MINUTES',
+             help="how long a process waits for the others (it must cover rank 0's validation and "
+                  'checkpoint writing at the end of an epoch)')
     return parser.parse_args(argv)
 
 
@@ -99,6 +111,24 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def gathered_rng():
+    """The random states of every process, for the checkpoint: 'rng' is rank 0's (the one-process
+    format), 'rng_ranks' all of them in rank order when there are several. Every process calls it."""
+    states = distributed.all_gather(rng_state())
+    return {'rng': states[0], 'world_size': len(states), **({'rng_ranks': states} if len(states) > 1 else {})}
+
+
+def restore_rng(ckpt, source):
+    """This process's random states from a checkpoint written by as many processes as this run has."""
+    saved, world = int(ckpt.get('world_size', 1)), distributed.world_size()
+    if saved == world:
+        set_rng_state(ckpt['rng_ranks'][distributed.rank()] if world > 1 else ckpt['rng'])
+    else:
+        print(f'note: {source} was written by {saved} process(es) and this run has {world}: the identity '
+              f'draws follow the {world}-process sequence and the other random streams restart from '
+              f'--seed, so the run will not equal an uninterrupted one', flush=True)
+
+
 def set_seed(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -123,6 +153,7 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
         data_ready = time.perf_counter()
         waited += data_ready - tick
         v1, v2, t1, t2 = (x.to(device, non_blocking=True, memory_format=fmt) for x in (v1, v2, t1, t2))
+        distributed.debug_step(epoch, step, label_v, label_t)   # a no-op outside the tests
         label_v, label_t = label_v.to(device, non_blocking=True), label_t.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
             feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
@@ -194,16 +225,27 @@ def main(argv=None):
     args = parse_args(argv)
     check_inputs(args)
     log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{run_name(args)}_os.txt')
-    with tee_stdout(log_file):
-        train(args)
+    # Under torchrun only rank 0 prints and writes the log (errors still reach stderr).
+    with tee_stdout(log_file) if distributed.is_main() else silenced_stdout():
+        try:
+            train(args)
+        finally:
+            distributed.cleanup()
+
+
+@contextlib.contextmanager
+def silenced_stdout():
+    with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null):
+        yield
 
 
 def train(args):
     name = run_name(args)
     print('arguments:', ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())), flush=True)
-    device = select_device(args.gpu)
+    device = distributed.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
+    world, rank = distributed.world_size(), distributed.rank()
     amp_dtype = autocast_dtype(args.amp, device)
-    set_seed(args.seed)
+    set_seed(args.seed + rank)  # dropout differs between processes; the weights are rank 0's (DDP copies them)
     data_path = args.data_path   # resolved and checked by check_inputs
 
     start = time.time()
@@ -212,8 +254,14 @@ def train(args):
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
           f'{len(trainset.train_thermal_label)} {SECOND_MODALITY[args.dataset]} images, loaded in '
           f'{time.time() - start:.1f}s', flush=True)
+    # One process: identities from numpy's global generator (the release's stream). Several: every
+    # process draws the same sequence from seed + epoch and takes its own block of each step.
     batches = TrainBatchSampler(trainset.train_color_label, trainset.train_thermal_label, args.num_pos,
-                                args.batch_size, seed=args.seed)
+                                args.batch_size, seed=args.seed, rank=rank, world_size=world, shared_seed=world > 1)
+    if world > 1:
+        print(f'{world} processes, each {args.batch_size} identities x {args.num_pos} images per modality: '
+              f'a global batch of {world * args.batch_size} identities, {len(batches)} steps per epoch '
+              f'(--lr {args.lr} is used as given, not scaled)', flush=True)
 
     start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}
     if args.resume:
@@ -221,7 +269,8 @@ def train(args):
         pretrained = 'none'  # the checkpoint replaces every weight
     else:
         ckpt, pretrained = None, args.pretrained
-    net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working')
+    with distributed.local_main_first():   # one ImageNet download per node
+        net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working')
     net = net.to(device, memory_format=memory_format(args.channels_last))
     optimizer = make_optimizer(net, args)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -239,7 +288,7 @@ def train(args):
             if ckpt.get('scaler'):
                 scaler.load_state_dict(ckpt['scaler'])
             best = ckpt.get('best', best)
-            set_rng_state(ckpt['rng'])
+            restore_rng(ckpt, args.resume)
         else:
             print(f'warning: {args.resume} holds weights and scores but no optimizer, scaler or random state '
                   '(only a run\'s _last.t does; its _best.t and _epoch_N.t, like the release\'s checkpoints, do '
@@ -256,15 +305,20 @@ def train(args):
         se_channels = net.SEnet.set_channels(se_channels)
         print(f'middle-modality channels (release squeeze-excitation): {",".join(map(str, se_channels))}')
     loader = make_train_loader(trainset, batches, args.workers, device)
+    trained = distributed.wrap_model(net, device, args.sync_bn)   # `net` itself for one process
 
     os.makedirs(args.model_path, exist_ok=True)
-    writer = open_tensorboard(os.path.join(args.vis_log_path, name))
+    writer = open_tensorboard(os.path.join(args.vis_log_path, name)) if distributed.is_main() else None
     criteria = (OriTripletLoss(args.batch_size * args.num_pos, args.margin), TcaLoss())
     for epoch in range(start_epoch, args.epochs):
         epoch_start = time.time()
-        stats = train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype)
+        stats = train_epoch(trained, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype)
         print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
-        cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if epoch > 0 else (None, None, None)
+        validated = epoch > 0 and distributed.is_main()
+        cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if validated else (None, None, None)
+        rng = gathered_rng()   # the other processes wait here while rank 0 validates
+        if not distributed.is_main():
+            continue   # rank 0 alone saves and logs; the others meet it again in the next step
 
         # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
         # only _last.t, the resume point, adds what an exact continuation needs.
@@ -277,7 +331,7 @@ def train(args):
         if keeps_epoch(epoch, args.save_epoch):
             save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
         save_checkpoint({**ckpt, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'best': best,
-                         'rng': rng_state()}, os.path.join(args.model_path, f'{name}_last.t'))
+                         **rng}, os.path.join(args.model_path, f'{name}_last.t'))
 
         if writer is not None:
             for key, value in stats.items():
@@ -285,6 +339,8 @@ def train(args):
             if cmc is not None:
                 writer.add_scalar('val/rank1', cmc[0], epoch)
                 writer.add_scalar('val/mAP', mAP, epoch)
+    distributed.debug_state(net, args.epochs - 1)   # a no-op outside the tests
+    distributed.barrier()   # every process ends after rank 0 has written its last checkpoint
     if best['epoch'] >= 0:
         print(f'best Rank-1 {100 * best["rank1"]:.2f}% (mAP {100 * best["mAP"]:.2f}%) at epoch {best["epoch"]}')
     if writer is not None:

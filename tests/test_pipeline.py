@@ -100,7 +100,7 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     assert ckpt['cmc'].ndim == 1 and 0 <= float(ckpt['mAP']) <= 1
     # Only the resume point holds the optimizer, scaler and random states.
     assert set(ckpt) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'args', 'optimizer', 'scaler',
-                         'best', 'rng'}
+                         'best', 'rng', 'world_size'}
     # the release squeeze-excitation's channels, picked on this device, are recorded
     assert ckpt['se_channels'] == tuple(torch.topk(torch.full((1, 6), 0.5), 3).indices[0].tolist())
     assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
