@@ -17,12 +17,14 @@ from torch.utils.data import DataLoader
 import data_manager as dm
 from data_loader import TestData
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
+from features import save_features
 from model import Modal, embed_net
 from utils import (ReIDError, add_common_args, atomic_write, checkpoint_model_args, load_state,
                    read_checkpoint, resolve_data_path, run_main, select_device)
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
+MAX_RANK = 20   # length of the CMC curves in the results file
 DEFAULT_TRIALS = {'sysu': range(10), 'llcm': range(10), 'regdb': range(1, 11)}
 
 # One side of a retrieval problem: image paths, identities, cameras (None for RegDB), and the
@@ -128,15 +130,20 @@ def summarise(cmc, mAP, mINP):
             'mINP': float(mINP)}
 
 
-def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
-             img_h=384, img_w=192, batch_size=64, workers=4):
-    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`."""
+def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
+          img_h=384, img_w=192, batch_size=64, workers=4):
+    """The trials' test problems `{trial: Problem}` and a FeatureBank holding every image they use."""
     problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol) for t in trials}
     bank = FeatureBank(net, device, img_h, img_w, batch_size, workers)
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             bank.add([p for pr in problems.values() if getattr(pr, side).modal == modal
                       for p in getattr(pr, side).paths], modal)
+    return problems, bank
+
+
+def score_trials(problems, bank):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})`."""
     results = []
     for trial, pr in problems.items():
         q, g = bank.get(pr.query), bank.get(pr.gallery)
@@ -145,9 +152,29 @@ def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False
     return results
 
 
+def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
+             img_h=384, img_w=192, batch_size=64, workers=4):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`."""
+    return score_trials(*embed(net, dataset, data_path, trials, device, mode, tvsearch, protocol,
+                               img_h, img_w, batch_size, workers))
+
+
 def summarise_trials(results):
     """`evaluate`'s output as the results file's per-trial entries."""
     return [{'trial': trial, **{name: summarise(*raw[name]) for name in SCORES}} for trial, raw in results]
+
+
+def cmc_curve(cmc):
+    """Ranks 1..MAX_RANK; a shorter CMC (a gallery under 20) carries its last value forward, as
+    `summarise` does."""
+    return [float(cmc[min(r, len(cmc)) - 1]) for r in range(1, MAX_RANK + 1)]
+
+
+def cmc_report(results):
+    """The results file's "cmc" entry: every score's CMC curve per trial and its mean over trials."""
+    per_trial = [{'trial': trial, **{name: cmc_curve(raw[name][0]) for name in SCORES}} for trial, raw in results]
+    mean = {name: [float(np.mean([r[name][k] for r in per_trial])) for k in range(MAX_RANK)] for name in SCORES}
+    return {'mean': mean, 'per_trial': per_trial}
 
 
 def mean_scores(per_trial):
@@ -194,6 +221,10 @@ def parse_args(argv=None):
                        help='comma-separated trials to run (default: all ten; SYSU/LLCM gallery '
                             'draws 0..9, RegDB splits 1..10)')
     group.add_argument('--results', default=None, metavar='FILE', help='write the scores as JSON here')
+    group.add_argument('--save-features', dest='save_features', default=None, metavar='FILE.npz',
+                       help="write every test image's path, identity, camera, modality and four feature "
+                            "vectors, and each trial's query and gallery, here (see features.py; "
+                            'visualize.py reads it)')
     args = parser.parse_args(argv)
     if not args.resume:
         parser.error('--resume is required: the checkpoint to evaluate')
@@ -223,27 +254,42 @@ def main(argv=None):
     if args.dataset == 'sysu' and args.tvsearch:
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
-    per_trial = []
+    per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
     if args.dataset == 'regdb' and '{trial}' in args.resume:
         for trial in trials:  # one model per RegDB split
-            net = load_model(resolve_checkpoint(args.resume, args.model_path, trial), device, args.arch)
-            per_trial += summarise_trials(evaluate(net, args.dataset, data_path, [trial], device, **options))
+            checkpoint = resolve_checkpoint(args.resume, args.model_path, trial)
+            net = load_model(checkpoint, device, args.arch)
+            problems, bank = embed(net, args.dataset, data_path, [trial], device, **options)
+            results += score_trials(problems, bank)
+            runs += [(checkpoint, problems, bank)] if args.save_features else []
+            per_trial += summarise_trials(results[-1:])
             print(format_table(f'Trial {trial}', per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
-        net = load_model(resolve_checkpoint(args.resume, args.model_path), device, args.arch)
-        per_trial = summarise_trials(evaluate(net, args.dataset, data_path, trials, device, **options))
+        checkpoint = resolve_checkpoint(args.resume, args.model_path)
+        net = load_model(checkpoint, device, args.arch)
+        problems, bank = embed(net, args.dataset, data_path, trials, device, **options)
+        results = score_trials(problems, bank)
+        runs = [(checkpoint, problems, bank)]
+        per_trial = summarise_trials(results)
         for result in per_trial:
             print(format_table(f'Trial {result["trial"]}', result))
     mean = mean_scores(per_trial)
     print(format_table(f'Mean over {len(trials)} trial(s): {args.dataset}'
                        + (f' {args.mode}' if args.dataset == 'sysu' else '')
                        + f', protocol {args.protocol}', mean), flush=True)
+    if args.save_features:
+        meta = {'dataset': args.dataset, 'mode': args.mode, 'protocol': args.protocol, 'tvsearch': args.tvsearch,
+                'img_h': args.img_h, 'img_w': args.img_w, 'arch': args.arch,
+                'llcm_pool_quirk': any(pr.llcm_pool_quirk for _, problems, _ in runs for pr in problems.values())}
+        save_features(args.save_features, runs, data_path, meta)
+        print(f'features written to {args.save_features}')
     if args.results:
         report = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch,
-                  'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial}
+                  'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial,
+                  'cmc': cmc_report(results)}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')
     return mean
