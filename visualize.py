@@ -34,6 +34,7 @@ PIP_HINT = 'pip install -r requirements-vis.txt'
 PIP_NAMES = {'matplotlib': 'matplotlib', 'sklearn': 'scikit-learn'}
 # Each dataset's own word for its second modality (the flags keep visible|thermal).
 SECOND_MODALITY = {'sysu': 'infrared', 'llcm': 'infrared', 'regdb': 'thermal'}
+DATASET_NAMES = {'sysu': 'SYSU-MM01', 'llcm': 'LLCM', 'regdb': 'RegDB'}
 # Gallery items a query does not see, as in the dataset's metric (RegDB: none).
 REMOVAL = {'sysu': sysu_removal, 'llcm': llcm_removal, 'regdb': None}
 MODALITIES = {'visible': Modal.VISIBLE, 'thermal': Modal.THERMAL}
@@ -42,7 +43,7 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # Image grids: every cell is a tile framed by a BORDER-wide border (white when it has none) with
 # caption lines of LINE pixels under it; cells GAP apart, MARGIN around the grid.
 MARGIN, GAP, BORDER, LINE, FONT_SIZE = 6, 6, 4, 12, 10
-WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (150, 150, 150)
+WHITE, BLACK, BLUE = (255, 255, 255), (0, 0, 0), (40, 90, 200)
 GREEN, RED = (0, 170, 0), (220, 0, 0)
 # t-SNE groups: (name, marker); the name's "{}" is the dataset's second-modality word.
 TSNE_GROUPS = (('visible', 'o'), ('visible middle', 's'), ('{}', '^'), ('{} middle', 'v'))
@@ -55,10 +56,6 @@ def optional(module, command):
     except ImportError:
         package = PIP_NAMES[module.split('.')[0]]
         raise ReIDError(f'visualize.py {command} needs {package}, which is not installed: {PIP_HINT}') from None
-
-
-def second_word(dataset):
-    return SECOND_MODALITY[dataset]
 
 
 # ----------------------------------------------------------------------------- image grids
@@ -111,7 +108,7 @@ def draw_grid(tiles, captions, borders, columns):
 
 
 def save_png(image, path):
-    atomic_write(path, lambda f: image.save(f, format='PNG'))
+    atomic_write(path, lambda f: image.save(f, format='PNG', optimize=True))
 
 
 def save_figure(fig, path, dpi):
@@ -146,8 +143,10 @@ def cmd_middle(args):
     size = tile_size(args.height, args.img_h, args.img_w)
     tiles, captions = [], []
     for path, inp, mid in zip(args.images, inputs, middles):
-        tiles += [inp.resize(size, Image.Resampling.LANCZOS), mid.resize(size, Image.Resampling.NEAREST)]
-        captions += [[os.path.basename(path)], ['middle']]
+        # both as the network sees them, enlarged without smoothing
+        tiles += [inp.resize(size, Image.Resampling.NEAREST), mid.resize(size, Image.Resampling.NEAREST)]
+        captions += [[os.path.basename(os.path.dirname(os.path.abspath(path))), os.path.basename(path)],
+                     ['middle', f'of {args.modality}']]
     grid = draw_grid(tiles, captions, [None] * len(tiles), 2 * args.columns)
     save_png(grid, args.out)
     print(f'{len(inputs)} {args.modality} image(s) and their middle-modality images written to {args.out}')
@@ -210,7 +209,7 @@ def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root):
     captions = [['query', f'{camera_text(feats.camera[query_row])}id {feats.identity[query_row]}']]
     captions += [[f'{sims[j]:.3f}', f'{camera_text(feats.camera[g_rows[j]])}id {feats.identity[g_rows[j]]}']
                  for j in top]
-    borders = [GREY] + [GREEN if feats.identity[g_rows[j]] == feats.identity[query_row] else RED for j in top]
+    borders = [BLUE] + [GREEN if feats.identity[g_rows[j]] == feats.identity[query_row] else RED for j in top]
     return draw_grid(tiles, captions, borders, len(tiles))
 
 
@@ -225,10 +224,25 @@ def cmd_ranking(args):
     grids = [(f'trial{trial}_query{p:05d}.png', ranking_grid(feats, trial, q_rows[p], ranked, sims[i], args.topk,
                                                              size, args.data_path))
              for i, (p, ranked) in enumerate(zip(positions, lists))]
-    for name, grid in grids:  # drawn first, so that an unreadable image leaves nothing behind
+    # Everything is drawn before anything is written, so an unreadable image leaves nothing behind.
+    if args.out.lower().endswith('.png'):
+        save_png(stack_rows([grid for _, grid in grids]), args.out)
+        print(f'wrote {args.out} ({len(grids)} queries)')
+        return
+    for name, grid in grids:
         path = os.path.join(args.out, name)
         save_png(grid, path)
         print(f'wrote {path}')
+
+
+def stack_rows(images):
+    """Images one under the other, left-aligned on white."""
+    canvas = Image.new('RGB', (max(im.width for im in images), sum(im.height for im in images)), WHITE)
+    y = 0
+    for image in images:
+        canvas.paste(image, (0, y))
+        y += image.height
+    return canvas
 
 
 def check_score(score):
@@ -293,10 +307,10 @@ def cmd_tsne(args):
     feats = Features(args.features)
     trial = feats.trial(args.trial)
     xy, identity, group = tsne_points(feats, trial, args.ids, args.feature, args.seed)
-    word = second_word(feats.dataset)
+    word = SECOND_MODALITY[feats.dataset]
     fig = tsne_figure(xy, identity, group, word,
                       f't-SNE of {args.feature} features: {len(np.unique(identity))} identities '
-                      f'({feats.dataset}, trial {trial})')
+                      f'({DATASET_NAMES[feats.dataset]}, trial {trial})')
     save_figure(fig, args.out, args.dpi)
     print(f'wrote {args.out}')
 
@@ -346,11 +360,11 @@ def cmd_distances(args):
     feats = Features(args.features)
     trial = feats.trial(args.trial)
     distances = cross_modal_distances(feats, trial, args.feature)
-    word = second_word(feats.dataset)
+    word = SECOND_MODALITY[feats.dataset]
     for branch, (intra, inter) in distances.items():
         print(f'{branch}: {len(intra)} intra-identity pairs, mean {intra.mean() if len(intra) else float("nan"):.4f}; '
               f'{len(inter)} inter-identity pairs, mean {inter.mean() if len(inter) else float("nan"):.4f}')
-    fig = distances_figure(distances, word, f'{args.feature} features ({feats.dataset}, trial {trial})')
+    fig = distances_figure(distances, word, f'{args.feature} features ({DATASET_NAMES[feats.dataset]}, trial {trial})')
     save_figure(fig, args.out, args.dpi)
     print(f'wrote {args.out}')
 
@@ -482,7 +496,8 @@ def parse_args(argv=None):
     p.add_argument('--height', default=128, type=positive_int, help='tile height in pixels')
     p.add_argument('--data-path', dest='data_path', default=None,
                    help="dataset root if it moved since test.py ran (default: the one in the file)")
-    p.add_argument('--out', required=True, help='folder for the PNGs (one per query)')
+    p.add_argument('--out', required=True,
+                   help='folder for the PNGs (one per query), or FILE.png for all queries in one image')
     p.set_defaults(func=cmd_ranking)
 
     p = sub.add_parser('tsne', help='t-SNE of the four feature groups of some identities')

@@ -220,13 +220,21 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
         image = Image.open(out / name).convert('RGB')
         n = 1 + len(expected)   # topk covers the whole gallery: cam3 queries have fewer tiles
         assert image.size == (2 * M + n * cell_w + (n - 1) * G, 2 * M + 32 + 2 * B + 2 * LINE)
-        assert border_colour(image, 0, cell_w) == visualize.GREY
+        assert border_colour(image, 0, cell_w) == visualize.BLUE
         g_rows = feats.side(1, 'gallery')
         for k, j in enumerate(expected, start=1):
             match = feats.identity[g_rows[j]] == feats.identity[q_rows[p]]
             assert border_colour(image, k, cell_w) == (visualize.GREEN if match else visualize.RED)
         cams.add(feats.camera[q_rows[p]])
     assert cams == {3, 6}   # both the removal rule and its absence were drawn
+    # FILE.png: the same grids, one under the other
+    visualize.main(['ranking', '--features', str(path), '--trial', '1', '--queries', '6', '--topk', '20',
+                    '--height', '32', '--out', str(tmp_path / 'all.png')])
+    rows = [np.asarray(Image.open(out / name).convert('RGB')) for name in files]
+    stacked = np.asarray(Image.open(tmp_path / 'all.png').convert('RGB'))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    np.testing.assert_array_equal(stacked, np.concatenate(padded))
 
     one = feats.path[q_rows[4]]
     visualize.main(['ranking', '--features', str(path), '--query', str(one), '--topk', '3', '--height', '32',
@@ -308,7 +316,7 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
     visualize.main(['middle', '--resume', str(checkpoints / 'init_trial_2.t'), *images, '--modality', 'thermal',
                     '--columns', '2', '--height', '32', *MODEL, '--out', str(out)])
     grid = np.asarray(Image.open(out).convert('RGB'))
-    cell_w, cell_h = 16 + 2 * B, 32 + 2 * B + LINE
+    cell_w, cell_h = 16 + 2 * B, 32 + 2 * B + 2 * LINE
     assert grid.shape == (2 * M + 2 * cell_h + G, 2 * M + 4 * cell_w + 3 * G, 3)   # 2 pairs per row
 
     net = test_script.load_model(str(checkpoints / 'init_trial_2.t'), torch.device('cpu'), 'resnet50').eval()
