@@ -17,6 +17,7 @@ import visualize
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from features import FEATURES, Features
 from model import Modal, embed_net
+from synthetic import make_llcm, make_regdb, make_sysu
 from utils import ReIDError, save_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,10 +37,29 @@ def metric(dataset, distmat, q_ids, g_ids, q_cams, g_cams):
 def checkpoints(tmp_path_factory):
     """Two freshly initialised models (RegDB's per-split run uses both; the others the first)."""
     folder = tmp_path_factory.mktemp('vis_models')
-    for trial in (1, 2):
+    for trial in (1, 3):
         torch.manual_seed(trial)
         save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': -1}, folder / f'init_trial_{trial}.t')
     return folder
+
+
+# Datasets of our own, smaller than conftest's: every image is embedded by a ResNet-50 on the CPU.
+# Roots contain "cam", as in conftest, so only the path below the root is parsed.
+@pytest.fixture(scope='module')
+def sysu_root(tmp_path_factory):
+    return make_sysu(tmp_path_factory.mktemp('camera_sysu_vis'), train_ids=(1,), val_ids=(2,), test_ids=(3, 4, 5),
+                     images_per_cam=2, size=(32, 16), missing=('cam2/0004', 'cam6/0005'))
+
+
+@pytest.fixture(scope='module')
+def llcm_root(tmp_path_factory):
+    return make_llcm(tmp_path_factory.mktemp('camera_llcm_vis'), train_ids=(1,), test_ids=(2, 3),
+                     images_per_cam=1, size=(32, 16), missing=('test_vis/cam3/0003',))
+
+
+@pytest.fixture(scope='module')
+def regdb_root(tmp_path_factory):
+    return make_regdb(tmp_path_factory.mktemp('camera_regdb_vis'), num_ids=6, images_per_id=2, size=(32, 16))
 
 
 def run_test(tmp, dataset, root, resume, trials, *extra):
@@ -57,7 +77,7 @@ def runs(tmp_path_factory, checkpoints, sysu_root, llcm_root, regdb_root):
     first = checkpoints / 'init_trial_1.t'
     out, real_embed = {}, test_script.embed
     for dataset, root, resume, trials in (('sysu', sysu_root, first, '0,1'), ('llcm', llcm_root, first, '0,1'),
-                                          ('regdb', regdb_root, checkpoints / 'init_trial_{trial}.t', '1,2')):
+                                          ('regdb', regdb_root, checkpoints / 'init_trial_{trial}.t', '1,3')):
         embedded = []
 
         def recording_embed(*args, **kwargs):
@@ -125,7 +145,7 @@ def test_regdb_per_split_models_keep_their_own_rows(runs):
     feats = Features(path)
     assert feats.meta['trial_models'] == [0, 1] and len(feats.meta['checkpoints']) == 2
     assert (feats.camera == -1).all()
-    one, two = (feats.side(t, 'query') for t in (1, 2))
+    one, two = (feats.side(t, 'query') for t in (1, 3))  # splits sharing identities 3, 6
     assert set(feats.model[one]) == {0} and set(feats.model[two]) == {1}
     shared = sorted(set(feats.path[one]) & set(feats.path[two]))
     assert shared   # the two splits share images; each model embedded them
@@ -147,10 +167,10 @@ def test_results_file_holds_each_scores_cmc_curve(runs):
             for curve, scores in zip(report['cmc']['per_trial'], report['per_trial']):
                 assert [curve[name][r - 1] for r in test_script.RANKS] == [scores[name][f'rank{r}']
                                                                           for r in test_script.RANKS]
-    # the SYSU gallery holds 13..16 images: the curve carries its last value on to rank 20
+    # a gallery under 20 (SYSU here: 11 images) gives a shorter CMC, carried on to rank 20
     curve = runs['sysu'][0]['cmc']['per_trial'][0]['ALL']
-    assert curve[-1] == curve[12] == 1.0
-    assert test_script.cmc_curve(np.array([0.5, 0.75, 1.0], np.float32)) == [0.5, 0.75] + [1.0] * 18
+    assert len(curve) == 20 and curve[10:] == [curve[10]] * 10
+    assert test_script.cmc_curve(np.array([0.25, 0.5, 0.75], np.float32)) == [0.25, 0.5] + [0.75] * 18
 
 
 # ----------------------------------------------------------------------------- ranking
@@ -242,7 +262,7 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
     image = Image.open(tmp_path / 'one' / 'trial0_query00004.png')
     assert image.size == (2 * M + 4 * cell_w + 3 * G, 2 * M + 32 + 2 * B + 2 * LINE)
     with pytest.raises(ReIDError, match='is not among the .* queries of trial 0'):
-        visualize.main(['ranking', '--features', str(path), '--query', 'cam1/0010/0001.jpg', '--out', str(tmp_path)])
+        visualize.main(['ranking', '--features', str(path), '--query', 'cam1/0003/0001.jpg', '--out', str(tmp_path)])
     with pytest.raises(ReIDError, match='trial 5 is not in'):
         visualize.main(['ranking', '--features', str(path), '--trial', '5', '--out', str(tmp_path)])
 
@@ -277,8 +297,8 @@ def test_tsne_draws_one_point_per_image_and_branch(runs, tmp_path):
 def test_distances_between_modalities(runs, tmp_path):
     _, path, _, _ = runs['regdb']
     feats = Features(path)
-    distances = visualize.cross_modal_distances(feats, 2, 'bn')
-    rows = np.concatenate([feats.side(2, 'query'), feats.side(2, 'gallery')])
+    distances = visualize.cross_modal_distances(feats, 3, 'bn')
+    rows = np.concatenate([feats.side(3, 'query'), feats.side(3, 'gallery')])
     vis, th = rows[feats.modality[rows] == Modal.VISIBLE], rows[feats.modality[rows] == Modal.THERMAL]
     for branch in ('ori', 'mid'):
         f = feats.arrays[f'bn_{branch}'].astype(np.float64)
@@ -289,7 +309,7 @@ def test_distances_between_modalities(runs, tmp_path):
         assert intra.mean() == pytest.approx(np.mean([d for d, s in pairs if s]), rel=1e-9)
         assert inter.mean() == pytest.approx(np.mean([d for d, s in pairs if not s]), rel=1e-9)
     out = tmp_path / 'distances.png'
-    visualize.main(['distances', '--features', str(path), '--trial', '2', '--dpi', '50', '--out', str(out)])
+    visualize.main(['distances', '--features', str(path), '--trial', '3', '--dpi', '50', '--out', str(out)])
     assert Image.open(out).size == (400, 160)
 
 
@@ -311,15 +331,15 @@ def test_cmc_curves_of_several_runs(runs, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- model subcommands
 def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_root, tmp_path):
-    images = [os.path.join(sysu_root, 'cam3', '0010', name) for name in ('0001.jpg', '0002.jpg', '0003.jpg')]
+    images = [os.path.join(sysu_root, 'cam3', pid, '0001.jpg') for pid in ('0003', '0004', '0005')]
     out = tmp_path / 'middle.png'
-    visualize.main(['middle', '--resume', str(checkpoints / 'init_trial_2.t'), *images, '--modality', 'thermal',
+    visualize.main(['middle', '--resume', str(checkpoints / 'init_trial_3.t'), *images, '--modality', 'thermal',
                     '--columns', '2', '--height', '32', *MODEL, '--out', str(out)])
     grid = np.asarray(Image.open(out).convert('RGB'))
     cell_w, cell_h = 16 + 2 * B, 32 + 2 * B + 2 * LINE
     assert grid.shape == (2 * M + 2 * cell_h + G, 2 * M + 4 * cell_w + 3 * G, 3)   # 2 pairs per row
 
-    net = test_script.load_model(str(checkpoints / 'init_trial_2.t'), torch.device('cpu'), 'resnet50').eval()
+    net = test_script.load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
     from data_loader import TestData
     x = torch.stack([TestData(images, [0, 0, 0], 32, 16)[i][0] for i in range(3)])
     with torch.no_grad():
@@ -334,16 +354,16 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
 
 def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     gallery = tmp_path / 'gallery'
-    shutil.copytree(os.path.join(sysu_root, 'cam1', '0010'), gallery / 'a')
-    shutil.copytree(os.path.join(sysu_root, 'cam4', '0011'), gallery / 'b')
+    shutil.copytree(os.path.join(sysu_root, 'cam1', '0003'), gallery / 'a')
+    shutil.copytree(os.path.join(sysu_root, 'cam4', '0004'), gallery / 'b')
     (gallery / 'notes.txt').write_text('not an image')
-    query = os.path.join(sysu_root, 'cam3', '0010', '0001.jpg')
+    query = os.path.join(sysu_root, 'cam3', '0003', '0001.jpg')
     out = tmp_path / 'rank.png'
     ckpt = str(checkpoints / 'init_trial_1.t')
     visualize.main(['rank', '--resume', ckpt, '--query', str(query), '--query-modality', 'thermal',
-                    '--gallery', str(gallery), '--topk', '4', '--height', '32', *MODEL, '--out', str(out)])
+                    '--gallery', str(gallery), '--topk', '3', '--height', '32', *MODEL, '--out', str(out)])
     printed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith('    ')]
-    assert [int(p[0]) for p in printed] == [1, 2, 3, 4]
+    assert [int(p[0]) for p in printed] == [1, 2, 3]
     sims = [float(p[1]) for p in printed]
     assert sims == sorted(sims, reverse=True)
     # the same similarities as test.py's embedding of these images
@@ -354,13 +374,13 @@ def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     bank.add(paths, Modal.VISIBLE)
     expected = test_script.score_similarities(bank.get(test_script.ImageSet([str(query)], None, None, Modal.THERMAL)),
                                               bank.get(test_script.ImageSet(paths, None, None, Modal.VISIBLE)))['ALL'][0]
-    top = np.argsort(-expected)[:4]
+    top = np.argsort(-expected)[:3]
     assert [p[2] for p in printed] == [paths[j] for j in top]
     np.testing.assert_allclose(sims, expected[top], atol=1e-4)
     image = Image.open(out).convert('RGB')
     cell_w = 16 + 2 * B
-    assert image.size == (2 * M + 5 * cell_w + 4 * G, 2 * M + 32 + 2 * B + 2 * LINE)
-    assert all(border_colour(image, k, cell_w) == visualize.WHITE for k in range(5))   # no identities
+    assert image.size == (2 * M + 4 * cell_w + 3 * G, 2 * M + 32 + 2 * B + 2 * LINE)
+    assert all(border_colour(image, k, cell_w) == visualize.WHITE for k in range(4))   # no identities
 
     empty = tmp_path / 'empty'
     empty.mkdir()
