@@ -93,7 +93,8 @@ def runs(tmp_path_factory, checkpoints, sysu_root, llcm_root, regdb_root):
 @pytest.mark.parametrize('dataset', ['sysu', 'llcm', 'regdb'])
 def test_features_file_describes_every_trial_and_reproduces_the_scores(runs, dataset):
     report, path, root, _ = runs[dataset]
-    data = np.load(path)   # plain arrays: no pickle needed
+    with np.load(path) as npz:   # plain arrays: no pickle needed
+        data = dict(npz)
     meta = json.loads(str(data['meta']))
     assert meta['kind'] == 'ifalnet-features' and meta['dataset'] == dataset
     assert meta['data_root'] == os.path.abspath(root) and (meta['img_h'], meta['img_w']) == (32, 16)
@@ -372,8 +373,9 @@ def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     paths = sorted(str(p) for p in gallery.rglob('*.jpg'))
     bank.add([str(query)], Modal.THERMAL)
     bank.add(paths, Modal.VISIBLE)
-    expected = test_script.score_similarities(bank.get(test_script.ImageSet([str(query)], None, None, Modal.THERMAL)),
-                                              bank.get(test_script.ImageSet(paths, None, None, Modal.VISIBLE)))['ALL'][0]
+    q = bank.get(test_script.ImageSet([str(query)], None, None, Modal.THERMAL))
+    g = bank.get(test_script.ImageSet(paths, None, None, Modal.VISIBLE))
+    expected = test_script.score_similarities(q, g)['ALL'][0]
     top = np.argsort(-expected)[:3]
     assert [p[2] for p in printed] == [paths[j] for j in top]
     np.testing.assert_allclose(sims, expected[top], atol=1e-4)
