@@ -40,9 +40,10 @@ REMOVAL = {'sysu': sysu_removal, 'llcm': llcm_removal, 'regdb': None}
 MODALITIES = {'visible': Modal.VISIBLE, 'thermal': Modal.THERMAL}
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
-# Image grids: every cell is a tile framed by a BORDER-wide border (white when it has none) with
-# caption lines of LINE pixels under it; cells GAP apart, MARGIN around the grid.
-MARGIN, GAP, BORDER, LINE, FONT_SIZE = 6, 6, 4, 12, 10
+# Image grids: every cell is a tile framed by a BORDER-wide border (white when it has none),
+# centred in a cell at least MIN_CELL wide (room for the captions), with caption lines of LINE
+# pixels under it; cells GAP apart, MARGIN around the grid.
+MARGIN, GAP, BORDER, LINE, FONT_SIZE, MIN_CELL = 6, 6, 4, 12, 10, 56
 WHITE, BLACK, BLUE = (255, 255, 255), (0, 0, 0), (40, 90, 200)
 GREEN, RED = (0, 170, 0), (220, 0, 0)
 # t-SNE groups: (name, marker); the name's "{}" is the dataset's second-modality word.
@@ -89,7 +90,8 @@ def draw_grid(tiles, captions, borders, columns):
     with its caption lines under it. Returns the grid as an RGB image."""
     tile_w, tile_h = tiles[0].size
     lines = max(len(c) for c in captions)
-    cell_w, cell_h = tile_w + 2 * BORDER, tile_h + 2 * BORDER + lines * LINE
+    framed_w = tile_w + 2 * BORDER
+    cell_w, cell_h = max(framed_w, MIN_CELL), tile_h + 2 * BORDER + lines * LINE
     columns = min(columns, len(tiles))
     rows = -(-len(tiles) // columns)
     canvas = Image.new('RGB', (2 * MARGIN + columns * cell_w + (columns - 1) * GAP,
@@ -98,12 +100,14 @@ def draw_grid(tiles, captions, borders, columns):
     for i, (tile, caption, border) in enumerate(zip(tiles, captions, borders)):
         x = MARGIN + (i % columns) * (cell_w + GAP)
         y = MARGIN + (i // columns) * (cell_h + GAP)
+        frame_x = x + (cell_w - framed_w) // 2
         if border is not None:
-            draw.rectangle([x, y, x + cell_w - 1, y + tile_h + 2 * BORDER - 1], fill=border)
-        canvas.paste(tile, (x + BORDER, y + BORDER))
+            draw.rectangle([frame_x, y, frame_x + framed_w - 1, y + tile_h + 2 * BORDER - 1], fill=border)
+        canvas.paste(tile, (frame_x + BORDER, y + BORDER))
         for k, text in enumerate(caption):
-            draw.text((x + 1, y + tile_h + 2 * BORDER + k * LINE), fit_text(draw, text, cell_w - 2, font),
-                      fill=BLACK, font=font)
+            text = fit_text(draw, text, cell_w - 2, font)
+            draw.text((x + (cell_w - draw.textlength(text, font=font)) // 2, y + tile_h + 2 * BORDER + k * LINE),
+                      text, fill=BLACK, font=font)
     return canvas
 
 
@@ -145,8 +149,7 @@ def cmd_middle(args):
     for path, inp, mid in zip(args.images, inputs, middles):
         # both as the network sees them, enlarged without smoothing
         tiles += [inp.resize(size, Image.Resampling.NEAREST), mid.resize(size, Image.Resampling.NEAREST)]
-        captions += [[os.path.basename(os.path.dirname(os.path.abspath(path))), os.path.basename(path)],
-                     ['middle', f'of {args.modality}']]
+        captions += [folder_and_name(path), ['middle', f'of {args.modality}']]
     grid = draw_grid(tiles, captions, [None] * len(tiles), 2 * args.columns)
     save_png(grid, args.out)
     print(f'{len(inputs)} {args.modality} image(s) and their middle-modality images written to {args.out}')
@@ -195,8 +198,13 @@ def choose_queries(feats, trial, count, query_path, data_root):
     return np.array(found[:1], dtype=np.int64)
 
 
-def camera_text(camera):
-    return '' if camera < 0 else f'cam{camera} '
+def image_text(feats, row):
+    """Caption lines of a test image: its camera (none for RegDB) and identity."""
+    return ([] if feats.camera[row] < 0 else [f'cam{feats.camera[row]}']) + [f'id {feats.identity[row]}']
+
+
+def folder_and_name(path):
+    return [os.path.basename(os.path.dirname(os.path.abspath(path))), os.path.basename(path)]
 
 
 def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root):
@@ -206,9 +214,8 @@ def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root):
     top = ranked[:topk]
     rows = [query_row] + [g_rows[j] for j in top]
     tiles = [load_tile(feats.image_path(r, data_root), size) for r in rows]
-    captions = [['query', f'{camera_text(feats.camera[query_row])}id {feats.identity[query_row]}']]
-    captions += [[f'{sims[j]:.3f}', f'{camera_text(feats.camera[g_rows[j]])}id {feats.identity[g_rows[j]]}']
-                 for j in top]
+    captions = [['query', *image_text(feats, query_row)]] + [[f'{sims[j]:.3f}', *image_text(feats, g_rows[j])]
+                                                             for j in top]
     borders = [BLUE] + [GREEN if feats.identity[g_rows[j]] == feats.identity[query_row] else RED for j in top]
     return draw_grid(tiles, captions, borders, len(tiles))
 
@@ -444,7 +451,7 @@ def cmd_rank(args):
         print(f'  {k:>3}  {sims[j]:9.4f}  {gallery[j]}')
     size = tile_size(args.height, args.img_h, args.img_w)
     tiles = [load_tile(path, size) for path in [args.query] + [gallery[j] for j in top]]
-    captions = [['query', os.path.basename(args.query)]] + [[f'{sims[j]:.3f}', os.path.basename(gallery[j])]
+    captions = [['query', *folder_and_name(args.query)]] + [[f'{sims[j]:.3f}', *folder_and_name(gallery[j])]
                                                             for j in top]
     save_png(draw_grid(tiles, captions, [None] * len(tiles), len(tiles)), args.out)
     print(f'wrote {args.out}')

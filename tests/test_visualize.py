@@ -25,6 +25,15 @@ FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32'
 MODEL = ['--img_h', '32', '--img_w', '16', '--gpu', '']
 SCORE_KEYS = {'rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'}
 M, G, B, LINE = visualize.MARGIN, visualize.GAP, visualize.BORDER, visualize.LINE
+# Grid cells in the tests: 16x32 tiles framed by the border, centred in a cell of the minimum width.
+TILE_W, TILE_H = 16, 32
+FRAMED = TILE_W + 2 * B
+CELL_W = max(FRAMED, visualize.MIN_CELL)
+INSET = (CELL_W - FRAMED) // 2
+
+
+def grid_size(cells, lines, rows=1):
+    return 2 * M + cells * CELL_W + (cells - 1) * G, 2 * M + rows * (TILE_H + 2 * B + lines * LINE) + (rows - 1) * G
 
 
 def metric(dataset, distmat, q_ids, g_ids, q_cams, g_cams):
@@ -217,9 +226,9 @@ def test_ranked_lists_are_the_metrics(runs, dataset):
         assert cmc[0] == pytest.approx(np.mean(firsts), rel=1e-6)
 
 
-def border_colour(image, cell, cell_w):
-    x = M + cell * (cell_w + G)
-    corners = {image.getpixel((x + 1, M + 1)), image.getpixel((x + cell_w - 2, M + 1))}
+def border_colour(image, cell):
+    x = M + cell * (CELL_W + G) + INSET
+    corners = {image.getpixel((x + 1, M + 1)), image.getpixel((x + FRAMED - 2, M + TILE_H + 2 * B - 2))}
     assert len(corners) == 1
     return corners.pop()
 
@@ -234,18 +243,17 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
     q_rows = feats.side(1, 'query')
     positions = np.unique(np.linspace(0, len(q_rows) - 1, 6).round().astype(int))
     assert files == [f'trial1_query{p:05d}.png' for p in positions]
-    cell_w = 16 + 2 * B
     cams, sims = set(), trial_sims(feats, 1)
     for p, name in zip(positions, files):
         expected = own_ranking(feats, 'sysu', 1, p, sims)
         image = Image.open(out / name).convert('RGB')
         n = 1 + len(expected)   # topk covers the whole gallery: cam3 queries have fewer tiles
-        assert image.size == (2 * M + n * cell_w + (n - 1) * G, 2 * M + 32 + 2 * B + 2 * LINE)
-        assert border_colour(image, 0, cell_w) == visualize.BLUE
+        assert image.size == grid_size(n, 3)   # captions: similarity, camera, identity
+        assert border_colour(image, 0) == visualize.BLUE
         g_rows = feats.side(1, 'gallery')
         for k, j in enumerate(expected, start=1):
             match = feats.identity[g_rows[j]] == feats.identity[q_rows[p]]
-            assert border_colour(image, k, cell_w) == (visualize.GREEN if match else visualize.RED)
+            assert border_colour(image, k) == (visualize.GREEN if match else visualize.RED)
         cams.add(feats.camera[q_rows[p]])
     assert cams == {3, 6}   # both the removal rule and its absence were drawn
     # FILE.png: the same grids, one under the other
@@ -261,7 +269,7 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
     visualize.main(['ranking', '--features', str(path), '--query', str(one), '--topk', '3', '--height', '32',
                     '--out', str(tmp_path / 'one')])
     image = Image.open(tmp_path / 'one' / 'trial0_query00004.png')
-    assert image.size == (2 * M + 4 * cell_w + 3 * G, 2 * M + 32 + 2 * B + 2 * LINE)
+    assert image.size == grid_size(4, 3)
     with pytest.raises(ReIDError, match='is not among the .* queries of trial 0'):
         visualize.main(['ranking', '--features', str(path), '--query', 'cam1/0003/0001.jpg', '--out', str(tmp_path)])
     with pytest.raises(ReIDError, match='trial 5 is not in'):
@@ -337,8 +345,8 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
     visualize.main(['middle', '--resume', str(checkpoints / 'init_trial_3.t'), *images, '--modality', 'thermal',
                     '--columns', '2', '--height', '32', *MODEL, '--out', str(out)])
     grid = np.asarray(Image.open(out).convert('RGB'))
-    cell_w, cell_h = 16 + 2 * B, 32 + 2 * B + 2 * LINE
-    assert grid.shape == (2 * M + 2 * cell_h + G, 2 * M + 4 * cell_w + 3 * G, 3)   # 2 pairs per row
+    assert grid.shape[1::-1] == grid_size(4, 2, rows=2)   # 2 pairs per row; captions of 2 lines
+    cell_h = TILE_H + 2 * B + 2 * LINE
 
     net = test_script.load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
     from data_loader import TestData
@@ -349,7 +357,7 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
         m = middle[i]
         expected = np.round((m - m.min()) / (m.max() - m.min()) * 255)
         row, col = divmod(2 * i + 1, 4)
-        x0, y0 = M + col * (cell_w + G) + B, M + row * (cell_h + G) + B
+        x0, y0 = M + col * (CELL_W + G) + INSET + B, M + row * (cell_h + G) + B
         np.testing.assert_allclose(grid[y0:y0 + 32, x0:x0 + 16], expected, atol=1)
 
 
@@ -380,9 +388,8 @@ def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     assert [p[2] for p in printed] == [paths[j] for j in top]
     np.testing.assert_allclose(sims, expected[top], atol=1e-4)
     image = Image.open(out).convert('RGB')
-    cell_w = 16 + 2 * B
-    assert image.size == (2 * M + 4 * cell_w + 3 * G, 2 * M + 32 + 2 * B + 2 * LINE)
-    assert all(border_colour(image, k, cell_w) == visualize.WHITE for k in range(4))   # no identities
+    assert image.size == grid_size(4, 3)   # captions: similarity, folder, file name
+    assert all(border_colour(image, k) == visualize.WHITE for k in range(4))   # no identities
 
     empty = tmp_path / 'empty'
     empty.mkdir()
