@@ -67,7 +67,7 @@ def feature_arrays(runs, data_path, meta):
                         path = images.paths[i]
                         rows[(model, images.modal, path)] = len(rows)
                         relative = os.path.relpath(os.path.abspath(path), root)
-                        if relative.startswith(os.pardir):
+                        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
                             raise ReIDError(f'test image {path} is not under the data root {root}')
                         columns['path'].append(relative)
                         columns['identity'].append(int(images.ids[i]))
