@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 import data_manager as dm
 from data_loader import TestData
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
+from features import save_features
 from model import Modal, embed_net
 from utils import (ReIDError, add_common_args, add_flag, atomic_write, autocast, autocast_dtype, check_counts,
                    checkpoint_model_args, load_state, make_parser, memory_format, read_checkpoint,
@@ -23,6 +24,7 @@ from utils import (ReIDError, add_common_args, add_flag, atomic_write, autocast,
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
+MAX_RANK = 20   # length of the CMC curves in the results file
 DEFAULT_TRIALS = {'sysu': range(10), 'llcm': range(10), 'regdb': range(1, 11)}
 
 # One side of a retrieval problem: image paths, identities, cameras (None for RegDB), and the
@@ -170,10 +172,11 @@ def summarise(cmc, mAP, mINP):
             'mINP': float(mINP)}
 
 
-def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
-             img_h=384, img_w=192, batch_size=64, workers=4, channels_last=True, amp_dtype=None):
-    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`. `channels_last` is the
-    memory format of the inputs (give `net` the same); `amp_dtype` an autocast dtype or None."""
+def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
+          img_h=384, img_w=192, batch_size=64, workers=4, channels_last=True, amp_dtype=None):
+    """The trials' test problems `{trial: Problem}` and a FeatureBank holding every image they use.
+    `channels_last` is the memory format of the inputs (give `net` the same); `amp_dtype` an autocast
+    dtype or None."""
     problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol) for t in trials}
     bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype)
     for side in ('query', 'gallery'):
@@ -181,6 +184,11 @@ def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
             word = 'visible' if modal == Modal.VISIBLE else dm.SECOND_MODALITY[dataset]
             bank.add(paths, modal, f'{side} {word} images')
+    return problems, bank
+
+
+def score_trials(problems, bank):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})`; warns when the features collapsed."""
     results, spread = [], np.inf
     for trial, pr in problems.items():
         q, g = bank.get(pr.query), bank.get(pr.gallery)
@@ -192,9 +200,27 @@ def evaluate(net, dataset, data_path, trials, device, mode='all', tvsearch=False
     return results
 
 
+def evaluate(net, dataset, data_path, trials, device, **options):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`; `options` as for `embed`."""
+    return score_trials(*embed(net, dataset, data_path, trials, device, **options))
+
+
 def summarise_trials(results):
     """`evaluate`'s output as the results file's per-trial entries."""
     return [{'trial': trial, **{name: summarise(*raw[name]) for name in SCORES}} for trial, raw in results]
+
+
+def cmc_curve(cmc):
+    """Ranks 1..MAX_RANK; a shorter CMC (a gallery under 20) carries its last value forward, as
+    `summarise` does."""
+    return [float(cmc[min(r, len(cmc)) - 1]) for r in range(1, MAX_RANK + 1)]
+
+
+def cmc_report(results):
+    """The results file's "cmc" entry: every score's CMC curve per trial and its mean over trials."""
+    per_trial = [{'trial': trial, **{name: cmc_curve(raw[name][0]) for name in SCORES}} for trial, raw in results]
+    mean = {name: [float(np.mean([r[name][k] for r in per_trial])) for k in range(MAX_RANK)] for name in SCORES}
+    return {'mean': mean, 'per_trial': per_trial}
 
 
 def mean_scores(per_trial):
@@ -258,6 +284,9 @@ def parse_args(argv=None):
              help='comma-separated trials to run (default: all ten; SYSU-MM01/LLCM gallery draws 0..9, RegDB '
                   'splits 1..10)')
     add_flag(group, '--results', default=None, metavar='FILE', help='write the scores as JSON here')
+    add_flag(group, '--save-features', default=None, metavar='FILE.npz',
+             help="write every test image's path, identity, camera, modality and four feature vectors, and "
+                  "each trial's query and gallery, here (see features.py; visualize.py reads it)")
     args = parser.parse_args(argv)
     if not args.resume:
         parser.error('--resume is required: the checkpoint to evaluate')
@@ -327,27 +356,40 @@ def main(argv=None):
     if args.dataset == 'sysu' and args.tvsearch:
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
-    per_trial = []
+    per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
     if args.dataset == 'regdb' and '{trial}' in args.resume:
         for trial in trials:  # one model per RegDB split
             net = load_model(checkpoints[trial], **model)
-            per_trial += summarise_trials(evaluate(net, args.dataset, data_path, [trial], device, **options))
+            problems, bank = embed(net, args.dataset, data_path, [trial], device, **options)
+            results += score_trials(problems, bank)
+            runs += [(checkpoints[trial], problems, bank)] if args.save_features else []
+            per_trial += summarise_trials(results[-1:])
             print(format_table(f'Trial {trial}', per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
         net = load_model(checkpoints[trials[0]], **model)
-        per_trial = summarise_trials(evaluate(net, args.dataset, data_path, trials, device, **options))
+        problems, bank = embed(net, args.dataset, data_path, trials, device, **options)
+        results = score_trials(problems, bank)
+        runs = [(checkpoints[trials[0]], problems, bank)]
+        per_trial = summarise_trials(results)
         for result in per_trial:
             print(format_table(f'Trial {result["trial"]}', result))
     mean = mean_scores(per_trial)
     print(format_table(f'Mean over {len(trials)} trial(s): {args.dataset}'
                        + (f' {args.mode}' if args.dataset == 'sysu' else '')
                        + f', protocol {args.protocol}', mean), flush=True)
+    if args.save_features:
+        meta = {'dataset': args.dataset, 'mode': args.mode, 'protocol': args.protocol, 'tvsearch': args.tvsearch,
+                'img_h': args.img_h, 'img_w': args.img_w, 'arch': args.arch,
+                'llcm_pool_quirk': any(pr.llcm_pool_quirk for _, problems, _ in runs for pr in problems.values())}
+        save_features(args.save_features, runs, data_path, meta)
+        print(f'features written to {args.save_features}')
     if args.results:
         report = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch,
-                  'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial}
+                  'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial,
+                  'cmc': cmc_report(results)}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')
     return mean

@@ -1,0 +1,159 @@
+"""The features file of `test.py --save-features FILE.npz`: every embedded test image with its four
+feature vectors, and each trial's query and gallery, so that any score or figure can be redone
+without embedding again (visualize.py reads it).
+
+An uncompressed numpy .npz without pickled objects (`np.load(path)` reads it):
+  meta            0-d str, JSON: {"kind": "ifalnet-features", "version": 1, "dataset", "mode",
+                  "protocol", "tvsearch", "data_root" (absolute), "img_h", "img_w", "arch",
+                  "llcm_pool_quirk", "checkpoints": [one path per model], "trials": [...],
+                  "trial_models": [index into "checkpoints", per trial]}
+  path            (N,) str    image path relative to meta["data_root"]
+  identity        (N,) int64
+  camera          (N,) int64  camera number; -1 where the dataset has none (RegDB)
+  modality        (N,) int64  network branch used: 1 = visible, 2 = thermal/infrared (model.Modal)
+  model           (N,) int64  index into meta["checkpoints"] of the model that embedded the row
+  pool_ori, pool_mid, bn_ori, bn_mid   (N, 2048) float32: the l2-normalised pool and bn features
+                  of the original and the middle-modality branch
+  query_<t>, gallery_<t>   int64 row indices of trial t's query and gallery, in test.py's order
+
+A row is one image as embedded by one model: an image shared by several trials of one model is
+stored once; RegDB with one model per split ({trial} in --resume) stores each split's own rows.
+test.py scores a trial from `rows(query_<t>)` and `rows(gallery_<t>)` in float64 with
+`test.score_similarities(q, g, meta["llcm_pool_quirk"])` and the dataset's metric.
+"""
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from utils import ReIDError, atomic_write
+
+KIND = 'ifalnet-features'
+VERSION = 1
+FEATURES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
+NO_CAMERA = -1
+META_KEYS = ('dataset', 'mode', 'protocol', 'tvsearch', 'data_root', 'img_h', 'img_w', 'arch',
+             'llcm_pool_quirk', 'checkpoints', 'trials', 'trial_models')
+
+
+def _compact(values):
+    """float32 when that holds the values exactly (the network's output), else as given."""
+    small = values.astype(np.float32)
+    return small if np.array_equal(small, values) else values
+
+
+def feature_arrays(runs, data_path, meta):
+    """The file's arrays. `runs`: one `(checkpoint, problems, bank)` per model, with test.py's
+    `{trial: Problem}` and the FeatureBank that embedded them (only `bank.get(image_set)` is used)."""
+    root = os.path.abspath(data_path)
+    rows = {}                                   # (model, modality, path) -> row
+    columns = {name: [] for name in ('path', 'identity', 'camera', 'modality', 'model')}
+    blocks = {name: [] for name in FEATURES}
+    arrays = {}
+    for model, (_, problems, bank) in enumerate(runs):
+        for trial, problem in problems.items():
+            for side in ('query', 'gallery'):
+                images = getattr(problem, side)
+                new = [i for i, p in enumerate(images.paths) if (model, images.modal, p) not in rows]
+                if new:
+                    cams = None if images.cams is None else np.asarray(images.cams)[new]
+                    subset = images._replace(paths=[images.paths[i] for i in new],
+                                             ids=np.asarray(images.ids)[new], cams=cams)
+                    feats = bank.get(subset)
+                    for name in FEATURES:
+                        blocks[name].append(feats[name])
+                    for k, i in enumerate(new):
+                        path = images.paths[i]
+                        rows[(model, images.modal, path)] = len(rows)
+                        relative = os.path.relpath(os.path.abspath(path), root)
+                        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+                            raise ReIDError(f'test image {path} is not under the data root {root}')
+                        columns['path'].append(relative)
+                        columns['identity'].append(int(images.ids[i]))
+                        columns['camera'].append(NO_CAMERA if cams is None else int(cams[k]))
+                        columns['modality'].append(int(images.modal))
+                        columns['model'].append(model)
+                arrays[f'{side}_{trial}'] = np.array([rows[(model, images.modal, p)] for p in images.paths],
+                                                     dtype=np.int64)
+    arrays['path'] = np.array(columns.pop('path'), dtype=str)
+    arrays.update({name: np.array(values, dtype=np.int64) for name, values in columns.items()})
+    arrays.update({name: _compact(np.concatenate(blocks[name])) for name in FEATURES})
+    trials = [t for _, problems, _ in runs for t in problems]
+    trial_models = [m for m, (_, problems, _) in enumerate(runs) for _ in problems]
+    meta = {'kind': KIND, 'version': VERSION, **meta, 'data_root': root,
+            'checkpoints': [os.path.abspath(ckpt) for ckpt, _, _ in runs],
+            'trials': trials, 'trial_models': trial_models}
+    arrays['meta'] = np.array(json.dumps(meta))
+    return arrays
+
+
+def save_features(path, runs, data_path, meta):
+    arrays = feature_arrays(runs, data_path, meta)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return arrays
+
+
+class Features:
+    """A features file, checked on load. `rows(index)` gives the four float64 feature matrices
+    (test.py's precision) of the given rows."""
+
+    def __init__(self, path):
+        self.source = os.fspath(path)
+        expected = 'a features file written by test.py --save-features'
+        try:
+            data = np.load(self.source)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError('a single array, not an .npz archive')
+            with data:
+                arrays = {name: data[name] for name in data.files}
+        except FileNotFoundError:
+            raise ReIDError(f'features file not found: {self.source}') from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ReIDError(f'cannot read {self.source} ({err}); expected {expected}') from None
+        if 'meta' not in arrays:
+            raise ReIDError(f'{self.source} has no "meta" entry: expected {expected}')
+        try:
+            meta = json.loads(str(arrays['meta']))
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict) or meta.get('kind') != KIND:
+            raise ReIDError(f'{self.source} is not {expected} (no "meta" of kind {KIND!r})')
+        if meta.get('version') != VERSION:
+            raise ReIDError(f'{self.source} is a features file of version {meta.get("version")}; '
+                            f'this code reads version {VERSION}')
+        absent = [k for k in META_KEYS if k not in meta]
+        if absent:
+            raise ReIDError(f'{self.source}: "meta" lacks {", ".join(absent)}: a damaged features file')
+        trial_keys = [f'{side}_{t}' for t in meta['trials'] for side in ('query', 'gallery')]
+        missing = [k for k in ('path', 'identity', 'camera', 'modality', 'model', *FEATURES, *trial_keys)
+                   if k not in arrays]
+        if missing:
+            raise ReIDError(f'{self.source} lacks the arrays {", ".join(missing)}: a damaged features file')
+        n = len(arrays['path'])
+        if any(len(arrays[k]) != n for k in ('identity', 'camera', 'modality', 'model', *FEATURES)) or \
+                any(arrays[k].size and (arrays[k].min() < 0 or arrays[k].max() >= n) for k in trial_keys):
+            raise ReIDError(f'{self.source}: array lengths or row indices do not agree: a damaged features file')
+        self.meta, self.arrays = meta, arrays
+        self.dataset, self.trials = meta['dataset'], list(meta['trials'])
+        self.path, self.identity, self.camera = arrays['path'], arrays['identity'], arrays['camera']
+        self.modality, self.model = arrays['modality'], arrays['model']
+
+    def trial(self, trial=None):
+        """`trial`, or the file's first trial when None; refuses a trial the file does not hold."""
+        if trial is None:
+            return self.trials[0]
+        if trial not in self.trials:
+            raise ReIDError(f'trial {trial} is not in {self.source}; it holds trials '
+                            f'{", ".join(map(str, self.trials))}')
+        return trial
+
+    def side(self, trial, side):
+        """Row indices of a trial's 'query' or 'gallery', in test.py's order."""
+        return self.arrays[f'{side}_{trial}']
+
+    def rows(self, index):
+        return {name: self.arrays[name][index].astype(np.float64) for name in FEATURES}
+
+    def image_path(self, row, data_root=None):
+        return os.path.join(data_root or self.meta['data_root'], str(self.path[row]))

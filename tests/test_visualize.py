@@ -1,0 +1,436 @@
+"""test.py --save-features, the CMC curves of the results file, and every visualize.py subcommand,
+on the synthetic datasets of conftest.py with freshly built models (32x16 inputs, CPU)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from threadpoolctl import threadpool_limits   # installed with scikit-learn (requirements-vis.txt)
+
+import test as test_script
+import visualize
+from eval_metrics import eval_llcm, eval_regdb, eval_sysu
+from features import FEATURES, Features
+from model import Modal, embed_net
+from synthetic import make_llcm, make_regdb, make_sysu
+from utils import ReIDError, save_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
+MODEL = ['--img_h', '32', '--img_w', '16', '--gpu', '']
+SCORE_KEYS = {'rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'}
+M, G, B, LINE = visualize.MARGIN, visualize.GAP, visualize.BORDER, visualize.LINE
+# Grid cells in the tests: 16x32 tiles framed by the border, centred in a cell of the minimum width.
+TILE_W, TILE_H = 16, 32
+FRAMED = TILE_W + 2 * B
+CELL_W = max(FRAMED, visualize.MIN_CELL)
+INSET = (CELL_W - FRAMED) // 2
+
+
+def grid_size(cells, lines, rows=1):
+    return 2 * M + cells * CELL_W + (cells - 1) * G, 2 * M + rows * (TILE_H + 2 * B + lines * LINE) + (rows - 1) * G
+
+
+def metric(dataset, distmat, q_ids, g_ids, q_cams, g_cams):
+    if dataset == 'regdb':
+        return eval_regdb(distmat, q_ids, g_ids)
+    return (eval_sysu if dataset == 'sysu' else eval_llcm)(distmat, q_ids, g_ids, q_cams, g_cams)
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """Two freshly initialised models (RegDB's per-split run uses both; the others the first)."""
+    folder = tmp_path_factory.mktemp('vis_models')
+    for trial in (1, 3):
+        torch.manual_seed(trial)
+        save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': -1}, folder / f'init_trial_{trial}.t')
+    return folder
+
+
+# Datasets of our own, smaller than conftest's: every image is embedded by a ResNet-50 on the CPU.
+# Roots contain "cam", as in conftest, so only the path below the root is parsed.
+@pytest.fixture(scope='module')
+def sysu_root(tmp_path_factory):
+    return make_sysu(tmp_path_factory.mktemp('camera_sysu_vis'), train_ids=(1,), val_ids=(2,), test_ids=(3, 4, 5),
+                     images_per_cam=2, size=(32, 16), missing=('cam2/0004', 'cam6/0005'))
+
+
+@pytest.fixture(scope='module')
+def llcm_root(tmp_path_factory):
+    return make_llcm(tmp_path_factory.mktemp('camera_llcm_vis'), train_ids=(1,), test_ids=(2, 3),
+                     images_per_cam=1, size=(32, 16), missing=('test_vis/cam3/0003',))
+
+
+@pytest.fixture(scope='module')
+def regdb_root(tmp_path_factory):
+    return make_regdb(tmp_path_factory.mktemp('camera_regdb_vis'), num_ids=6, images_per_id=2, size=(32, 16))
+
+
+def run_test(tmp, dataset, root, resume, trials, *extra):
+    results, feats = tmp / f'{dataset}.json', tmp / f'{dataset}.npz'
+    test_script.main(['--dataset', dataset, '--data-path', str(root), '--resume', str(resume), '--trials', trials,
+                      '--results', str(results), '--save-features', str(feats), *FAST, *extra])
+    return json.loads(results.read_text()), feats
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory, checkpoints, sysu_root, llcm_root, regdb_root):
+    """test.py with --save-features on the three datasets: {dataset: (report, features file, root,
+    [(problems, bank) of every embedding test.py made])}."""
+    tmp = tmp_path_factory.mktemp('vis_runs')
+    first = checkpoints / 'init_trial_1.t'
+    out, real_embed = {}, test_script.embed
+    for dataset, root, resume, trials in (('sysu', sysu_root, first, '0,1'), ('llcm', llcm_root, first, '0,1'),
+                                          ('regdb', regdb_root, checkpoints / 'init_trial_{trial}.t', '1,3')):
+        embedded = []
+
+        def recording_embed(*args, **kwargs):
+            embedded.append(real_embed(*args, **kwargs))
+            return embedded[-1]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(test_script, 'embed', recording_embed)
+            out[dataset] = (*run_test(tmp, dataset, root, resume, trials), root, embedded)
+    return out
+
+
+# ----------------------------------------------------------------------------- features file
+@pytest.mark.parametrize('dataset', ['sysu', 'llcm', 'regdb'])
+def test_features_file_describes_every_trial_and_reproduces_the_scores(runs, dataset):
+    report, path, root, _ = runs[dataset]
+    with np.load(path) as npz:   # plain arrays: no pickle needed
+        data = dict(npz)
+    meta = json.loads(str(data['meta']))
+    assert meta['kind'] == 'ifalnet-features' and meta['dataset'] == dataset
+    assert meta['data_root'] == os.path.abspath(root) and (meta['img_h'], meta['img_w']) == (32, 16)
+    assert meta['protocol'] == 'release' and meta['tvsearch'] is False and meta['mode'] == 'all'
+    assert meta['llcm_pool_quirk'] is (dataset == 'llcm')
+    assert meta['trials'] == report['trials']
+    n = len(data['path'])
+    for name in FEATURES:
+        assert data[name].shape == (n, 2048) and data[name].dtype == np.float32
+    for trial in meta['trials']:
+        problem = test_script.build_problem(dataset, str(root), trial)
+        q, g = data[f'query_{trial}'], data[f'gallery_{trial}']
+        for rows, images in ((q, problem.query), (g, problem.gallery)):
+            assert [os.path.join(root, p) for p in data['path'][rows]] == images.paths
+            np.testing.assert_array_equal(data['identity'][rows], images.ids)
+            np.testing.assert_array_equal(data['camera'][rows], -1 if images.cams is None else images.cams)
+            assert (data['modality'][rows] == images.modal).all()
+            assert (data['model'][rows] == meta['trial_models'][meta['trials'].index(trial)]).all()
+        feats = lambda rows: {k: data[k][rows].astype(np.float64) for k in FEATURES}
+        sims = test_script.score_similarities(feats(q), feats(g), meta['llcm_pool_quirk'])
+        scored = {t['trial']: t for t in report['per_trial']}[trial]
+        curves = {t['trial']: t for t in report['cmc']['per_trial']}[trial]
+        for name in test_script.SCORES:
+            cmc, mAP, mINP = metric(dataset, -sims[name], data['identity'][q], data['identity'][g],
+                                    data['camera'][q], data['camera'][g])
+            assert test_script.summarise(cmc, mAP, mINP) == scored[name]
+            assert curves[name] == test_script.cmc_curve(cmc)
+
+
+@pytest.mark.parametrize('dataset', ['sysu', 'regdb'])
+def test_features_equal_the_embedding_of_test_py(runs, dataset):
+    _, path, _, embedded = runs[dataset]
+    feats = Features(path)
+    assert len(embedded) == len(feats.meta['checkpoints'])   # RegDB: one embedding per split's model
+    for problems, bank in embedded:
+        for trial, problem in problems.items():
+            for side in ('query', 'gallery'):
+                expected = bank.get(getattr(problem, side))
+                stored = feats.rows(feats.side(trial, side))
+                for name in FEATURES:
+                    np.testing.assert_array_equal(stored[name], expected[name])
+    if dataset == 'sysu':   # an image drawn into both trials' galleries is one row
+        assert len(feats.path) == len(set(zip(feats.modality, feats.path)))
+        assert len(feats.path) < sum(len(feats.side(t, s)) for t in (0, 1) for s in ('query', 'gallery'))
+
+
+def test_regdb_per_split_models_keep_their_own_rows(runs):
+    report, path, _, _ = runs['regdb']
+    feats = Features(path)
+    assert feats.meta['trial_models'] == [0, 1] and len(feats.meta['checkpoints']) == 2
+    assert (feats.camera == -1).all()
+    one, two = (feats.side(t, 'query') for t in (1, 3))  # splits sharing identities 3, 6
+    assert set(feats.model[one]) == {0} and set(feats.model[two]) == {1}
+    shared = sorted(set(feats.path[one]) & set(feats.path[two]))
+    assert shared   # the two splits share images; each model embedded them
+    row = lambda rows, p: rows[list(feats.path[rows]).index(p)]
+    a, b = row(one, shared[0]), row(two, shared[0])
+    assert not np.array_equal(feats.arrays['bn_ori'][a], feats.arrays['bn_ori'][b])
+
+
+def test_results_file_holds_each_scores_cmc_curve(runs):
+    for dataset, (report, _, _, _) in runs.items():
+        assert set(report) == {'dataset', 'mode', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc'}
+        assert all(set(report['mean'][s]) == SCORE_KEYS for s in test_script.SCORES)
+        assert [t['trial'] for t in report['cmc']['per_trial']] == report['trials']
+        for name in test_script.SCORES:
+            mean = report['cmc']['mean'][name]
+            assert len(mean) == 20 and all(a <= b for a, b in zip(mean, mean[1:]))
+            for r in test_script.RANKS:
+                assert mean[r - 1] == report['mean'][name][f'rank{r}']
+            for curve, scores in zip(report['cmc']['per_trial'], report['per_trial']):
+                assert [curve[name][r - 1] for r in test_script.RANKS] == [scores[name][f'rank{r}']
+                                                                          for r in test_script.RANKS]
+    # a gallery under 20 (SYSU here: 11 images) gives a shorter CMC, carried on to rank 20
+    curve = runs['sysu'][0]['cmc']['per_trial'][0]['ALL']
+    assert len(curve) == 20 and curve[10:] == [curve[10]] * 10
+    assert test_script.cmc_curve(np.array([0.25, 0.5, 0.75], np.float32)) == [0.25, 0.5] + [0.75] * 18
+
+
+# ----------------------------------------------------------------------------- ranking
+def trial_sims(feats, trial, score='ALL'):
+    q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
+    return test_script.score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
+
+
+def own_ranking(feats, dataset, trial, q, sims):
+    """The metric's list for query position q, written out: argsort of the distance, then removals."""
+    q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
+    order = np.argsort(-sims, axis=1)[q]
+    qid, qcam = feats.identity[q_rows[q]], feats.camera[q_rows[q]]
+    gid, gcam = feats.identity[g_rows[order]], feats.camera[g_rows[order]]
+    removed = {'sysu': (qcam == 3) & (gcam == 2), 'llcm': (gid == qid) & (gcam == qcam),
+               'regdb': np.zeros(len(order), bool)}[dataset]
+    return order[~removed]
+
+
+@pytest.mark.parametrize('dataset', ['sysu', 'llcm', 'regdb'])
+def test_ranked_lists_are_the_metrics(runs, dataset):
+    """AP, INP and Rank-1 recomputed from the drawn lists equal the metric's, for every query."""
+    _, path, _, _ = runs[dataset]
+    feats = Features(path)
+    trial = feats.trials[1]
+    q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
+    positions = np.arange(len(q_rows))
+    for score in ('ALL', 'MIS-IR FC'):
+        lists, sims = visualize.ranked_lists(feats, trial, score, positions)
+        np.testing.assert_array_equal(sims, trial_sims(feats, trial, score))
+        aps, inps, firsts = [], [], []
+        for q, ranked in zip(positions, lists):
+            expected = own_ranking(feats, dataset, trial, q, sims)
+            np.testing.assert_array_equal(ranked, expected)
+            hits = np.flatnonzero(feats.identity[g_rows[ranked]] == feats.identity[q_rows[q]]) + 1
+            if len(hits):
+                aps.append(np.mean(np.arange(1, len(hits) + 1) / hits))
+                inps.append(len(hits) / hits[-1])
+                firsts.append(hits[0] == 1)
+        cmc, mAP, mINP = metric(dataset, -sims, feats.identity[q_rows], feats.identity[g_rows],
+                                feats.camera[q_rows], feats.camera[g_rows])
+        assert np.mean(aps) == pytest.approx(mAP, rel=1e-12) and np.mean(inps) == pytest.approx(mINP, rel=1e-12)
+        assert cmc[0] == pytest.approx(np.mean(firsts), rel=1e-6)
+
+
+def border_colour(image, cell):
+    x = M + cell * (CELL_W + G) + INSET
+    corners = {image.getpixel((x + 1, M + 1)), image.getpixel((x + FRAMED - 2, M + TILE_H + 2 * B - 2))}
+    assert len(corners) == 1
+    return corners.pop()
+
+
+def test_ranking_grids_border_colours_and_size(runs, tmp_path):
+    _, path, _, _ = runs['sysu']
+    feats = Features(path)
+    out = tmp_path / 'ranking'
+    visualize.main(['ranking', '--features', str(path), '--trial', '1', '--queries', '6', '--topk', '20',
+                    '--height', '32', '--out', str(out)])
+    files = sorted(os.listdir(out))
+    q_rows = feats.side(1, 'query')
+    positions = np.unique(np.linspace(0, len(q_rows) - 1, 6).round().astype(int))
+    assert files == [f'trial1_query{p:05d}.png' for p in positions]
+    cams, sims = set(), trial_sims(feats, 1)
+    for p, name in zip(positions, files):
+        expected = own_ranking(feats, 'sysu', 1, p, sims)
+        image = Image.open(out / name).convert('RGB')
+        n = 1 + len(expected)   # topk covers the whole gallery: cam3 queries have fewer tiles
+        assert image.size == grid_size(n, 3)   # captions: similarity, camera, identity
+        assert border_colour(image, 0) == visualize.BLUE
+        g_rows = feats.side(1, 'gallery')
+        for k, j in enumerate(expected, start=1):
+            match = feats.identity[g_rows[j]] == feats.identity[q_rows[p]]
+            assert border_colour(image, k) == (visualize.GREEN if match else visualize.RED)
+        cams.add(feats.camera[q_rows[p]])
+    assert cams == {3, 6}   # both the removal rule and its absence were drawn
+    # FILE.png: the same grids, one under the other
+    visualize.main(['ranking', '--features', str(path), '--trial', '1', '--queries', '6', '--topk', '20',
+                    '--height', '32', '--out', str(tmp_path / 'all.png')])
+    rows = [np.asarray(Image.open(out / name).convert('RGB')) for name in files]
+    stacked = np.asarray(Image.open(tmp_path / 'all.png').convert('RGB'))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    np.testing.assert_array_equal(stacked, np.concatenate(padded))
+
+    one = feats.path[q_rows[4]]
+    visualize.main(['ranking', '--features', str(path), '--query', str(one), '--topk', '3', '--height', '32',
+                    '--out', str(tmp_path / 'one')])
+    image = Image.open(tmp_path / 'one' / 'trial0_query00004.png')
+    assert image.size == grid_size(4, 3)
+    with pytest.raises(ReIDError, match='is not among the .* queries of trial 0'):
+        visualize.main(['ranking', '--features', str(path), '--query', 'cam1/0003/0001.jpg', '--out', str(tmp_path)])
+    with pytest.raises(ReIDError, match='trial 5 is not in'):
+        visualize.main(['ranking', '--features', str(path), '--trial', '5', '--out', str(tmp_path)])
+
+
+# ----------------------------------------------------------------------------- t-SNE, distances, CMC
+def test_tsne_draws_one_point_per_image_and_branch(runs, tmp_path):
+    # One OpenMP thread: on a busy 2-core machine sklearn's threads spin against each other (10x slower).
+    _, path, _, _ = runs['regdb']
+    feats = Features(path)
+    with threadpool_limits(1):
+        xy, identity, group = visualize.tsne_points(feats, 1, 3, 'bn', 0)
+    rows = np.unique(np.concatenate([feats.side(1, 'query'), feats.side(1, 'gallery')]))
+    chosen = sorted(set(feats.identity[rows]))[:3]
+    rows = rows[np.isin(feats.identity[rows], chosen)]
+    vis, th = (np.count_nonzero(feats.modality[rows] == m) for m in (Modal.VISIBLE, Modal.THERMAL))
+    assert vis > 0 and th > 0
+    assert xy.shape == (2 * len(rows), 2) and np.isfinite(xy).all()
+    assert [np.count_nonzero(group == g) for g in range(4)] == [vis, vis, th, th]
+    assert sorted(set(identity)) == chosen
+    fig = visualize.tsne_figure(xy, identity, group, 'thermal', 'title')
+    drawn = [len(c.get_offsets()) for c in fig.axes[0].collections]
+    assert drawn == [vis, vis, th, th]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ['visible', 'visible middle', 'thermal', 'thermal middle']
+
+    out = tmp_path / 'tsne.png'
+    with threadpool_limits(1):
+        visualize.main(['tsne', '--features', str(path), '--ids', '3', '--dpi', '40', '--out', str(out)])
+    assert Image.open(out).size == (200, 176)
+
+
+def test_distances_between_modalities(runs, tmp_path):
+    _, path, _, _ = runs['regdb']
+    feats = Features(path)
+    distances = visualize.cross_modal_distances(feats, 3, 'bn')
+    rows = np.concatenate([feats.side(3, 'query'), feats.side(3, 'gallery')])
+    vis, th = rows[feats.modality[rows] == Modal.VISIBLE], rows[feats.modality[rows] == Modal.THERMAL]
+    for branch in ('ori', 'mid'):
+        f = feats.arrays[f'bn_{branch}'].astype(np.float64)
+        pairs = [(1 - f[a] @ f[b] / np.linalg.norm(f[a]) / np.linalg.norm(f[b]), feats.identity[a] == feats.identity[b])
+                 for a in vis for b in th]
+        intra, inter = distances[branch]
+        assert len(intra) == sum(s for _, s in pairs) and len(inter) == sum(not s for _, s in pairs)
+        assert intra.mean() == pytest.approx(np.mean([d for d, s in pairs if s]), rel=1e-9)
+        assert inter.mean() == pytest.approx(np.mean([d for d, s in pairs if not s]), rel=1e-9)
+    out = tmp_path / 'distances.png'
+    visualize.main(['distances', '--features', str(path), '--trial', '3', '--dpi', '50', '--out', str(out)])
+    assert Image.open(out).size == (400, 160)
+
+
+def test_cmc_curves_of_several_runs(runs, tmp_path, capsys):
+    sysu, llcm = (tmp_path / 'sysu.json', tmp_path / 'llcm.json')
+    sysu.write_text(json.dumps(runs['sysu'][0]))
+    llcm.write_text(json.dumps(runs['llcm'][0]))
+    out = tmp_path / 'cmc.png'
+    visualize.main(['cmc', str(sysu), str(llcm), '--labels', 'SYSU', 'LLCM', '--dpi', '50', '--out', str(out)])
+    assert Image.open(out).size == (250, 180)
+    old = tmp_path / 'old.json'
+    old.write_text(json.dumps({k: v for k, v in runs['sysu'][0].items() if k != 'cmc'}))
+    with pytest.raises(ReIDError, match='has no "cmc" curves'):
+        visualize.main(['cmc', str(old), '--out', str(tmp_path / 'x.png')])
+    with pytest.raises(ReIDError, match='--labels gives 1 names for 2'):
+        visualize.main(['cmc', str(sysu), str(llcm), '--labels', 'a', '--out', str(tmp_path / 'x.png')])
+    assert not (tmp_path / 'x.png').exists()
+
+
+# ----------------------------------------------------------------------------- model subcommands
+def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_root, tmp_path):
+    images = [os.path.join(sysu_root, 'cam3', pid, '0001.jpg') for pid in ('0003', '0004', '0005')]
+    out = tmp_path / 'middle.png'
+    visualize.main(['middle', '--resume', str(checkpoints / 'init_trial_3.t'), *images, '--modality', 'thermal',
+                    '--columns', '2', '--height', '32', *MODEL, '--out', str(out)])
+    grid = np.asarray(Image.open(out).convert('RGB'))
+    assert grid.shape[1::-1] == grid_size(4, 2, rows=2)   # 2 pairs per row; captions of 2 lines
+    cell_h = TILE_H + 2 * B + 2 * LINE
+
+    net = test_script.load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
+    from data_loader import TestData
+    x = torch.stack([TestData(images, [0, 0, 0], 32, 16)[i][0] for i in range(3)])
+    with torch.no_grad():
+        middle = net.middle_modality(x, x, Modal.THERMAL)[0].permute(0, 2, 3, 1).numpy()
+    for i in range(3):
+        m = middle[i]
+        expected = np.round((m - m.min()) / (m.max() - m.min()) * 255)
+        row, col = divmod(2 * i + 1, 4)
+        x0, y0 = M + col * (CELL_W + G) + INSET + B, M + row * (cell_h + G) + B
+        np.testing.assert_allclose(grid[y0:y0 + 32, x0:x0 + 16], expected, atol=1)
+
+
+def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
+    gallery = tmp_path / 'gallery'
+    shutil.copytree(os.path.join(sysu_root, 'cam1', '0003'), gallery / 'a')
+    shutil.copytree(os.path.join(sysu_root, 'cam4', '0004'), gallery / 'b')
+    (gallery / 'notes.txt').write_text('not an image')
+    query = os.path.join(sysu_root, 'cam3', '0003', '0001.jpg')
+    out = tmp_path / 'rank.png'
+    ckpt = str(checkpoints / 'init_trial_1.t')
+    visualize.main(['rank', '--resume', ckpt, '--query', str(query), '--query-modality', 'thermal',
+                    '--gallery', str(gallery), '--topk', '3', '--height', '32', *MODEL, '--out', str(out)])
+    printed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith('    ')]
+    assert [int(p[0]) for p in printed] == [1, 2, 3]
+    sims = [float(p[1]) for p in printed]
+    assert sims == sorted(sims, reverse=True)
+    # the same similarities as test.py's embedding of these images
+    net = test_script.load_model(ckpt, torch.device('cpu'), 'resnet50')
+    bank = test_script.FeatureBank(net, torch.device('cpu'), 32, 16, 64, 0)
+    paths = sorted(str(p) for p in gallery.rglob('*.jpg'))
+    bank.add([str(query)], Modal.THERMAL)
+    bank.add(paths, Modal.VISIBLE)
+    q = bank.get(test_script.ImageSet([str(query)], None, None, Modal.THERMAL))
+    g = bank.get(test_script.ImageSet(paths, None, None, Modal.VISIBLE))
+    expected = test_script.score_similarities(q, g)['ALL'][0]
+    top = np.argsort(-expected)[:3]
+    assert [p[2] for p in printed] == [paths[j] for j in top]
+    np.testing.assert_allclose(sims, expected[top], atol=1e-4)
+    image = Image.open(out).convert('RGB')
+    assert image.size == grid_size(4, 3)   # captions: similarity, folder, file name
+    assert all(border_colour(image, k) == visualize.WHITE for k in range(4))   # no identities
+
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(ReIDError, match=f'--gallery {empty} holds no images'):
+        visualize.main(['rank', '--resume', ckpt, '--query', str(query), '--query-modality', 'thermal',
+                        '--gallery', str(empty), *MODEL, '--out', str(tmp_path / 'x.png')])
+    (gallery / 'broken.jpg').write_bytes(b'not a jpeg')
+    with pytest.raises(ReIDError, match='cannot read image .*broken.jpg'):
+        visualize.main(['rank', '--resume', ckpt, '--query', str(query), '--query-modality', 'thermal',
+                        '--gallery', str(gallery), *MODEL, '--out', str(tmp_path / 'x.png')])
+    assert not (tmp_path / 'x.png').exists()
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_files_of_another_kind_are_refused(tmp_path):
+    other = tmp_path / 'other.npz'
+    np.savez(other, x=np.zeros(3))
+    single = tmp_path / 'single.npy'
+    np.save(single, np.zeros(3))
+    text = tmp_path / 'text.npz'
+    text.write_text('hello')
+    foreign = tmp_path / 'foreign.npz'
+    np.savez(foreign, meta=np.array(json.dumps({'kind': 'something else'})))
+    for path, message in ((other, 'has no "meta" entry'), (single, 'cannot read'), (text, 'cannot read'),
+                          (foreign, 'is not a features file written by test.py --save-features'),
+                          (tmp_path / 'none.npz', 'features file not found')):
+        with pytest.raises(ReIDError, match=message):
+            visualize.main(['distances', '--features', str(path), '--out', str(tmp_path / 'x.png')])
+    assert not (tmp_path / 'x.png').exists()
+
+
+@pytest.mark.parametrize('blocked, command', [('sklearn', 'tsne'), ('matplotlib', 'cmc')])
+def test_missing_optional_dependency(tmp_path, blocked, command):
+    args = {'tsne': ['tsne', '--features', str(tmp_path / 'f.npz')], 'cmc': ['cmc', str(tmp_path / 'r.json')]}[command]
+    code = (f'import sys; sys.modules[{blocked!r}] = None; import runpy; '
+            f'sys.argv = ["visualize.py"] + {args + ["--out", str(tmp_path / "x.png")]!r}; '
+            f'runpy.run_path("visualize.py", run_name="__main__")')
+    result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    package = {'sklearn': 'scikit-learn', 'matplotlib': 'matplotlib'}[blocked]
+    assert f'visualize.py {command} needs {package}, which is not installed: pip install -r requirements-vis.txt' \
+        in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'x.png').exists()
