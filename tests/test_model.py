@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from model import MIA, Dropout, Modal, SEnet, embed_net, gather_channels, merge_groups, split_groups
+from model import MIA, Dropout, Modal, SEnet, dilated_conv, embed_net, gather_channels, merge_groups, split_groups
 from utils import ReIDError, load_checkpoint, read_checkpoint, checkpoint_model_args, save_checkpoint
 
 KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
@@ -418,3 +418,20 @@ def test_dropout_drops_the_same_elements_in_both_memory_formats():
     assert torch.equal(fast, dense)
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+@pytest.mark.parametrize('size', [(4, 2), (3, 2), (8, 4), (5, 9), (24, 12)])
+@pytest.mark.parametrize('d', [1, 2, 3, 4, 5, 6, 7, 8])
+def test_dilated_conv_without_padding_only_taps_is_the_same_function(size, d):
+    """Leaving out the kernel taps that only see zero padding changes nothing: outputs and the input
+    and weight gradients equal the full convolution's (float64, summation order aside)."""
+    torch.manual_seed(d)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=d, dilation=d, bias=False).double()
+    x = torch.randn(2, 6, *size, dtype=torch.float64, requires_grad=True)
+    full = conv(x)
+    grads_full = torch.autograd.grad((full * full.detach().sin()).sum(), (x, conv.weight))
+    fast = dilated_conv(conv, x)
+    grads_fast = torch.autograd.grad((fast * full.detach().sin()).sum(), (x, conv.weight))
+    torch.testing.assert_close(fast, full, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads_fast, grads_full):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
