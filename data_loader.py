@@ -98,14 +98,20 @@ def normalise(img):
     return x.sub_(torch.tensor(IMAGENET_MEAN)[:, None, None]).div_(torch.tensor(IMAGENET_STD)[:, None, None])
 
 
+# NORMALISED[c, v]: what `normalise` makes of value v in channel c (computed by `normalise` itself, so
+# a lookup gives the same bits as the arithmetic).
+NORMALISED = normalise(np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2))[:, 0, :].numpy()
+
+
 class TrainView:
     """One training view: Pad(10) -> RandomCrop(img_h, img_w) -> RandomHorizontalFlip -> ToTensor ->
     Normalize -> channel random erasing (p 0.5) [-> `extra`, a channel transform].
 
-    Pad, crop and flip are done by slicing the uint8 image (no padded copy, no PIL round trip),
-    drawing exactly what torchvision's Pad/RandomCrop/RandomHorizontalFlip draw, so the result is
-    bit-identical to the torchvision pipeline under the same seeds. Takes a PIL image or a uint8
-    (H, W, 3) array.
+    Pad, crop, flip and normalisation are one pass over the uint8 image: the output starts as the
+    padding's normalised value, and the part of the crop window that lies on the image is looked
+    up in NORMALISED (mirrored when flipped). It draws exactly what torchvision's
+    Pad/RandomCrop/RandomHorizontalFlip draw, so the result is bit-identical to the torchvision
+    pipeline under the same seeds. Takes a PIL image or a uint8 (H, W, 3) array.
     """
 
     def __init__(self, img_h, img_w, extra=None, padding=10):
@@ -114,24 +120,27 @@ class TrainView:
 
     def __call__(self, img, rng=random, gen=None):
         img = np.asarray(img)
-        pad, (h, w) = self.padding, img.shape[:2]
-        if h + 2 * pad < self.img_h or w + 2 * pad < self.img_w:
-            raise ValueError(f'padded image {h + 2 * pad}x{w + 2 * pad} is smaller than the crop '
-                             f'{self.img_h}x{self.img_w}')
+        pad, (h, w), (out_h, out_w) = self.padding, img.shape[:2], (self.img_h, self.img_w)
+        if h + 2 * pad < out_h or w + 2 * pad < out_w:
+            raise ValueError(f'padded image {h + 2 * pad}x{w + 2 * pad} is smaller than the crop {out_h}x{out_w}')
         top = left = 0
-        if (h + 2 * pad, w + 2 * pad) != (self.img_h, self.img_w):  # RandomCrop draws only then
-            top = int(torch.randint(0, h + 2 * pad - self.img_h + 1, size=(1,), generator=gen).item())
-            left = int(torch.randint(0, w + 2 * pad - self.img_w + 1, size=(1,), generator=gen).item())
+        if (h + 2 * pad, w + 2 * pad) != (out_h, out_w):  # RandomCrop draws only then
+            top = int(torch.randint(0, h + 2 * pad - out_h + 1, size=(1,), generator=gen).item())
+            left = int(torch.randint(0, w + 2 * pad - out_w + 1, size=(1,), generator=gen).item())
+        flip = bool(torch.rand(1, generator=gen) < 0.5)
         # The crop window in the coordinates of the unpadded image; outside it is the zero padding.
         y0, x0 = top - pad, left - pad
-        out = np.zeros((self.img_h, self.img_w, 3), np.uint8)
-        ys, ye = max(y0, 0), min(y0 + self.img_h, h)
-        xs, xe = max(x0, 0), min(x0 + self.img_w, w)
+        ys, ye, xs, xe = max(y0, 0), min(y0 + out_h, h), max(x0, 0), min(x0 + out_w, w)
+        out = np.empty((3, out_h, out_w), np.float32)
+        out[:] = NORMALISED[:, :1, None]
         if ys < ye and xs < xe:
-            out[ys - y0:ye - y0, xs - x0:xe - x0] = img[ys:ye, xs:xe]
-        if torch.rand(1, generator=gen) < 0.5:
-            out = out[:, ::-1]
-        x = self.erasing(normalise(out), rng)
+            a, b = xs - x0, xe - x0                       # the image's columns in the output
+            if flip:
+                a, b = out_w - b, out_w - a
+            for c in range(3):
+                src = img[ys:ye, xs:xe, c]
+                np.take(NORMALISED[c], src[:, ::-1] if flip else src, out=out[c, ys - y0:ye - y0, a:b], mode='clip')
+        x = self.erasing(torch.from_numpy(out), rng)
         return x if self.extra is None else self.extra(x, rng)
 
 
