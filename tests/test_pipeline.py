@@ -12,6 +12,7 @@ import torch
 import process_sysu
 import test as test_script
 import train as train_script
+import utils
 from model import embed_net
 from synthetic import make_llcm, make_regdb, make_sysu
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
@@ -357,17 +358,44 @@ def test_se_channels_flag_is_checked(tmp_path):
         test_script.load_model(str(working), torch.device('cpu'), se_channels=(0, 1, 2))
 
 
-def test_amp_on_the_cpu_is_ignored_with_a_note(capsys, monkeypatch):
+def test_amp_dtype_per_device(capsys, monkeypatch):
     cpu = torch.device('cpu')
     assert autocast_dtype(False, cpu) is None
+    # a CPU without native bfloat16: ignored, with a note
+    monkeypatch.setattr(utils, 'cpu_has_native_bf16', lambda: False)
     assert autocast_dtype(True, cpu) is None
-    assert '--amp is ignored on the CPU' in capsys.readouterr().out
+    assert '--amp is ignored on this CPU (no native bfloat16' in capsys.readouterr().out
+    # with it (AVX512-BF16 or AMX): bfloat16
+    monkeypatch.setattr(utils, 'cpu_has_native_bf16', lambda: True)
+    assert autocast_dtype(True, cpu) == torch.bfloat16
+    assert 'bfloat16 autocast' in capsys.readouterr().out
     # on CUDA: bfloat16 where the GPU supports it, else float16 (with the gradient scaler)
     cuda = torch.device('cuda')
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
     assert autocast_dtype(True, cuda) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
     assert autocast_dtype(True, cuda) == torch.float16
+
+
+def test_the_head_stays_float32_under_autocast():
+    """Pooling, BN neck, classifier and l2-normalisation run in float32 under bfloat16 autocast, and
+    the eval features stay close to the float32 ones (bfloat16-rounded features reorder rankings)."""
+    torch.manual_seed(0)
+    net = embed_net(5)
+    x = torch.randn(2, 3, 32, 16)
+    net.eval()
+    with torch.no_grad():
+        exact = net(x, x, x, x, 1)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            mixed = net(x, x, x, x, 1)
+    for a, b in zip(exact, mixed):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(b.norm(dim=1), torch.ones(4))       # normalised in float32
+        assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
+    net.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        pool, logits = net(x, x, x, x, 0)
+    assert pool.dtype == logits.dtype == torch.float32
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
