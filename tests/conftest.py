@@ -3,6 +3,7 @@
 Every root's name contains "cam", so all tests also check that only the path below the root is
 parsed for cameras and identities.
 """
+import contextlib
 import time
 
 import pytest
@@ -39,7 +40,10 @@ def pytest_configure(config):
 def pytest_runtest_setup(item):
     """Announce a slow test on the terminal (even under -q), so a long silence is explained."""
     marker = item.get_closest_marker('slow')
-    reporter = item.config.pluginmanager.get_plugin('terminalreporter')
+    plugins = item.config.pluginmanager
+    reporter, capture = plugins.get_plugin('terminalreporter'), plugins.get_plugin('capturemanager')
     if marker is not None and reporter is not None:
         what = marker.args[0] if marker.args else 'a slow test'
-        reporter.write_line(f'\n[{time.strftime("%H:%M:%S")}] {item.name}: {what} ...')
+        # Output is captured around setup; the capture manager lets this line through to the terminal.
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(f'\n[{time.strftime("%H:%M:%S")}] {item.name}: {what} ...')

@@ -1,7 +1,8 @@
 """demo.py end to end: synthetic data, process_sysu.py, test.py, train.py from scratch, test.py.
 
-The full demo takes about 5 minutes on 2 CPU cores; it is the test that the whole training
-pipeline learns something that carries over to unseen identities.
+The full demo takes about 6 minutes on 2 CPU cores; it is the test that the whole training
+pipeline learns something that carries over to unseen identities. Both demo runs are marked slow:
+they announce themselves when they start (see conftest.py).
 """
 import json
 import os
@@ -57,6 +58,7 @@ def test_demo_refuses_a_dataset_it_did_not_make(tmp_path):
     assert (tmp_path / 'SYSU-MM01' / 'cam1').is_dir()   # left alone
 
 
+@pytest.mark.slow('the quick demo, twice')
 def test_quick_demo_runs_every_step_and_replaces_its_own_data(tmp_path):
     for _ in range(2):   # the second run replaces the first run's dataset
         result = run_demo('--workdir', str(tmp_path), '--quick', '--gpu', 'cpu')
