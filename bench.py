@@ -40,7 +40,7 @@ from model import Modal, embed_net
 from synthetic import parse_size, render_identity
 from test import FeatureBank
 from train import make_optimizer, parse_args as train_args, train_epoch
-from utils import add_flag, atomic_write, make_parser, memory_format, run_main, select_device
+from utils import add_flag, atomic_write, cpu_has_native_bf16, make_parser, memory_format, run_main, select_device
 
 
 def parse_args(argv=None):
@@ -74,7 +74,8 @@ def variants(device):
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         amp_name = f'AMP {str(amp).replace("torch.", "")} channels_last'
     else:
-        amp, amp_name = torch.bfloat16, 'CPU bfloat16 channels_last (not used by --amp)'
+        used = '--amp' if cpu_has_native_bf16() else 'not used by --amp: no native bfloat16'
+        amp, amp_name = torch.bfloat16, f'CPU bfloat16 channels_last ({used})'
     return [('fp32 contiguous', False, None), ('fp32 channels_last', True, None), (amp_name, True, amp)]
 
 
