@@ -6,7 +6,8 @@
 - Training: a short real training loop (train.py's `train_epoch`, the release batch of 4 identities
   x 4 images per modality, synthetic identities held in memory), time per step split into waiting
   for data and compute, for float32 contiguous, float32 channels_last, and mixed precision (on CUDA
-  what `--amp` uses; on the CPU bfloat16 autocast, which train.py does not use, for reference).
+  what `--amp` uses; on the CPU bfloat16 autocast, which `--amp` uses only where the CPU has native
+  bfloat16 instructions).
 - Embedding: test.py's FeatureBank on JPEG files of twice the test size (decode, LANCZOS resize,
   network), images per second, for the same variants.
 - Input pipeline: training items per second (four views each), in one process and with
