@@ -226,6 +226,12 @@ def test_sysu_train_set_memory_maps_and_resizes(sysu_prepared):
     np.testing.assert_array_equal(clone.train_thermal_image[3], small.train_thermal_image[3])
 
 
+def seed_python_and_torch(seed):
+    """The generators the release's augmentations draw from."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def torchvision_views(img_h, img_w):
     """The release's view pipelines, written with torchvision's PIL transforms."""
     plain = [T.Pad(10), T.RandomCrop((img_h, img_w)), T.RandomHorizontalFlip(), T.ToTensor(),
@@ -238,11 +244,9 @@ def test_train_item_draws_views_in_release_order(sysu_prepared):
     root, _ = sysu_prepared
     data = dl.SYSUData(root, img_h=64, img_w=32)
     data.cIndex, data.tIndex = np.array([5]), np.array([7])
-    random.seed(3)
-    torch.manual_seed(3)
+    seed_python_and_torch(3)
     item = data[0]
-    random.seed(3)
-    torch.manual_seed(3)
+    seed_python_and_torch(3)
     resize = lambda a: Image.fromarray(np.asarray(a)).resize((32, 64), Image.Resampling.LANCZOS)
     plain, visible2, thermal2 = torchvision_views(64, 32)
     img_c, img_t = resize(data.train_color_image[5]), resize(data.train_thermal_image[7])
@@ -261,12 +265,10 @@ def test_train_views_equal_torchvision_bit_for_bit(size, crop):
     ours, theirs = dl.train_transforms(*crop), torchvision_views(*crop)
     for seed in range(12):
         for view, reference in zip(ours, theirs):
-            random.seed(seed)
-            torch.manual_seed(seed)
+            seed_python_and_torch(seed)
             got = view(img)
             after = (random.random(), torch.rand(1))
-            random.seed(seed)
-            torch.manual_seed(seed)
+            seed_python_and_torch(seed)
             want = reference(Image.fromarray(img))
             assert torch.equal(got, want)
             assert after == (random.random(), torch.rand(1))   # the same number of draws
@@ -276,8 +278,7 @@ def test_seeded_item_equals_release_item_and_leaves_global_generators_alone(sysu
     root, _ = sysu_prepared
     data = dl.SYSUData(root, img_h=64, img_w=32)
     data.cIndex, data.tIndex = np.array([2]), np.array([4])
-    random.seed(9)
-    torch.manual_seed(9)
+    seed_python_and_torch(9)
     release = data[0]
     state = (random.getstate(), torch.get_rng_state())
     seeded = data[(2, 4, 9)]
@@ -563,8 +564,7 @@ def test_channel_adaptive_gray_frequencies():
 
 
 def test_plain_view_pads_with_zero_crops_and_normalises():
-    random.seed(1)
-    torch.manual_seed(1)
+    seed_python_and_torch(1)
     plain = dl.train_transforms(30, 16)[0]
     mean, std = torch.tensor(dl.IMAGENET_MEAN), torch.tensor(dl.IMAGENET_STD)
     fill = torch.tensor(dl.ERASING_FILL)
