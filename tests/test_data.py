@@ -232,6 +232,13 @@ def seed_python_and_torch(seed):
     torch.manual_seed(seed)
 
 
+def sysu_one_pair(root, colour, thermal):
+    """The prepared SYSU-MM01 set at 64x32 with an epoch of one (visible, thermal) index pair."""
+    data = dl.SYSUData(root, img_h=64, img_w=32)
+    data.cIndex, data.tIndex = np.array([colour]), np.array([thermal])
+    return data
+
+
 def torchvision_views(img_h, img_w):
     """The release's view pipelines, written with torchvision's PIL transforms."""
     plain = [T.Pad(10), T.RandomCrop((img_h, img_w)), T.RandomHorizontalFlip(), T.ToTensor(),
@@ -242,8 +249,7 @@ def torchvision_views(img_h, img_w):
 
 def test_train_item_draws_views_in_release_order(sysu_prepared):
     root, _ = sysu_prepared
-    data = dl.SYSUData(root, img_h=64, img_w=32)
-    data.cIndex, data.tIndex = np.array([5]), np.array([7])
+    data = sysu_one_pair(root, 5, 7)
     seed_python_and_torch(3)
     item = data[0]
     seed_python_and_torch(3)
@@ -276,8 +282,7 @@ def test_train_views_equal_torchvision_bit_for_bit(size, crop):
 
 def test_seeded_item_equals_release_item_and_leaves_global_generators_alone(sysu_prepared):
     root, _ = sysu_prepared
-    data = dl.SYSUData(root, img_h=64, img_w=32)
-    data.cIndex, data.tIndex = np.array([2]), np.array([4])
+    data = sysu_one_pair(root, 2, 4)
     seed_python_and_torch(9)
     release = data[0]
     state = (random.getstate(), torch.get_rng_state())
