@@ -33,15 +33,16 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-import bench_metrics
 import data_loader as dl
+from device import cpu_has_native_bf16, memory_format, select_device
 from eval_metrics import eval_llcm, eval_sysu
+from evaluation import FeatureBank
+from flags import add_common_args, add_flag, make_parser
 from loss import OriTripletLoss, TcaLoss
 from model import Modal, embed_net
-from synthetic import parse_size, render_identity
-from test import FeatureBank
-from train import make_optimizer, parse_args as train_args, train_epoch
-from utils import add_flag, atomic_write, cpu_has_native_bf16, make_parser, memory_format, run_main, select_device
+from synthetic import TEST_SET_SHAPES, parse_size, ranking_case, render_identity
+from training import make_optimizer, train_epoch
+from utils import atomic_write, run_main
 
 
 def parse_args(argv=None):
@@ -116,7 +117,10 @@ def bench_training(args, device):
     # N = 16 (steps - 1) images per modality: the sampler's N // 16 + 1 batches are `steps` steps.
     color, thermal, labels = rendered(4 * max(args.steps - 1, 1), 4, (args.img_h, args.img_w))
     trainset = dl.TrainData(color, labels, thermal, labels, args.img_h, args.img_w)
-    options = train_args(['--img_h', str(args.img_h), '--img_w', str(args.img_w), '--print-freq', '1000000'])
+    # train.py's defaults for everything train_epoch reads (learning rate, loss weights, ...)
+    options = add_common_args(make_parser(''), training=True).parse_args(
+        ['--img_h', str(args.img_h), '--img_w', str(args.img_w)])
+    options.print_freq = 10 ** 6
     table = {name: (last, amp) for name, last, amp in variants(device)}
 
     def measure(name):
@@ -224,8 +228,14 @@ def bench_metrics_calls(args):
     rng = np.random.default_rng(0)
     out = {}
     for name, metric in (('SYSU-MM01', eval_sysu), ('LLCM', eval_llcm)):
-        case = bench_metrics.make_case(rng, *bench_metrics.CASES[name][:6])
-        (seconds,), _ = bench_metrics.best_times([metric], case, max(args.repeats, 3))
+        case = ranking_case(rng, *TEST_SET_SHAPES[name])
+
+        def measure(_):
+            start = time.perf_counter()
+            metric(*case)
+            return time.perf_counter() - start, {}
+
+        (seconds, _), = best_of(max(args.repeats, 3), [name], measure).values()
         out[f'{name} {case[0].shape[0]}x{case[0].shape[1]}'] = {'seconds': seconds}
     return out
 

@@ -1,5 +1,5 @@
 """Time the vectorised metrics (eval_metrics.py) against the straightforward per-query loop
-(tests/reference_metrics.py) on SYSU-MM01- and LLCM-sized inputs, and check the numbers agree.
+(reference_metrics.py) on SYSU-MM01- and LLCM-sized inputs, and check the numbers agree.
 
     python3 bench_metrics.py [--repeats 7] [--seed 0]
 
@@ -9,42 +9,21 @@ one thread. Times are the best of `--repeats` runs, taken in turn, so that passi
 machine inflates every column alike.
 """
 import functools
-import os
 import sys
 import time
 
 import numpy as np
 
 import eval_metrics
-from utils import add_flag, make_parser
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests'))
-import reference_metrics  # noqa: E402  (a test helper, not an installed module)
+import reference_metrics
+from flags import add_flag, make_parser
+from synthetic import TEST_SET_SHAPES, ranking_case
 
-# name: (queries, gallery, identities, query cameras, gallery cameras, one image per camera,
-#        removal rule, loop)
+# name: (removal rule, loop)
 CASES = {
-    # all-search, single-shot: at most one gallery image per identity and visible camera
-    'SYSU-MM01': (3803, 301, 96, (3, 6), (1, 2, 4, 5), True,
-                  eval_metrics.sysu_removal, reference_metrics.reference_sysu),
-    'LLCM': (8680, 1500, 351, tuple(range(1, 10)), tuple(range(1, 10)), False,
-             eval_metrics.llcm_removal, reference_metrics.reference_llcm),
+    'SYSU-MM01': (eval_metrics.sysu_removal, reference_metrics.reference_sysu),
+    'LLCM': (eval_metrics.llcm_removal, reference_metrics.reference_llcm),
 }
-
-
-def make_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_camera, dim=64):
-    """Random features -> distmat = -q @ g.T in float64. The gallery lists its images identity
-    by identity, as the datasets do: either one image for a random set of (identity, camera)
-    pairs, or identities and cameras drawn independently. Queries come from gallery identities."""
-    if one_per_camera:
-        pairs = rng.choice(num_ids * len(g_cams), num_g, replace=False)
-        pairs.sort()
-        g_pids, g_camids = pairs // len(g_cams), np.asarray(g_cams)[pairs % len(g_cams)]
-    else:
-        g_pids, g_camids = np.sort(rng.integers(num_ids, size=num_g)), rng.choice(g_cams, num_g)
-    q_pids = rng.choice(np.unique(g_pids), num_q)
-    q = rng.standard_normal((num_q, dim))
-    g = rng.standard_normal((num_g, dim))
-    return -(q @ g.T), q_pids, g_pids, rng.choice(q_cams, num_q), g_camids
 
 
 def best_times(functions, args, repeats):
@@ -80,8 +59,9 @@ def main():
     print(f'{"input":<10} {"queries x gallery":>18} {"loop (s)":>9} {"vectorised (s)":>15} '
           f'{"speed-up":>9} {"1 thread (s)":>13} {"speed-up":>9}  same numbers')
     all_ok = True
-    for name, (num_q, num_g, num_ids, q_cams, g_cams, one_per_cam, removal, loop) in CASES.items():
-        case = make_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_cam)
+    for name, (removal, loop) in CASES.items():
+        num_q, num_g = TEST_SET_SHAPES[name][:2]
+        case = ranking_case(rng, *TEST_SET_SHAPES[name])
         functions = [loop, vectorised(removal, None), vectorised(removal, 1)]
         (t_loop, t_fast, t_one), (ref, *got) = best_times(functions, case, args.repeats)
         ok = all(same_numbers(g, ref) for g in got)

@@ -9,6 +9,7 @@ WORKDIR/results.json = {"untrained": ..., "trained": ...} (each the "mean" part 
 results file). The scripts run as subprocesses with the same command lines a user would type; the
 commands are printed. The test identities are not among the training identities.
 """
+import argparse
 import json
 import os
 import shutil
@@ -19,10 +20,12 @@ import time
 import numpy as np
 import torch
 
+from checkpoint import save_checkpoint
+from evaluation import RANKS
+from flags import add_flag, make_parser
 from synthetic import make_sysu
-from test import RANKS
-from train import parse_args as parse_train_args, run_name
-from utils import ReIDError, add_flag, atomic_write, make_parser, run_main, save_checkpoint
+from training import run_name
+from utils import ReIDError, atomic_write, run_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)
@@ -117,7 +120,10 @@ def main(argv=None):
         '--print-freq', '10']
     run_script('train.py', train_args)
     # The last epoch's weights, not the "best" checkpoint (which the release picks on the test set).
-    trained_ckpt = os.path.join(model_path, run_name(parse_train_args(train_args)) + '_last.t')
+    flags = dict(zip(TRAIN_FLAGS[::2], TRAIN_FLAGS[1::2]))
+    name = run_name(argparse.Namespace(dataset='sysu', num_pos=int(flags['--num_pos']), lr=float(flags['--lr']),
+                                       batch_size=int(flags['--batch-size']), seed=args.seed, optim=flags['--optim']))
+    trained_ckpt = os.path.join(model_path, name + '_last.t')
     trained_json = os.path.join(workdir, 'results_trained.json')
     run_script('test.py', common + ['--mode', 'all', '--resume', trained_ckpt, '--results', trained_json])
 

@@ -5,15 +5,9 @@ As fast-reid's comm.py: the rest of the code asks questions (`world_size()`, `ra
 process of rank 0, and every call answers for it (a barrier returns at once, a gather returns
 `[obj]`). `setup()` picks the device and, under torchrun, joins the process group; `wrap_model()`
 puts the model under DistributedDataParallel (and SyncBatchNorm on request).
-
-Two environment variables exist for the tests only: IFALNET_DEBUG_DIR (each process appends its
-batch labels and final parameter digest there, see `debug_step` and `debug_state`) and
-IFALNET_DEBUG_FAIL=RANK:STEP (that process stops with an error at that training step).
 """
 import contextlib
 import datetime
-import hashlib
-import json
 import os
 
 import torch
@@ -21,7 +15,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from utils import ReIDError, select_device
+from device import select_device
+from utils import ReIDError
 
 BACKENDS = ('auto', 'nccl', 'gloo')
 
@@ -58,7 +53,7 @@ def is_main():
 
 
 def setup(gpu, backend='auto', timeout_minutes=60, sync_bn=False):
-    """This process's device. One process: `utils.select_device(gpu)`, as always. Under torchrun:
+    """This process's device. One process: `device.select_device(gpu)`, as always. Under torchrun:
     GPU LOCAL_RANK of those visible (CUDA_VISIBLE_DEVICES chooses them, not --gpu), or the CPU when
     none is visible or `gpu` is 'cpu' or '';
     then join the process group: `backend` 'auto' is NCCL on CUDA and gloo on the CPU. Every
@@ -152,40 +147,3 @@ def sync_batchnorm(net):
     parameter and buffer tensors: the optimizer, the frozen bottleneck bias and the state_dict keys
     stay as they are, so checkpoints load into a model without it."""
     return nn.SyncBatchNorm.convert_sync_batchnorm(net)
-
-
-# ----------------------------------------------------------------------------- test hooks
-def _debug_file(kind):
-    directory = os.environ.get('IFALNET_DEBUG_DIR')
-    return os.path.join(directory, f'{kind}_rank{rank()}.jsonl') if directory else None
-
-
-def _debug_write(kind, record):
-    path = _debug_file(kind)
-    if path:
-        with open(path, 'a') as f:
-            f.write(json.dumps(record) + '\n')
-
-
-def debug_step(epoch, step, label_v, label_t):
-    """Tests only: record the labels of this process's batch; stop with an error where
-    IFALNET_DEBUG_FAIL says (a failure in one process only)."""
-    if _debug_file('labels'):
-        _debug_write('labels', {'epoch': epoch, 'step': step, 'visible': label_v.tolist(), 'thermal': label_t.tolist()})
-    if 'IFALNET_DEBUG_FAIL' in os.environ and os.environ['IFALNET_DEBUG_FAIL'] == f'{rank()}:{step}':
-        raise ReIDError(f'IFALNET_DEBUG_FAIL: process {rank()} stops at step {step}')
-
-
-def parameter_digest(net):
-    """SHA-256 of `net`'s parameter names, shapes and values (whatever their memory format)."""
-    digest = hashlib.sha256()
-    for name, p in net.named_parameters():
-        digest.update(f'{name} {tuple(p.shape)}'.encode())
-        digest.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def debug_state(net, epoch):
-    """Tests only: record the digest of this process's parameters."""
-    if _debug_file('state'):
-        _debug_write('state', {'epoch': epoch, 'parameters': parameter_digest(net)})

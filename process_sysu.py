@@ -13,7 +13,8 @@ import os
 import numpy as np
 
 from data_manager import check_layout, parse_camera_and_id, read_resized, sysu_train_files
-from utils import ReIDError, add_flag, atomic_write, make_parser, run_main, temp_file_beside
+from flags import add_flag, make_parser
+from utils import ReIDError, atomic_write, run_main, temp_file_beside
 
 
 def relabel(rgb_ids, ir_ids, root):

@@ -4,7 +4,8 @@ The real datasets are licensed, so tests and the demo run on these. Each identit
 appearance (three clothing bands, each with a luminance level and a colour); the infrared rendering
 inverts the bands' luminance, so an identity is recognisable across modalities only through a
 mapping the network has to learn. `render_identity` holds all of the image content, so it can be
-tuned without touching the layouts.
+tuned without touching the layouts. `ranking_case` makes random test-set-sized distance
+matrices for timing the metrics (bench.py, bench_metrics.py).
 
     python synthetic.py --dataset sysu --out synthetic/SYSU-MM01 --ids 12
 
@@ -19,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from data_loader import LUMINANCE
-from utils import ReIDError, add_flag, make_parser, run_main
+from flags import add_flag, make_parser
+from utils import ReIDError, run_main
 
 MARKER = '.synthetic'   # marks a folder synthetic.py made, which --force may replace
 SYSU_CAMERAS = {'visible': (1, 2, 4, 5), 'infrared': (3, 6)}
@@ -179,6 +181,32 @@ def make_llcm(root, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), images_per_cam=1
                 _write_index(os.path.join(root, 'idx', f'train_{band}.txt'), rel, labels)
     _write_ids(os.path.join(root, 'idx', 'test_id.txt'), test_ids)
     return os.fspath(root)
+
+
+# Query and gallery sizes of the real test sets, for timing the metrics: (queries, gallery images,
+# identities, query cameras, gallery cameras, at most one gallery image per identity and camera).
+TEST_SET_SHAPES = {
+    # all-search, single-shot: at most one gallery image per identity and visible camera
+    'SYSU-MM01': (3803, 301, 96, (3, 6), (1, 2, 4, 5), True),
+    'LLCM': (8680, 1500, 351, tuple(range(1, 10)), tuple(range(1, 10)), False),
+}
+
+
+def ranking_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_camera, dim=64):
+    """Random features -> (distmat = -q @ g.T in float64, q_pids, g_pids, q_camids, g_camids). The
+    gallery lists its images identity by identity, as the datasets do: either one image for a
+    random set of (identity, camera) pairs, or identities and cameras drawn independently. Queries
+    come from gallery identities."""
+    if one_per_camera:
+        pairs = rng.choice(num_ids * len(g_cams), num_g, replace=False)
+        pairs.sort()
+        g_pids, g_camids = pairs // len(g_cams), np.asarray(g_cams)[pairs % len(g_cams)]
+    else:
+        g_pids, g_camids = np.sort(rng.integers(num_ids, size=num_g)), rng.choice(g_cams, num_g)
+    q_pids = rng.choice(np.unique(g_pids), num_q)
+    q = rng.standard_normal((num_q, dim))
+    g = rng.standard_normal((num_g, dim))
+    return -(q @ g.T), q_pids, g_pids, rng.choice(q_cams, num_q), g_camids
 
 
 def parse_size(text):

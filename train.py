@@ -4,24 +4,29 @@
     python train.py --dataset regdb --trial 3 --gpu 0
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
     torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (see README)
+
+This is the command line and the epoch loop (flags, input checks, validation, checkpoints, log);
+the schedule, optimizer, one epoch and random states live in training.py, the validation in
+evaluation.py.
 """
 import contextlib
 import os
-import random
 import time
 
 import numpy as np
 import torch
 
 import distributed
+from checkpoint import checkpoint_model_args, load_state, read_checkpoint, resolve_checkpoint, save_checkpoint
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
-from loss import OriTripletLoss, TcaLoss, total_loss
-from model import Modal, embed_net
-from test import evaluate, format_table, resolve_checkpoint, summarise_trials
-from utils import (ReIDError, add_common_args, add_flag, autocast, autocast_dtype, check_counts,
-                   checkpoint_model_args, load_state, make_parser, memory_format, read_checkpoint,
-                   resolve_data_path, run_main, save_checkpoint, tee_stdout)
+from device import autocast_dtype, memory_format
+from evaluation import evaluate, format_table, summarise_trials
+from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from loss import OriTripletLoss, TcaLoss
+from model import embed_net
+from training import gathered_rng, keeps_epoch, make_optimizer, restore_rng, run_name, set_seed, train_epoch
+from utils import ReIDError, run_main, tee_stdout
 
 
 def parse_args(argv=None):
@@ -47,140 +52,6 @@ def parse_args(argv=None):
              help="how long a process waits for the others (it must cover rank 0's validation and "
                   'checkpoint writing at the end of an epoch)')
     return parser.parse_args(argv)
-
-
-def lr_at(epoch, lr):
-    """The release's schedule: warm-up over 10 epochs, then steps at 20, 60 and 90."""
-    if epoch < 10:
-        return lr * (epoch + 1) / 10
-    for start, factor in ((90, 0.001), (60, 0.01), (20, 0.1)):
-        if epoch >= start:
-            return lr * factor
-    return lr
-
-
-def make_optimizer(net, args):
-    """Head (bottleneck, classifier) at the full rate, everything else at 0.1x, as the release."""
-    bottleneck, classifier = list(net.bottleneck.parameters()), list(net.classifier.parameters())
-    head_ids = {id(p) for p in bottleneck + classifier}
-    groups = [{'params': [p for p in net.parameters() if id(p) not in head_ids], 'lr': 0.1 * args.lr},
-              {'params': bottleneck, 'lr': args.lr},
-              {'params': classifier, 'lr': args.lr}]
-    if args.optim == 'sgd':
-        return torch.optim.SGD(groups, lr=args.lr, weight_decay=5e-4, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(groups, lr=args.lr, weight_decay=5e-4)
-
-
-def set_lr(optimizer, epoch, base_lr):
-    lr = lr_at(epoch, base_lr)
-    for i, group in enumerate(optimizer.param_groups):
-        group['lr'] = 0.1 * lr if i == 0 else lr
-    return lr
-
-
-def keeps_epoch(epoch, save_epoch):
-    """Whether epoch `epoch` is also saved as <run>_epoch_<epoch>.t: the release's rule, every
-    --save_epoch epochs after the warm-up (epochs 20, 40, ..., 120 by default)."""
-    return epoch > 10 and epoch % save_epoch == 0
-
-
-def run_name(args):
-    name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
-    if args.optim != 'sgd':
-        name += f'_{args.optim}'
-    if args.dataset == 'regdb':
-        name += f'_trial_{args.trial}'
-    return name
-
-
-def rng_state():
-    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
-    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
-             'numpy': (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    random.setstate(state['python'])
-    torch.set_rng_state(state['torch'])
-    keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def gathered_rng():
-    """The random states of every process, for the checkpoint: 'rng' is rank 0's (the one-process
-    format), 'rng_ranks' all of them in rank order when there are several. Every process calls it."""
-    states = distributed.all_gather(rng_state())
-    return {'rng': states[0], 'world_size': len(states), **({'rng_ranks': states} if len(states) > 1 else {})}
-
-
-def restore_rng(ckpt, source):
-    """This process's random states from a checkpoint written by as many processes as this run has."""
-    saved, world = int(ckpt.get('world_size', 1)), distributed.world_size()
-    if saved == world:
-        set_rng_state(ckpt['rng_ranks'][distributed.rank()] if world > 1 else ckpt['rng'])
-    else:
-        print(f'note: {source} was written by {saved} process(es) and this run has {world}: the identity '
-              f'draws follow the {world}-process sequence and the other random streams restart from '
-              f'--seed, so the run will not equal an uninterrupted one', flush=True)
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-PROGRESS_SECONDS = 30   # a progress line at least this often, whatever --print-freq says
-
-
-def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype=None):
-    """One epoch; returns the mean of each loss part, the identity accuracy, the learning rate and
-    the seconds spent waiting for data and computing. Prints the first step, every --print-freq
-    steps or PROGRESS_SECONDS (whichever comes first) and the last step."""
-    lr = set_lr(optimizer, epoch, args.lr)
-    loader.batch_sampler.set_epoch(epoch)
-    fmt = memory_format(args.channels_last)
-    net.train()
-    sums, correct, total = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0
-    steps, waited, computed = len(loader), 0.0, 0.0
-    start = last_print = tick = time.perf_counter()
-    for step, (v1, v2, t1, t2, label_v, label_t) in enumerate(loader, start=1):
-        data_ready = time.perf_counter()
-        waited += data_ready - tick
-        v1, v2, t1, t2 = (x.to(device, non_blocking=True, memory_format=fmt) for x in (v1, v2, t1, t2))
-        distributed.debug_step(epoch, step, label_v, label_t)   # a no-op outside the tests
-        label_v, label_t = label_v.to(device, non_blocking=True), label_t.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
-        # The losses run in float32 whatever the network's precision.
-        loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-        labels = torch.cat([label_v, label_v, label_t, label_t])
-        correct += (logits.argmax(1) == labels).sum().item()
-        total += labels.numel()
-        sums['loss'] += loss.item()
-        for key in ('id', 'tri', 'tca'):
-            sums[key] += parts[key]
-        tick = time.perf_counter()
-        computed += tick - data_ready
-        if step == 1 or step % args.print_freq == 0 or step == steps or tick - last_print >= PROGRESS_SECONDS:
-            last_print = tick
-            print(f'Epoch: [{epoch}][{step}/{steps}] time {tick - start:.1f}s (data wait {waited:.1f}s, '
-                  f'compute {computed:.1f}s) lr {lr:.5f} loss {sums["loss"] / step:.4f} '
-                  f'(id {sums["id"] / step:.4f} tri {sums["tri"] / step:.4f} tca {sums["tca"] / step:.4f}) '
-                  f'accu {100 * correct / total:.2f}%', flush=True)
-    return {**{k: v / steps for k, v in sums.items()}, 'accuracy': correct / total, 'lr': lr,
-            'data_wait': waited, 'compute': computed}
-
 
 def validate(net, data_path, epoch, args, device, amp_dtype=None):
     """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol."""
@@ -339,7 +210,6 @@ def train(args):
             if cmc is not None:
                 writer.add_scalar('val/rank1', cmc[0], epoch)
                 writer.add_scalar('val/mAP', mAP, epoch)
-    distributed.debug_state(net, args.epochs - 1)   # a no-op outside the tests
     distributed.barrier()   # every process ends after rank 0 has written its last checkpoint
     if best['epoch'] >= 0:
         print(f'best Rank-1 {100 * best["rank1"]:.2f}% (mAP {100 * best["mAP"]:.2f}%) at epoch {best["epoch"]}')

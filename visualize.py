@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-import test
+import evaluation
 from data_loader import test_transform
 from data_manager import open_rgb
+from device import select_device
 from eval_metrics import llcm_removal, sysu_removal
 from features import Features
 from model import Modal
-from utils import ReIDError, atomic_write, run_main, select_device
+from utils import ReIDError, atomic_write, run_main
 
 PIP_HINT = 'pip install -r requirements-vis.txt'
 PIP_NAMES = {'matplotlib': 'matplotlib', 'sklearn': 'scikit-learn'}
@@ -142,7 +143,7 @@ def cmd_middle(args):
         if not os.path.isfile(path):
             raise ReIDError(f'image not found: {path}')
     device = select_device(args.gpu)
-    net = test.load_model(args.resume, device, args.arch)
+    net = evaluation.load_model(args.resume, device, args.arch)
     inputs, middles = middle_images(net, args.images, MODALITIES[args.modality], args.img_h, args.img_w, device)
     size = tile_size(args.height, args.img_h, args.img_w)
     tiles, captions = [], []
@@ -161,7 +162,7 @@ def trial_similarities(feats, trial, score, query_positions=None):
     matrix is computed, then rows picked: a product of fewer rows may round differently, and the
     ranking must be the one the metric saw."""
     q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
-    sims = test.score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
+    sims = evaluation.score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
     return sims if query_positions is None else sims[query_positions]
 
 
@@ -253,8 +254,8 @@ def stack_rows(images):
 
 
 def check_score(score):
-    if score not in test.SCORES:
-        raise ReIDError(f'--score {score!r} is not one of {", ".join(test.SCORES)}')
+    if score not in evaluation.SCORES:
+        raise ReIDError(f'--score {score!r} is not one of {", ".join(evaluation.SCORES)}')
 
 
 # ----------------------------------------------------------------------------- t-SNE
@@ -437,13 +438,13 @@ def cmd_rank(args):
     q_modal = MODALITIES[args.query_modality]
     g_modal = Modal.VISIBLE if q_modal == Modal.THERMAL else Modal.THERMAL
     device = select_device(args.gpu)
-    net = test.load_model(args.resume, device, args.arch)
-    bank = test.FeatureBank(net, device, args.img_h, args.img_w, args.test_batch, args.workers)
-    query_set = test.ImageSet([args.query], None, None, q_modal)
-    gallery_set = test.ImageSet(gallery, None, None, g_modal)
+    net = evaluation.load_model(args.resume, device, args.arch)
+    bank = evaluation.FeatureBank(net, device, args.img_h, args.img_w, args.test_batch, args.workers)
+    query_set = evaluation.ImageSet([args.query], None, None, q_modal)
+    gallery_set = evaluation.ImageSet(gallery, None, None, g_modal)
     bank.add(query_set.paths, q_modal)
     bank.add(gallery_set.paths, g_modal)
-    sims = test.score_similarities(bank.get(query_set), bank.get(gallery_set))[args.score][0]
+    sims = evaluation.score_similarities(bank.get(query_set), bank.get(gallery_set))[args.score][0]
     top = np.argsort(-sims)[:args.topk]
     print(f'query ({args.query_modality}): {args.query}')
     print(f'{len(gallery)} gallery images ({Modal(g_modal).name.lower()} branch), top {len(top)} by {args.score}:')
@@ -470,7 +471,7 @@ def add_features_args(parser, score=False):
     parser.add_argument('--features', required=True, help='features file of test.py --save-features')
     parser.add_argument('--trial', default=None, type=int, help="trial to use (default: the file's first)")
     if score:
-        parser.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(test.SCORES))
+        parser.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(evaluation.SCORES))
 
 
 def positive_int(text):
@@ -525,7 +526,7 @@ def parse_args(argv=None):
 
     p = sub.add_parser('cmc', help='CMC curves of one or more results files')
     p.add_argument('results', nargs='+', metavar='RESULTS.json', help='results files of test.py --results')
-    p.add_argument('--score', default='ALL', help='score to plot: ' + ', '.join(test.SCORES))
+    p.add_argument('--score', default='ALL', help='score to plot: ' + ', '.join(evaluation.SCORES))
     p.add_argument('--labels', nargs='+', default=None, help='legend names (default: the file names)')
     p.add_argument('--dpi', default=100, type=positive_int, help='resolution (the figure is 5 x 3.6 inches)')
     p.add_argument('--out', required=True, help='PNG file to write')
@@ -537,7 +538,7 @@ def parse_args(argv=None):
     p.add_argument('--query-modality', dest='query_modality', required=True, choices=tuple(MODALITIES),
                    help='modality of the query (thermal = infrared); the gallery is taken as the other one')
     p.add_argument('--gallery', required=True, help='folder of gallery images (searched recursively)')
-    p.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(test.SCORES))
+    p.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(evaluation.SCORES))
     p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown')
     p.add_argument('--test-batch', dest='test_batch', default=64, type=positive_int, help='images per batch')
     p.add_argument('--workers', default=0, type=int, help='data loading processes')

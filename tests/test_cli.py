@@ -18,7 +18,10 @@ import test as test_script
 import train as train_script
 from model import embed_net
 from synthetic import make_sysu
-from utils import ReIDError, add_flag, atomic_write, make_parser, save_checkpoint, select_device
+from checkpoint import save_checkpoint
+from device import select_device
+from flags import add_flag, make_parser
+from utils import ReIDError, atomic_write
 
 
 @contextlib.contextmanager
@@ -113,7 +116,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
              else lambda argv: test_script.parse_args(['--resume', 'x.t', *argv]))
     entries, _ = help_entries(parse, capsys)
     with_separator = {flag for flag in entries if re.search(r'\w[-_]\w', flag)}
-    # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from utils.add_flag).
+    # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from flags.add_flag).
     train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout'}
     test_only = {'--save-features'}
     assert with_separator == set(SPELLING_CASES) - (train_only if script == 'test' else test_only)

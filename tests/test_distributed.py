@@ -2,7 +2,8 @@
 
 A launch costs seconds of start-up, so one uninterrupted 2-process run serves the end-to-end,
 draw and parameter checks, and the resume checks chain from one short run. The processes report
-what they drew and hold through distributed.py's test hooks (IFALNET_DEBUG_DIR, IFALNET_DEBUG_FAIL).
+what they drew and hold through tests/torchrun_probe.py (train.py with IFALNET_DEBUG_DIR and
+IFALNET_DEBUG_FAIL), which observes them from outside the product code.
 """
 import json
 import os
@@ -22,7 +23,9 @@ from data_loader import IdentitySampler
 from model import embed_net
 from synthetic import make_sysu
 from tests.test_pipeline import ROOT, TRAIN, check_results, run_test
-from utils import ReIDError, read_checkpoint
+from tests.torchrun_probe import parameter_digest
+from checkpoint import read_checkpoint
+from utils import ReIDError
 
 NAME = 'sysu_p2_n2_lr_0.01_seed_0'
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--standalone']
@@ -47,9 +50,11 @@ def train_args(out, data_path, *extra):
 
 
 def torchrun(out, data_path, *extra, **env):
-    """train.py on 2 processes; `env` adds environment variables (the test hooks)."""
+    """train.py on 2 processes; `env` sets the probe's environment variables, and then the processes
+    run train.py through tests/torchrun_probe.py."""
     environ = {k: v for k, v in os.environ.items() if k not in DEBUG_VARS}
-    return subprocess.run([*TORCHRUN, 'train.py', *train_args(out, data_path, *extra)], cwd=ROOT,
+    script = os.path.join('tests', 'torchrun_probe.py') if env else 'train.py'
+    return subprocess.run([*TORCHRUN, script, *train_args(out, data_path, *extra)], cwd=ROOT,
                           env={**environ, **env}, capture_output=True, text=True, timeout=300)
 
 
@@ -127,7 +132,7 @@ def test_every_process_ends_with_the_saved_parameters(two_process_run):
     out, debug, _ = two_process_run
     digests = [records(debug, 'state', rank) for rank in (0, 1)]
     assert digests[0] == digests[1] and digests[0][0]['epoch'] == 1
-    assert digests[0][0]['parameters'] == distributed.parameter_digest(net_of(out / 'models' / f'{NAME}_last.t'))
+    assert digests[0][0]['parameters'] == parameter_digest(net_of(out / 'models' / f'{NAME}_last.t'))
 
 
 def test_resume_under_torchrun_is_exact_and_crosses_world_sizes(two_process_run, sysu_tiny, tmp_path, capsys):

@@ -1,5 +1,5 @@
 """Metrics: the release's golden numbers, hand-worked cases, and the vectorised version against
-the per-query loop of tests/reference_metrics.py on many random cases (ties included)."""
+the per-query loop of reference_metrics.py on many random cases (ties included)."""
 import functools
 import os
 
@@ -8,7 +8,7 @@ import pytest
 
 import eval_metrics
 from eval_metrics import GalleryLayout, eval_llcm, eval_regdb, eval_sysu
-from tests.reference_metrics import reference_llcm, reference_regdb, reference_sysu
+from reference_metrics import reference_llcm, reference_regdb, reference_sysu
 from utils import ReIDError
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'eval.npz')

@@ -8,7 +8,8 @@ import torch
 from torchvision.models import resnet50
 
 from model import MIA, Dropout, Modal, SEnet, dilated_conv, embed_net, gather_channels, merge_groups, split_groups
-from utils import ReIDError, load_checkpoint, read_checkpoint, checkpoint_model_args, save_checkpoint
+from checkpoint import checkpoint_model_args, load_checkpoint, read_checkpoint, save_checkpoint
+from utils import ReIDError
 
 KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
 H, W = 64, 32

@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+import device as device_module
+import evaluation
 import process_sysu
 import test as test_script
 import train as train_script
-import utils
+import training
+from checkpoint import read_checkpoint, save_checkpoint
+from data_loader import TrainBatchSampler, build_train_set, make_train_loader
+from device import autocast_dtype
+from loss import OriTripletLoss, TcaLoss
 from model import embed_net
 from synthetic import make_llcm, make_regdb, make_sysu
-from data_loader import TrainBatchSampler, build_train_set, make_train_loader
-from loss import OriTripletLoss, TcaLoss
-from utils import ReIDError, autocast_dtype, read_checkpoint, save_checkpoint
+from utils import ReIDError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = ['--img_h', '32', '--img_w', '16']
@@ -75,7 +79,7 @@ def run_test(tmp_path, dataset, data_path, resume, *extra):
 def check_results(report, dataset, trials, protocol='release'):
     assert report['dataset'] == dataset and report['protocol'] == protocol
     assert report['trials'] == trials and [t['trial'] for t in report['per_trial']] == trials
-    assert set(report['mean']) == set(test_script.SCORES)
+    assert set(report['mean']) == set(evaluation.SCORES)
     for name, scores in report['mean'].items():
         assert set(scores) == SCORE_KEYS
         assert all(0 <= v <= 1 for v in scores.values())
@@ -189,11 +193,11 @@ def test_feature_spread():
     rng = np.random.default_rng(0)
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
     same = unit(np.ones((5, 8)))
-    assert test_script.feature_spread({'bn_ori': same, 'bn_mid': same}) == 0
+    assert evaluation.feature_spread({'bn_ori': same, 'bn_mid': same}) == 0
     spread_out = unit(rng.normal(size=(400, 8)))
-    assert test_script.feature_spread({'bn_ori': same, 'bn_mid': spread_out}) == pytest.approx(1, abs=0.01)
+    assert evaluation.feature_spread({'bn_ori': same, 'bn_mid': spread_out}) == pytest.approx(1, abs=0.01)
     two = unit(np.array([[1.0, 0], [0, 1]]))
-    assert test_script.feature_spread({'x': two}) == pytest.approx(np.sqrt(0.5))
+    assert evaluation.feature_spread({'x': two}) == pytest.approx(np.sqrt(0.5))
 
 
 @pytest.mark.parametrize('tvsearch', [None, 'True', 'False'])
@@ -215,8 +219,8 @@ def test_llcm_test_both_directions(tmp_path, llcm_small, llcm_trained, direction
 
 
 def test_llcm_release_roles_and_pool_quirk(llcm_root):
-    release = test_script.build_problem('llcm', llcm_root, 0, protocol='release')
-    standard = test_script.build_problem('llcm', llcm_root, 0, protocol='standard')
+    release = evaluation.build_problem('llcm', llcm_root, 0, protocol='release')
+    standard = evaluation.build_problem('llcm', llcm_root, 0, protocol='standard')
     # release "VIS to IR": sampled infrared queries, every visible image in the gallery
     assert release.query.paths == standard.gallery.paths and release.gallery.paths == standard.query.paths
     assert all('test_nir' in p for p in release.query.paths)
@@ -224,8 +228,8 @@ def test_llcm_release_roles_and_pool_quirk(llcm_root):
     rng = np.random.default_rng(0)
     feats = lambda n: {k: rng.normal(size=(n, 8)) for k in ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')}
     q, g = feats(3), feats(5)
-    quirky = test_script.score_similarities(q, g, llcm_pool_quirk=True)
-    proper = test_script.score_similarities(q, g)
+    quirky = evaluation.score_similarities(q, g, llcm_pool_quirk=True)
+    proper = evaluation.score_similarities(q, g)
     bn = sum(x @ y.T for x in (q['bn_ori'], q['bn_mid']) for y in (g['bn_ori'], g['bn_mid']))
     np.testing.assert_allclose(proper['ALL FC'], bn)
     np.testing.assert_allclose(quirky['ALL'], bn + 4 * q['pool_ori'] @ g['pool_ori'].T)
@@ -237,21 +241,21 @@ def test_llcm_release_roles_and_pool_quirk(llcm_root):
 
 def test_shared_gallery_images_are_embedded_once(sysu_root, monkeypatch):
     calls = []
-    real_add = test_script.FeatureBank.add
+    real_add = evaluation.FeatureBank.add
 
     def counting_add(self, paths, modal, what=None):
         before = len(self.rows)
         real_add(self, paths, modal, what)
         calls.append(len(self.rows) - before)
-    monkeypatch.setattr(test_script.FeatureBank, 'add', counting_add)
+    monkeypatch.setattr(evaluation.FeatureBank, 'add', counting_add)
     torch.manual_seed(0)
     net = embed_net(6)
     trials = list(range(10))
-    test_script.evaluate(net, 'sysu', sysu_root, trials, torch.device('cpu'), img_h=32, img_w=16, workers=0)
-    galleries = {p for t in trials for p in test_script.build_problem('sysu', sysu_root, t).gallery.paths}
-    queries = test_script.build_problem('sysu', sysu_root, 0).query.paths
+    evaluation.evaluate(net, 'sysu', sysu_root, trials, torch.device('cpu'), img_h=32, img_w=16, workers=0)
+    galleries = {p for t in trials for p in evaluation.build_problem('sysu', sysu_root, t).gallery.paths}
+    queries = evaluation.build_problem('sysu', sysu_root, 0).query.paths
     assert sum(calls) == len(galleries) + len(queries)
-    assert len(galleries) < 10 * len(test_script.build_problem('sysu', sysu_root, 0).gallery.paths)
+    assert len(galleries) < 10 * len(evaluation.build_problem('sysu', sysu_root, 0).gallery.paths)
 
 
 def test_tvsearch_parsing():
@@ -267,14 +271,14 @@ def test_tvsearch_parsing():
 
 
 def test_periodic_checkpoints_follow_the_release_rule():
-    kept = lambda save_epoch: [e for e in range(121) if train_script.keeps_epoch(e, save_epoch)]
+    kept = lambda save_epoch: [e for e in range(121) if training.keeps_epoch(e, save_epoch)]
     assert kept(20) == [20, 40, 60, 80, 100, 120]
     assert kept(5) == [15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100, 105, 110, 115, 120]
     assert kept(1)[:2] == [11, 12]
 
 
 def test_learning_rate_schedule():
-    lr = [train_script.lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
+    lr = [training.lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
     assert lr == pytest.approx([0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
 
 
@@ -322,10 +326,10 @@ def test_test_uses_the_channels_the_checkpoint_stores(tmp_path, sysu_prepared, c
     forced = tmp_path / 'forced.t'
     save_checkpoint(ckpt, forced)
     capsys.readouterr()
-    net = test_script.load_model(str(forced), torch.device('cpu'))
+    net = evaluation.load_model(str(forced), torch.device('cpu'))
     assert net.se_channels == (0, 2, 1)
     assert 'middle-modality channels: 0,2,1 (stored in the checkpoint)' in capsys.readouterr().out
-    own = test_script.load_model(str(forced), torch.device('cpu'), se_channels=(3, 5, 4))
+    own = evaluation.load_model(str(forced), torch.device('cpu'), se_channels=(3, 5, 4))
     assert own.se_channels == (3, 5, 4)
     out = capsys.readouterr().out
     assert 'trained with middle-modality channels 0,2,1; using --se-channels 3,5,4' in out
@@ -340,9 +344,9 @@ def test_test_uses_the_channels_the_checkpoint_stores(tmp_path, sysu_prepared, c
     del ckpt['se_channels']
     release = tmp_path / 'release.t'
     save_checkpoint({'net': ckpt['net'], 'epoch': 0}, release)
-    assert test_script.load_model(str(release), torch.device('cpu')).se_channels == (3, 5, 4)
+    assert evaluation.load_model(str(release), torch.device('cpu')).se_channels == (3, 5, 4)
     assert "this device's torch.topk tie order; the checkpoint stores none" in capsys.readouterr().out
-    assert test_script.load_model(str(release), torch.device('cpu'), se_channels=(1, 4, 0)).se_channels == (1, 4, 0)
+    assert evaluation.load_model(str(release), torch.device('cpu'), se_channels=(1, 4, 0)).se_channels == (1, 4, 0)
 
 
 def test_se_channels_flag_is_checked(tmp_path):
@@ -355,18 +359,18 @@ def test_se_channels_flag_is_checked(tmp_path):
     working = tmp_path / 'working.t'
     save_checkpoint({'net': embed_net(4, working_se=True).state_dict()}, working)
     with pytest.raises(ReIDError, match='--se-channels applies to the release squeeze-excitation only'):
-        test_script.load_model(str(working), torch.device('cpu'), se_channels=(0, 1, 2))
+        evaluation.load_model(str(working), torch.device('cpu'), se_channels=(0, 1, 2))
 
 
 def test_amp_dtype_per_device(capsys, monkeypatch):
     cpu = torch.device('cpu')
     assert autocast_dtype(False, cpu) is None
     # a CPU without native bfloat16: ignored, with a note
-    monkeypatch.setattr(utils, 'cpu_has_native_bf16', lambda: False)
+    monkeypatch.setattr(device_module, 'cpu_has_native_bf16', lambda: False)
     assert autocast_dtype(True, cpu) is None
     assert '--amp is ignored on this CPU (no native bfloat16' in capsys.readouterr().out
     # with it (AVX512-BF16 or AMX): bfloat16
-    monkeypatch.setattr(utils, 'cpu_has_native_bf16', lambda: True)
+    monkeypatch.setattr(device_module, 'cpu_has_native_bf16', lambda: True)
     assert autocast_dtype(True, cpu) == torch.bfloat16
     assert 'bfloat16 autocast' in capsys.readouterr().out
     # on CUDA: bfloat16 where the GPU supports it, else float16 (with the gradient scaler)
@@ -408,13 +412,13 @@ def test_mixed_precision_training_path_runs_on_the_cpu(sysu_prepared, dtype, cap
     loader = make_train_loader(trainset, batches, 0, torch.device('cpu'))
     torch.manual_seed(0)
     net = embed_net(4).to(memory_format=torch.channels_last)
-    optimizer = train_script.make_optimizer(net, args)
+    optimizer = training.make_optimizer(net, args)
     # GradScaler's default start (65536) overflows float16 on this fresh model and backs off over
     # ~9 skipped steps, as documented; this epoch has 5, so start lower.
     scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 8, enabled=dtype == torch.float16)
     before = net.classifier.weight.detach().clone()
     criteria = (OriTripletLoss(4, 0.3), TcaLoss())
-    stats = train_script.train_epoch(net, loader, optimizer, scaler, criteria, 5, args, torch.device('cpu'), dtype)
+    stats = training.train_epoch(net, loader, optimizer, scaler, criteria, 5, args, torch.device('cpu'), dtype)
     assert all(np.isfinite(stats[k]) for k in ('loss', 'id', 'tri', 'tca'))
     assert not torch.equal(before, net.classifier.weight) and net.classifier.weight.dtype == torch.float32
     if dtype == torch.float16:

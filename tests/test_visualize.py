@@ -12,13 +12,15 @@ import torch
 from PIL import Image
 from threadpoolctl import threadpool_limits   # installed with scikit-learn (requirements-vis.txt)
 
+import evaluation
 import test as test_script
 import visualize
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from features import FEATURES, Features
 from model import Modal, embed_net
 from synthetic import make_llcm, make_regdb, make_sysu
-from utils import ReIDError, save_checkpoint
+from checkpoint import save_checkpoint
+from utils import ReIDError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
@@ -114,7 +116,7 @@ def test_features_file_describes_every_trial_and_reproduces_the_scores(runs, dat
     for name in FEATURES:
         assert data[name].shape == (n, 2048) and data[name].dtype == np.float32
     for trial in meta['trials']:
-        problem = test_script.build_problem(dataset, str(root), trial)
+        problem = evaluation.build_problem(dataset, str(root), trial)
         q, g = data[f'query_{trial}'], data[f'gallery_{trial}']
         for rows, images in ((q, problem.query), (g, problem.gallery)):
             assert [os.path.join(root, p) for p in data['path'][rows]] == images.paths
@@ -123,14 +125,14 @@ def test_features_file_describes_every_trial_and_reproduces_the_scores(runs, dat
             assert (data['modality'][rows] == images.modal).all()
             assert (data['model'][rows] == meta['trial_models'][meta['trials'].index(trial)]).all()
         feats = lambda rows: {k: data[k][rows].astype(np.float64) for k in FEATURES}
-        sims = test_script.score_similarities(feats(q), feats(g), meta['llcm_pool_quirk'])
+        sims = evaluation.score_similarities(feats(q), feats(g), meta['llcm_pool_quirk'])
         scored = {t['trial']: t for t in report['per_trial']}[trial]
         curves = {t['trial']: t for t in report['cmc']['per_trial']}[trial]
-        for name in test_script.SCORES:
+        for name in evaluation.SCORES:
             cmc, mAP, mINP = metric(dataset, -sims[name], data['identity'][q], data['identity'][g],
                                     data['camera'][q], data['camera'][g])
-            assert test_script.summarise(cmc, mAP, mINP) == scored[name]
-            assert curves[name] == test_script.cmc_curve(cmc)
+            assert evaluation.summarise(cmc, mAP, mINP) == scored[name]
+            assert curves[name] == evaluation.cmc_curve(cmc)
 
 
 @pytest.mark.parametrize('dataset', ['sysu', 'regdb'])
@@ -167,26 +169,26 @@ def test_regdb_per_split_models_keep_their_own_rows(runs):
 def test_results_file_holds_each_scores_cmc_curve(runs):
     for dataset, (report, _, _, _) in runs.items():
         assert set(report) == {'dataset', 'mode', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc'}
-        assert all(set(report['mean'][s]) == SCORE_KEYS for s in test_script.SCORES)
+        assert all(set(report['mean'][s]) == SCORE_KEYS for s in evaluation.SCORES)
         assert [t['trial'] for t in report['cmc']['per_trial']] == report['trials']
-        for name in test_script.SCORES:
+        for name in evaluation.SCORES:
             mean = report['cmc']['mean'][name]
             assert len(mean) == 20 and all(a <= b for a, b in zip(mean, mean[1:]))
-            for r in test_script.RANKS:
+            for r in evaluation.RANKS:
                 assert mean[r - 1] == report['mean'][name][f'rank{r}']
             for curve, scores in zip(report['cmc']['per_trial'], report['per_trial']):
-                assert [curve[name][r - 1] for r in test_script.RANKS] == [scores[name][f'rank{r}']
-                                                                          for r in test_script.RANKS]
+                assert [curve[name][r - 1] for r in evaluation.RANKS] == [scores[name][f'rank{r}']
+                                                                          for r in evaluation.RANKS]
     # a gallery under 20 (SYSU here: 11 images) gives a shorter CMC, carried on to rank 20
     curve = runs['sysu'][0]['cmc']['per_trial'][0]['ALL']
     assert len(curve) == 20 and curve[10:] == [curve[10]] * 10
-    assert test_script.cmc_curve(np.array([0.25, 0.5, 0.75], np.float32)) == [0.25, 0.5] + [0.75] * 18
+    assert evaluation.cmc_curve(np.array([0.25, 0.5, 0.75], np.float32)) == [0.25, 0.5] + [0.75] * 18
 
 
 # ----------------------------------------------------------------------------- ranking
 def trial_sims(feats, trial, score='ALL'):
     q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
-    return test_script.score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
+    return evaluation.score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
 
 
 def own_ranking(feats, dataset, trial, q, sims):
@@ -348,7 +350,7 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
     assert grid.shape[1::-1] == grid_size(4, 2, rows=2)   # 2 pairs per row; captions of 2 lines
     cell_h = TILE_H + 2 * B + 2 * LINE
 
-    net = test_script.load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
+    net = evaluation.load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
     from data_loader import TestData
     x = torch.stack([TestData(images, [0, 0, 0], 32, 16)[i][0] for i in range(3)])
     with torch.no_grad():
@@ -376,14 +378,14 @@ def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     sims = [float(p[1]) for p in printed]
     assert sims == sorted(sims, reverse=True)
     # the same similarities as test.py's embedding of these images
-    net = test_script.load_model(ckpt, torch.device('cpu'), 'resnet50')
-    bank = test_script.FeatureBank(net, torch.device('cpu'), 32, 16, 64, 0)
+    net = evaluation.load_model(ckpt, torch.device('cpu'), 'resnet50')
+    bank = evaluation.FeatureBank(net, torch.device('cpu'), 32, 16, 64, 0)
     paths = sorted(str(p) for p in gallery.rglob('*.jpg'))
     bank.add([str(query)], Modal.THERMAL)
     bank.add(paths, Modal.VISIBLE)
-    q = bank.get(test_script.ImageSet([str(query)], None, None, Modal.THERMAL))
-    g = bank.get(test_script.ImageSet(paths, None, None, Modal.VISIBLE))
-    expected = test_script.score_similarities(q, g)['ALL'][0]
+    q = bank.get(evaluation.ImageSet([str(query)], None, None, Modal.THERMAL))
+    g = bank.get(evaluation.ImageSet(paths, None, None, Modal.VISIBLE))
+    expected = evaluation.score_similarities(q, g)['ALL'][0]
     top = np.argsort(-expected)[:3]
     assert [p[2] for p in printed] == [paths[j] for j in top]
     np.testing.assert_allclose(sims, expected[top], atol=1e-4)

@@ -1,0 +1,101 @@
+"""Checkpoint files: reading them safely, writing them atomically, and fitting them to the model.
+
+Owns the format of ours and of the release's: `read_checkpoint` (weights_only, with the numpy
+objects a release checkpoint pickles allowed and nothing else), `save_checkpoint` (atomic),
+`resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
+implies (`checkpoint_model_args`), and `load_state`, which drops the release's unused weights and
+refuses any other difference with a list of what differs.
+"""
+import os
+import re
+
+import numpy as np
+import torch
+
+from utils import ReIDError, atomic_write
+
+# Weights the release stores but its forward pass never reads: layer1-4 of each of the four stems,
+# the body's own stem, and the conv_narrow pair of the layer3 MIA. Our model does not create them.
+RELEASE_UNUSED_KEYS = re.compile(r'^((visible|thermal)_module(A)?\.(visible|thermal)\.layer[1-4]\.'
+                                 r'|base_resnet\.base\.(conv1|bn1)\.'
+                                 r'|MIA3\.conv_narrow[12]\.)')
+
+
+def _numpy_safe_globals():
+    """The numpy objects a release checkpoint pickles ('cmc' is an ndarray, 'mAP'/'mINP' numpy
+    scalars), under the module names of numpy 1.x and 2.x. Nothing else is allowed to unpickle."""
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    allowed = [np.ndarray, np.dtype] + [type(np.dtype(t)) for t in (np.float32, np.float64, np.int64)]
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        allowed += [(multiarray._reconstruct, f'{module}._reconstruct'), (multiarray.scalar, f'{module}.scalar')]
+    return allowed
+
+
+def read_checkpoint(path):
+    """Load a checkpoint file (ours or the release's) as a dict, without running code from it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ReIDError(f'checkpoint not found: {path}')
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:
+        raise ReIDError(f'cannot read checkpoint {path}: {err}') from err
+    if isinstance(ckpt, dict) and 'net' not in ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        ckpt = {'net': ckpt}  # a bare state_dict
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('net'), dict):
+        raise ReIDError(f'{path} is not an IFALNet checkpoint: expected a dict with a "net" state_dict')
+    # Checkpoints saved from nn.DataParallel prefix every key with "module.".
+    ckpt['net'] = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in ckpt['net'].items()}
+    return ckpt
+
+
+def checkpoint_model_args(ckpt, source='checkpoint'):
+    """The `embed_net` arguments a checkpoint was trained with: class count and SE variant."""
+    state = ckpt['net']
+    for key in ('classifier.weight', 'SEnet.fc.0.weight'):
+        if key not in state:
+            raise ReIDError(f'{source} has no {key}: not an IFALNet checkpoint')
+    return {'class_num': state['classifier.weight'].shape[0],
+            'working_se': state['SEnet.fc.0.weight'].shape[0] > 0}
+
+
+def load_state(net, state, source):
+    """Load `state` into `net`; drop (and say so) the unused weights of a release checkpoint and
+    refuse any other difference with a list of the keys and shapes involved."""
+    unused = [k for k in state if RELEASE_UNUSED_KEYS.match(k)]
+    if unused:
+        print(f'{source}: release checkpoint; ignoring {len(unused)} stored weights its forward pass '
+              f'never uses (layer1-4 of the four stems, the body stem, MIA3.conv_narrow1/2)')
+        state = {k: v for k, v in state.items() if not RELEASE_UNUSED_KEYS.match(k)}
+    own = net.state_dict()
+    shape = lambda t: 'x'.join(map(str, t.shape)) or 'scalar'
+    problems = [f'  missing from checkpoint: {k} ({shape(v)})' for k, v in own.items() if k not in state]
+    problems += [f'  not in model: {k} ({shape(v)})' for k, v in state.items() if k not in own]
+    problems += [f'  shape differs: {k}: checkpoint {shape(v)}, model {shape(own[k])}'
+                 for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if problems:
+        shown = problems[:20] + ([f'  ... and {len(problems) - 20} more'] if len(problems) > 20 else [])
+        raise ReIDError(f'{source} does not fit this model ({len(problems)} differences):\n' + '\n'.join(shown))
+    net.load_state_dict(state)
+
+
+def load_checkpoint(path, net):
+    """Load one of our checkpoints or a release checkpoint into `net`; returns the checkpoint dict."""
+    ckpt = read_checkpoint(path)
+    load_state(net, ckpt['net'], os.fspath(path))
+    return ckpt
+
+
+def save_checkpoint(ckpt, path):
+    """torch.save, atomically (an interrupted save leaves the previous file intact)."""
+    atomic_write(path, lambda f: torch.save(ckpt, f))
+
+
+def resolve_checkpoint(resume, model_path, trial=None):
+    """`--resume` is a path, or a name under `--model_path` as in the release; `{trial}` is filled in."""
+    name = resume.replace('{trial}', str(trial)) if trial is not None else resume
+    for candidate in (name, os.path.join(model_path, name)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')

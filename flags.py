@@ -1,0 +1,177 @@
+"""The command line of every script: the parser, flags with both spellings, the shared flags.
+
+`make_parser` (defaults shown in --help), `add_flag` (each flag also takes its other spelling,
+"-" and "_" swapped), `add_common_args` (the release's flags that train.py and test.py share),
+their value parsers (`str2bool`, `parse_se_channels`) and the checks made right after parsing
+(`check_counts`, `resolve_data_path`).
+"""
+import argparse
+import os
+
+from utils import ReIDError
+
+DEFAULT_DATA_PATHS = {'sysu': './Datasets/SYSU-MM01/', 'regdb': './Datasets/RegDB/', 'llcm': './Datasets/LLCM/'}
+
+
+def str2bool(text):
+    value = str(text).strip().lower()
+    if value in ('true', '1', 'yes', 'y'):
+        return True
+    if value in ('false', '0', 'no', 'n'):
+        return False
+    raise argparse.ArgumentTypeError(f'expected True or False, got {text!r}')
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with every flag's default, except where it says nothing (None, a switch that is off
+    unless given) or the help text already gives it."""
+
+    def _get_help_string(self, action):
+        silent = action.default is None or (action.nargs == 0 and action.default is False)
+        if silent or 'default:' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def make_parser(description, alias_note=True):
+    """The argument parser of every script: defaults shown in --help, and (for scripts with flags
+    such as --img_h) a note that each flag takes both spellings (see `add_flag`)."""
+    note = ('Every flag whose name has "-" or "_" also takes the other spelling (--img-h for --img_h, '
+            '--data_path for --data-path); --help lists the first.')
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter,
+                                   epilog=note if alias_note else None)
+
+
+class _OtherSpelling(argparse.Action):
+    """The other spelling of one of a flag's option strings, hidden from --help: it parses its
+    arguments as the flag does, then hands them to the flag's own action under the flag's spelling
+    (so --no_channels_last does what --no-channels-last does)."""
+
+    def __init__(self, option_strings, dest, flag=None, spelling=None, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.flag, self.spelling = flag, spelling
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.flag(parser, namespace, values, self.spelling)
+
+
+def add_flag(parser, name, **kwargs):
+    """`parser.add_argument(name, **kwargs)` (on a parser or an argument group) that also accepts the
+    other spelling of each of the flag's option strings, "-" and "_" swapped after the leading "--"
+    (--img-h for --img_h, --data_path for --data-path), as a hidden alias: the release's names keep
+    working, the other spelling works too, and --help lists each flag once. Returns the flag's action."""
+    action = parser.add_argument(name, **kwargs)
+    swap = str.maketrans('-_', '_-')
+    for spelling in action.option_strings:
+        other = spelling[:2] + spelling[2:].translate(swap)
+        if other == spelling:
+            continue
+        if action.required:
+            raise ValueError(f'{name}: a required flag cannot have an alias (argparse would still ask for '
+                             f'{name} when {other} is given); check it after parsing instead')
+        parser.add_argument(other, action=_OtherSpelling, flag=action, spelling=spelling, dest=action.dest,
+                            nargs=action.nargs, const=action.const, type=action.type, choices=action.choices,
+                            metavar=action.metavar, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return action
+
+
+def add_common_args(parser, training=False):
+    """The release's flags, shared by train.py and test.py (same names and defaults)."""
+    data = parser.add_argument_group('data')
+    add_flag(data, '--dataset', default='sysu', choices=('sysu', 'regdb', 'llcm'), help='dataset name')
+    add_flag(data, '--data-path', default=None, metavar='DIR',
+             help='dataset root (default: ./Datasets/SYSU-MM01/, ./Datasets/RegDB/ or ./Datasets/LLCM/, '
+                  'by --dataset)')
+    add_flag(data, '--mode', default='all', choices=('all', 'indoor'),
+             help='SYSU-MM01 search mode: gallery cameras 1, 2, 4, 5 (all) or 1, 2 (indoor)')
+    add_flag(data, '--tvsearch', type=str2bool, nargs='?', const=True, default=False, metavar='True|False',
+             help='True (or the bare flag): thermal (RegDB) or infrared (LLCM) queries against the visible '
+                  "gallery; False: RegDB visible -> thermal, LLCM the release's \"VIS to IR\". SYSU-MM01 is "
+                  'always infrared -> visible')
+    add_flag(data, '--img_w', default=192, type=int, help='image width in pixels')
+    add_flag(data, '--img_h', default=384, type=int, help='image height in pixels')
+    add_flag(data, '--test-batch', default=64, type=int, help='test batch size (images)')
+    add_flag(data, '--workers', default=4, type=int, help='data loading processes; 0 loads in the main process')
+
+    model = parser.add_argument_group('model and checkpoints')
+    add_flag(model, '--arch', default='resnet50', choices=('resnet50',), help='backbone')
+    if training:
+        add_flag(model, '--resume', default='', metavar='FILE',
+                 help='checkpoint to continue from: a path, or a file name under --model_path; '
+                      '<run>_last.t continues exactly (default: start afresh)')
+    else:
+        add_flag(model, '--resume', required=True, metavar='FILE',
+                 help="checkpoint to evaluate: a path, or a file name under --model_path; for RegDB "
+                      "'{trial}' in it is replaced by each split's number (1..10)")
+    add_flag(model, '--model_path', default='save_model/', metavar='DIR',
+             help='folder of checkpoints' + (' (written by train.py)' if training else ''))
+    add_flag(model, '--gpu', default='0',
+             help="CUDA device(s) to use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES); 'cpu' or '' runs on "
+                  'the CPU, as does any run where no CUDA device is visible')
+    add_flag(model, '--se-channels', type=parse_se_channels, default=None, metavar='A,B,C',
+             help="the release squeeze-excitation's three middle-modality channels, for a checkpoint that "
+                  'stores none (a release checkpoint) or a new run (default: the checkpoint\'s, else this '
+                  "device's torch.topk tie order: 3,5,4 on CPU)")
+
+    speed = parser.add_argument_group('speed')
+    add_flag(speed, '--channels-last', action=argparse.BooleanOptionalAction, default=True,
+             help='run the network in the channels_last memory format (faster on CPU and on GPUs with '
+                  'tensor cores; the same numbers up to float rounding)')
+    add_flag(speed, '--amp', action='store_true',
+             help='mixed precision: on CUDA bfloat16 where supported, else float16 with gradient scaling; '
+                  'on a CPU with native bfloat16 (AVX512-BF16, AMX) bfloat16, elsewhere ignored')
+
+    title = 'training' if training else 'training flags (accepted so release command lines work; unused by test.py)'
+    train = parser.add_argument_group(title)
+    add_flag(train, '--lr', default=0.1, type=float, help='learning rate of the head; the rest gets 0.1x')
+    add_flag(train, '--optim', default='sgd', choices=('sgd', 'adam'), help='optimizer')
+    add_flag(train, '--batch-size', default=4, type=int, help='identities per training batch')
+    add_flag(train, '--num_pos', default=4, type=int, help='images per identity and modality in a batch')
+    add_flag(train, '--margin', default=0.3, type=float, help='triplet loss margin')
+    add_flag(train, '--lambda_1', default=0.7, type=float, help='weight of the TCA loss')
+    if training:
+        add_flag(train, '--trial', default=1, type=int, help='RegDB split to train on (1..10)')
+    else:
+        add_flag(data, '--trial', default=None, type=int,
+                 help='RegDB: evaluate this split only, the same as --trials N (default: all ten)')
+    add_flag(train, '--seed', default=0, type=int, help='random seed')
+    add_flag(train, '--save_epoch', default=20, type=int,
+             help="also keep the weights of every epoch above 10 that is a multiple of this, the release's rule "
+                  '(epochs 20, 40, ..., 120)')
+    add_flag(train, '--log_path', default='log/', metavar='DIR', help='folder of text logs')
+    add_flag(train, '--vis_log_path', default='log/vis_log/', metavar='DIR', help='folder of TensorBoard logs')
+    return parser
+
+
+def resolve_data_path(dataset, data_path):
+    """--data-path, or the dataset's default root; refuses a path that is not a folder, saying
+    whether it was given or the default."""
+    path = data_path or DEFAULT_DATA_PATHS[dataset]
+    if not os.path.isdir(path):
+        problem = 'is a file, not a folder' if os.path.exists(path) else 'does not exist'
+        if data_path:
+            raise ReIDError(f'--data-path {path} {problem}; expected the {dataset} dataset root folder '
+                            '(see the README for its layout)')
+        raise ReIDError(f'no --data-path given, and the default {dataset} root {path} {problem}: '
+                        'pass --data-path with the dataset root folder')
+    return path
+
+
+def check_counts(args, minimums):
+    """Refuse a count below its minimum, e.g. {'--batch-size': 1}; the flag is named as --help shows it."""
+    for flag, minimum in minimums.items():
+        value = getattr(args, flag[2:].replace('-', '_'))
+        if value < minimum:
+            raise ReIDError(f'{flag} must be at least {minimum}, got {value}')
+
+
+def parse_se_channels(text):
+    """--se-channels a,b,c: three distinct channel indices in 0..5."""
+    try:
+        channels = tuple(int(c) for c in text.split(','))
+    except ValueError:
+        channels = ()
+    if len(channels) != 3 or len(set(channels)) != 3 or not all(0 <= c <= 5 for c in channels):
+        raise argparse.ArgumentTypeError(f'expected three distinct channel indices in 0..5 such as 3,5,4, '
+                                         f'got {text!r}')
+    return channels
