@@ -3,13 +3,13 @@
     python3 bench.py                                        # 64x32 images: a CPU-sized run
     python3 bench.py --img_h 384 --img_w 192 --json bench.json   # the real size, on a GPU
 
-- Training: a short real training loop (train.py's `train_epoch`, the release batch of 4 identities
+- Training: a short real training loop (training.py's `train_epoch`, the release batch of 4 identities
   x 4 images per modality, synthetic identities held in memory), time per step split into waiting
   for data and compute, for float32 contiguous, float32 channels_last, and mixed precision (on CUDA
   what `--amp` uses; on the CPU bfloat16 autocast, which `--amp` uses only where the CPU has native
   bfloat16 instructions).
-- Embedding: test.py's FeatureBank on JPEG files of twice the test size (decode, LANCZOS resize,
-  network), images per second, for the same variants.
+- Embedding: evaluation.py's FeatureBank (what test.py embeds with) on JPEG files of twice the test
+  size (decode, LANCZOS resize, network), images per second, for the same variants.
 - Input pipeline: training items per second (four views each), in one process and with
   `--workers`, for our views and for torchvision's PIL transforms (the release's), at
   `--pipeline-size`.

@@ -3,7 +3,7 @@ aggregation (MFA) on a ResNet-50 with four stems.
 
 Parameter names follow the release's checkpoints (shared/release_checkpoint_keys.txt) for every
 weight the forward pass uses, so release checkpoints load into this model; the ~110M parameters the
-release stores but never uses are not created (see utils.load_checkpoint).
+release stores but never uses are not created (see checkpoint.load_checkpoint).
 """
 import warnings
 from enum import IntEnum
