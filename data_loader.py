@@ -15,14 +15,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from data_manager import (LLCM_LAYOUT, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
+from data_manager import (LLCM_LAYOUT, LUMINANCE, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
                           read_index_file, read_resized)
 from utils import ReIDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ERASING_FILL = (0.4914, 0.4822, 0.4465)
-LUMINANCE = (0.2989, 0.5870, 0.1140)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -767,3 +767,14 @@ def test_synthetic_cli(tmp_path):
     paths, ids, cams = dm.process_query_llcm(out, mode=2)
     assert len(paths) == 2 * 8 and set(ids.tolist()) == {3, 4}
     assert Image.open(paths[0]).size == (8, 16)
+
+
+def test_synthetic_does_not_import_torch():
+    # Writing a few images needs numpy and Pillow only: importing synthetic (as its CLI does) must not
+    # pull in torch (hundreds of MB of memory, seconds of start-up).
+    code = 'import sys, synthetic; print("torch" in sys.modules, "data_loader" in sys.modules)'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['False', 'False']
+    # The grey weights live where both the loader and the generator read them.
+    assert dl.LUMINANCE is dm.LUMINANCE == (0.2989, 0.5870, 0.1140)
