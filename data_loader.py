@@ -328,8 +328,11 @@ class IdentitySampler(Sampler):
                             'training identity needs images of both modalities')
         if len(self.unique_labels) < batch_size * world_size:
             across = f' x {world_size} processes' if world_size > 1 else ''
-            raise ReIDError(f'batch_size {batch_size}{across} is more than the {len(self.unique_labels)} '
-                            'training identities; a step holds distinct identities')
+            n = len(self.unique_labels)
+            ways = [f'run at most {n // batch_size} processes'] if world_size > 1 and n >= batch_size else []
+            ways += [f'give --batch-size {n // world_size} or less'] if n >= world_size else []
+            raise ReIDError(f'batch_size {batch_size}{across} is more than the {n} training identities; a step '
+                            f'holds distinct identities: {" or ".join(ways) or "use fewer processes"}')
         # The release indexes its position lists by label value, which equals the position in
         # unique_labels for labels 0..K-1; the dictionary gives the same lists for any labels.
         self.color_pos = {label: np.flatnonzero(color == label) for label in self.unique_labels}

@@ -417,7 +417,8 @@ def test_batch_sampler_processes_take_disjoint_blocks_of_one_shared_draw():
         np.testing.assert_array_equal(np.concatenate(blocks), expected)    # together, the global step
     seeds = [s for sampler in ranks for batch in sampler for _, _, s in batch]
     assert len(set(seeds)) == len(seeds)
-    with pytest.raises(ReIDError, match=r'batch_size 2 x 5 processes is more than the 8 training identities'):
+    with pytest.raises(ReIDError, match=r'batch_size 2 x 5 processes is more than the 8 training identities; '
+                       r'a step holds distinct identities: run at most 4 processes or give --batch-size 1 or less'):
         dl.TrainBatchSampler(labels, labels, 2, 2, rank=0, world_size=5, shared_seed=True)
 
 
@@ -447,7 +448,8 @@ def test_persistent_workers_get_each_epochs_draw():
 
 
 @pytest.mark.parametrize('color, thermal, num_pos, batch_size, message', [
-    (COLOR, THERMAL, 2, 7, 'batch_size 7 is more than the 6 training identities'),
+    (COLOR, THERMAL, 2, 7, 'batch_size 7 is more than the 6 training identities; a step holds distinct '
+                           'identities: give --batch-size 6 or less'),
     (COLOR, THERMAL[THERMAL != 2], 2, 3, r'identities \[2\] have images in one modality only'),
     (COLOR, THERMAL, 0, 3, r'num_pos \(0\) and batch_size \(3\) must be at least 1'),
 ])
