@@ -239,15 +239,17 @@ def test_llcm_test_both_directions(tmp_path, llcm_small, llcm_trained, direction
                       '--trials', '0,1', *direction)
     protocol = 'standard' if 'standard' in direction else 'release'
     check_results(report, 'llcm', [0, 1], protocol)
-    # 3 test identities, 1 image per camera: 9 visible and 8 infrared images, one per identity and camera drawn
-    name, sizes = {'False': ('LLCM release "VIS to IR" (infrared -> visible: infrared queries, visible gallery, '
-                             'pool-term quirk; --protocol standard for visible -> infrared)', '8 queries x 9 gallery'),
-                   'True': ('LLCM infrared -> visible', '8 queries x 9 gallery'),
-                   'standard': ('LLCM visible -> infrared', '9 queries x 8 gallery')}[direction[1]]
+    # 3 test identities x 1 image per camera: 27 visible (9 cameras) and 24 infrared images (8 cameras)
+    release = ('LLCM release "VIS to IR" (infrared -> visible: infrared queries, visible gallery, pool-term quirk; '
+               '--protocol standard for visible -> infrared)')
+    name, sizes, way = {'False': (release, '24 queries x 27 gallery', 'infrared -> visible'),
+                        'True': ('LLCM infrared -> visible', '24 queries x 27 gallery', 'infrared -> visible'),
+                        'standard': ('LLCM visible -> infrared', '27 queries x 24 gallery', 'visible -> infrared')
+                        }[direction[1]]
     out = capsys.readouterr().out
     assert f'\n{name}, {sizes} (trial 1)\n' in out
     assert f'\nMean over 2 trials: {name}, {sizes}, protocol {protocol}\n' in out
-    assert 'mode' not in report and report['direction'] == name.split('(')[-1].split(':')[0].replace('LLCM ', '')
+    assert 'mode' not in report and report['direction'] == way
     assert ("ALL = ALL FC + 4 x pool original vs original, the release's LLCM quirk" in out) is (direction[1] == 'False')
 
 
