@@ -3,8 +3,9 @@
 Owns the format of ours and of the release's: `read_checkpoint` (weights_only, with the numpy
 objects a release checkpoint pickles allowed and nothing else), `save_checkpoint` (atomic),
 `resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
-implies (`checkpoint_model_args`), and `load_state`, which drops the release's unused weights and
-refuses any other difference with a list of what differs.
+implies (`checkpoint_model_args`), what it was trained on (`trained_on`, `describe_training`),
+and `load_state`, which drops the release's unused weights and refuses any other difference with
+a list of what differs.
 """
 import os
 import re
@@ -72,7 +73,7 @@ def trained_on(ckpt):
 
 
 def describe_training(info):
-    """`trained_on` in words: 'RegDB split 2, 64x32 images, epoch 9'."""
+    """`trained_on` in words: 'dataset RegDB split 2, 64x32 images, epoch 9'."""
     unknown = 'unknown'
     dataset = DATASET_NAMES.get(info['dataset'], unknown) + (f' split {info["trial"]}' if info['trial'] else '')
     size = f'{info["img_h"]}x{info["img_w"]} images' if info['img_h'] and info['img_w'] else f'image size {unknown}'

@@ -8,7 +8,8 @@ visualize.py and bench.py alike.
 - the six similarity matrices the release reports (`score_similarities`), scoring per trial
   (`score_trials`, `evaluate`) with the collapse check (`feature_spread`, `collapse_warning`);
 - summaries (`summarise`, `summarise_trials`, `mean_scores`), the CMC report of the results file
-  (`cmc_report`) and the table printed for them (`format_table`);
+  (`cmc_report`), the table printed for them (`format_table`) and what its title and rows say
+  (`trial_title`, `mean_title`, `rows_note`, `direction`);
 - the network of a checkpoint, ready to evaluate (`load_model`).
 """
 import time
@@ -24,7 +25,7 @@ from data_loader import TestData
 from device import autocast, memory_format
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from model import Modal, embed_net
-from utils import ReIDError, plural
+from utils import ReIDError, loud, plural
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
@@ -161,12 +162,11 @@ def feature_spread(features):
 
 def collapse_warning(spread):
     """The loud message for a network whose features barely differ between images."""
-    rule = '!' * 100
-    return (f'{rule}\nWARNING: the model gives every image nearly the same features (spread {spread:.1e}, '
-            f'below {COLLAPSE_SPREAD:.0e};\nan untrained network gives about 0.03-0.2): it has collapsed, and '
-            'the scores below are meaningless.\nLikely cause: a learning rate too high for training without '
-            "ImageNet weights. The release's SGD --lr 0.1\nexpects --pretrained imagenet; from scratch, use a "
-            'smaller --lr, or --optim adam --lr 0.02 as demo.py does.\n' + rule)
+    return loud(f'WARNING: the model gives every image nearly the same features (spread {spread:.1e}, '
+                f'below {COLLAPSE_SPREAD:.0e};\nan untrained network gives about 0.03-0.2): it has collapsed, and '
+                'the scores below are meaningless.\nLikely cause: a learning rate too high for training without '
+                "ImageNet weights. The release's SGD --lr 0.1\nexpects --pretrained imagenet; from scratch, use a "
+                'smaller --lr, or --optim adam --lr 0.02 as demo.py does.')
 
 
 def summarise(cmc, mAP, mINP):
@@ -186,8 +186,7 @@ def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, p
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
-            word = 'visible' if modal == Modal.VISIBLE else dm.SECOND_MODALITY[dataset]
-            bank.add(paths, modal, f'{side} {word} image')
+            bank.add(paths, modal, f'{side} {modality_word(dataset, modal)} image')
     return problems, bank
 
 

@@ -16,7 +16,7 @@ from evaluation import (DEFAULT_TRIALS, cmc_report, direction, embed, format_tab
                         mean_title, rows_note, score_trials, summarise_trials, trial_title)
 from features import save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
-from utils import ReIDError, atomic_write, run_main
+from utils import ReIDError, atomic_write, loud, run_main
 
 
 def parse_args(argv=None):
@@ -88,11 +88,6 @@ def resolve_checkpoints(resume, model_path, dataset, trials):
 
 
 RELEASE_SIZE = (384, 192)   # the release's test size, for a checkpoint that does not say its own
-
-
-def loud(message):
-    rule = '!' * 100
-    return f'{rule}\n{message}\n{rule}'
 
 
 def fit_to_checkpoint(net, path, args, trials):

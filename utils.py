@@ -68,6 +68,12 @@ def plural(count, noun):
     return f'{count} {noun}' + ('' if count == 1 else 's')
 
 
+def loud(message):
+    """`message` between two rules of '!', for what must not scroll by unnoticed."""
+    rule = '!' * 100
+    return f'{rule}\n{message}\n{rule}'
+
+
 def run_main(main):
     """Run a script's `main()`, turning a ReIDError into a one-line message and exit status 2."""
     try:
