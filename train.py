@@ -21,7 +21,7 @@ from checkpoint import checkpoint_model_args, load_state, read_checkpoint, resol
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from device import autocast_dtype, memory_format
-from evaluation import evaluate, format_table, summarise_trials
+from evaluation import embed, format_table, score_trials, summarise_trials, trial_title
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
@@ -57,11 +57,12 @@ def parse_args(argv=None):
 def validate(net, data_path, epoch, args, device, amp_dtype=None):
     """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol."""
     trial = args.trial if args.dataset == 'regdb' else 0
-    (_, raw), = evaluate(net, args.dataset, data_path, [trial], device, mode=args.mode,
-                         tvsearch=args.tvsearch, protocol='release', img_h=args.img_h, img_w=args.img_w,
-                         batch_size=args.test_batch, workers=args.workers,
-                         channels_last=args.channels_last, amp_dtype=amp_dtype)
-    print(format_table(f'Validation after epoch {epoch}', summarise_trials([(trial, raw)])[0]), flush=True)
+    problems, bank = embed(net, args.dataset, data_path, [trial], device, mode=args.mode, tvsearch=args.tvsearch,
+                           protocol='release', img_h=args.img_h, img_w=args.img_w, batch_size=args.test_batch,
+                           workers=args.workers, channels_last=args.channels_last, amp_dtype=amp_dtype)
+    (_, raw), = score_trials(problems, bank)
+    title = f'Validation after epoch {epoch}: {trial_title(args.dataset, trial, problems[trial], args.mode)}'
+    print(format_table(title, summarise_trials([(trial, raw)])[0]), flush=True)
     return raw['ALL']
 
 

@@ -97,7 +97,8 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     # two epochs end inside the release's 10-epoch warm-up: said, with the rates actually used
     assert ("warning: --epochs 2 ends inside the 10-epoch warm-up (lr x (epoch + 1) / 10, the release's): the head "
             'trains at 0.001, 0.002 (the rest at 0.1x) and never reaches --lr 0.01') in out
-    assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
+    assert 'Epoch: [1][' in out
+    assert 'Validation after epoch 1: SYSU-MM01 all-search, infrared -> visible, 6 queries x 11 gallery (trial 0)\n' in out
     # every progress line shows how long the step waited for data next to the compute time
     steps = [line for line in out.splitlines() if line.startswith('Epoch: [')]
     assert steps and all(re.search(r'\(data wait \d+\.\ds, compute \d+\.\ds\)', line) for line in steps)
