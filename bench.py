@@ -59,6 +59,9 @@ def parse_args(argv=None):
     add_flag(parser, '--parts', default='train,embed,pipeline,metrics',
              help='comma-separated parts to run: train, embed, pipeline, metrics')
     add_flag(parser, '--gpu', default='0', help="CUDA device (CUDA_VISIBLE_DEVICES); 'cpu' or '' for the CPU")
+    add_flag(parser, '--all-variants', action='store_true',
+             help='also measure variants this device cannot run natively (the CPU bfloat16 variant without '
+                  'native bfloat16; by default skipped and listed as skipped)')
     add_flag(parser, '--json', default=None, metavar='FILE', help='also write the figures here as JSON')
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(',') if p.strip()]
@@ -70,15 +73,25 @@ def parse_args(argv=None):
     return args
 
 
-def variants(device):
-    """(name, channels_last, autocast dtype) of each measured variant."""
+def variants(device, all_variants=False):
+    """(name, channels_last, autocast dtype) of each variant to measure, and the names of those
+    skipped: on a CPU without native bfloat16 the bfloat16 variant is emulated (many times slower)
+    and `--amp` does not use it, so it runs only with `--all-variants`."""
     if device.type == 'cuda':
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         amp_name = f'AMP {str(amp).replace("torch.", "")} channels_last'
+    elif cpu_has_native_bf16():
+        amp, amp_name = torch.bfloat16, 'CPU bfloat16 channels_last (--amp)'
     else:
-        used = '--amp' if cpu_has_native_bf16() else 'not used by --amp: no native bfloat16'
-        amp, amp_name = torch.bfloat16, f'CPU bfloat16 channels_last ({used})'
-    return [('fp32 contiguous', False, None), ('fp32 channels_last', True, None), (amp_name, True, amp)]
+        amp, amp_name = torch.bfloat16, 'CPU bfloat16 channels_last (emulated)'
+    chosen = [('fp32 contiguous', False, None), ('fp32 channels_last', True, None), (amp_name, True, amp)]
+    if device.type == 'cpu' and not cpu_has_native_bf16() and not all_variants:
+        return chosen[:2], [amp_name]
+    return chosen, []
+
+
+SKIPPED_NOTE = ('skipped: {} (this CPU has no native bfloat16: emulated, many times slower, and --amp does not use '
+                'it here; --all-variants runs it)')
 
 
 def rendered(n_ids, per_id, size, seed=0):
@@ -90,11 +103,14 @@ def rendered(n_ids, per_id, size, seed=0):
     return images['visible'], images['infrared'], labels
 
 
-def best_of(repeats, names, measure):
-    """{name: best result} with `measure(name)` -> (seconds, extra dict), the names taken in turn."""
+def best_of(repeats, names, measure, part=None):
+    """{name: best result} with `measure(name)` -> (seconds, extra dict), the names taken in turn;
+    with `part`, a progress line before each measurement."""
     best = {}
-    for _ in range(repeats):
+    for round_ in range(1, repeats + 1):
         for name in names:
+            if part:
+                print(f'  {part}: {name} (round {round_} of {repeats}) ...', flush=True)
             seconds, extra = measure(name)
             if name not in best or seconds < best[name][0]:
                 best[name] = (seconds, extra)
@@ -121,7 +137,7 @@ def bench_training(args, device):
     options = add_common_args(make_parser(''), training=True).parse_args(
         ['--img_h', str(args.img_h), '--img_w', str(args.img_w)])
     options.print_freq = 10 ** 6
-    table = {name: (last, amp) for name, last, amp in variants(device)}
+    table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
 
     def measure(name):
         channels_last, amp = table[name]
@@ -143,7 +159,7 @@ def bench_training(args, device):
         return step, {'data_wait_s': stats['data_wait'] / steps, 'compute_s': stats['compute'] / steps,
                       'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, list(table), measure)
+    best = best_of(args.repeats, list(table), measure, 'training')
     base = best['fp32 contiguous'][0]
     return {name: {'step_s': s, **extra, 'ratio': s / base} for name, (s, extra) in best.items()}
 
@@ -155,7 +171,7 @@ def bench_embedding(args, device, folder):
     for i, img in enumerate(visible):
         paths.append(os.path.join(folder, f'{i:05d}.jpg'))
         Image.fromarray(img).save(paths[-1], quality=95)
-    table = {name: (last, amp) for name, last, amp in variants(device)}
+    table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
     torch.manual_seed(0)
     weights = embed_net(395).state_dict()
 
@@ -174,7 +190,7 @@ def bench_embedding(args, device, folder):
             seconds = time.perf_counter() - start
         return seconds, {'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, list(table), measure)
+    best = best_of(args.repeats, list(table), measure, 'embedding')
     base = best['fp32 contiguous'][0]
     return {name: {'images_per_s': len(paths) / s, 'seconds': s, **extra, 'ratio': s / base}
             for name, (s, extra) in best.items()}
@@ -220,7 +236,7 @@ def bench_pipeline(args, device):
         items = sum(len(batch[4]) for batch in loader)
         return (time.perf_counter() - start) / items, {}
 
-    best = best_of(args.repeats, names, measure)
+    best = best_of(args.repeats, names, measure, 'input pipeline')
     return {name: {'items_per_s': 1 / s} for name, (s, _) in best.items()}
 
 
@@ -241,13 +257,14 @@ def bench_metrics_calls(args):
 
 
 def print_table(title, rows, columns):
+    width = max(map(len, rows)) + 2   # the longest name, and room
     print(f'\n{title}')
-    print(f'  {"":<46}' + ''.join(f'{header:>14}' for header, _ in columns))
+    print(f'  {"":<{width}}' + ''.join(f'{header:>14}' for header, _ in columns))
     for name, row in rows.items():
         cells = []
         for _, (key, fmt) in columns:
             cells.append(f'{"-" if row.get(key) is None else format(row[key], fmt):>14}')
-        print(f'  {name:<46}' + ''.join(cells))
+        print(f'  {name:<{width}}' + ''.join(cells))
 
 
 def main(argv=None):
@@ -258,6 +275,10 @@ def main(argv=None):
               'img_h': args.img_h, 'img_w': args.img_w, 'workers': args.workers}
     print(f'bench: {report["device"]} ({device.type}), torch {torch.__version__}, {report["threads"]} threads, '
           f'{args.img_h}x{args.img_w} images, {args.workers} loader workers, best of {args.repeats}', flush=True)
+    skipped = variants(device, args.all_variants)[1]
+    report['skipped_variants'] = skipped
+    if skipped and {'train', 'embed'} & set(args.parts):
+        print(SKIPPED_NOTE.format(', '.join(skipped)), flush=True)
     if 'train' in args.parts:
         print('training ...', flush=True)
         report['train'] = bench_training(args, device)

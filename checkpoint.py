@@ -3,8 +3,9 @@
 Owns the format of ours and of the release's: `read_checkpoint` (weights_only, with the numpy
 objects a release checkpoint pickles allowed and nothing else), `save_checkpoint` (atomic),
 `resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
-implies (`checkpoint_model_args`), and `load_state`, which drops the release's unused weights and
-refuses any other difference with a list of what differs.
+implies (`checkpoint_model_args`), what it was trained on (`trained_on`, `describe_training`),
+and `load_state`, which drops the release's unused weights and refuses any other difference with
+a list of what differs.
 """
 import os
 import re
@@ -12,6 +13,7 @@ import re
 import numpy as np
 import torch
 
+from data_manager import DATASET_NAMES
 from utils import ReIDError, atomic_write
 
 # Weights the release stores but its forward pass never reads: layer1-4 of each of the four stems,
@@ -58,6 +60,27 @@ def checkpoint_model_args(ckpt, source='checkpoint'):
             raise ReIDError(f'{source} has no {key}: not an IFALNet checkpoint')
     return {'class_num': state['classifier.weight'].shape[0],
             'working_se': state['SEnet.fc.0.weight'].shape[0] > 0}
+
+
+def trained_on(ckpt):
+    """What a checkpoint was trained on, from the arguments train.py stores with it: dataset, RegDB
+    split, image size and epoch, None where it does not say (a release checkpoint stores no
+    arguments)."""
+    args = ckpt.get('args') if isinstance(ckpt.get('args'), dict) else {}
+    dataset = args.get('dataset')
+    return {'dataset': dataset, 'trial': args.get('trial') if dataset == 'regdb' else None,
+            'img_h': args.get('img_h'), 'img_w': args.get('img_w'), 'epoch': ckpt.get('epoch')}
+
+
+def describe_training(info):
+    """`trained_on` in words: 'dataset RegDB split 2, 64x32 images, epoch 9'."""
+    unknown = 'unknown'
+    dataset = DATASET_NAMES.get(info['dataset'], unknown) + (f' split {info["trial"]}' if info['trial'] else '')
+    size = f'{info["img_h"]}x{info["img_w"]} images' if info['img_h'] and info['img_w'] else f'image size {unknown}'
+    epoch = f'epoch {info["epoch"]}' if info['epoch'] is not None and info['epoch'] >= 0 else (
+        'untrained (epoch -1)' if info['epoch'] is not None else f'epoch {unknown}')
+    note = '' if info['dataset'] else ' (the checkpoint stores no training arguments, as the release\'s do not)'
+    return f'dataset {dataset}, {size}, {epoch}{note}'
 
 
 def load_state(net, state, source):

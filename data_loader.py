@@ -15,14 +15,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from data_manager import (LLCM_LAYOUT, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
+from data_manager import (LLCM_LAYOUT, LUMINANCE, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
                           read_index_file, read_resized)
 from utils import ReIDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ERASING_FILL = (0.4914, 0.4822, 0.4465)
-LUMINANCE = (0.2989, 0.5870, 0.1140)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,8 +328,11 @@ class IdentitySampler(Sampler):
                             'training identity needs images of both modalities')
         if len(self.unique_labels) < batch_size * world_size:
             across = f' x {world_size} processes' if world_size > 1 else ''
-            raise ReIDError(f'batch_size {batch_size}{across} is more than the {len(self.unique_labels)} '
-                            'training identities; a step holds distinct identities')
+            n = len(self.unique_labels)
+            ways = [f'run at most {n // batch_size} processes'] if world_size > 1 and n >= batch_size else []
+            ways += [f'give --batch-size {n // world_size} or less'] if n >= world_size else []
+            raise ReIDError(f'batch_size {batch_size}{across} is more than the {n} training identities; a step '
+                            f'holds distinct identities: {" or ".join(ways) or "use fewer processes"}')
         # The release indexes its position lists by label value, which equals the position in
         # unique_labels for labels 0..K-1; the dictionary gives the same lists for any labels.
         self.color_pos = {label: np.flatnonzero(color == label) for label in self.unique_labels}

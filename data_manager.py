@@ -27,6 +27,9 @@ LLCM_LAYOUT = ('LLCM layout: idx/train_vis.txt, idx/train_nir.txt (lines "relati
 LAYOUTS = {'sysu': SYSU_LAYOUT, 'regdb': REGDB_LAYOUT, 'llcm': LLCM_LAYOUT}
 DATASET_NAMES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB', 'llcm': 'LLCM'}
 # Each dataset's own word for its second modality (LLCM's cameras are near-infrared), for messages.
+# ITU-R 601 luma weights (R, G, B): the release's grey conversion of thermal views; synthetic.py's
+# infrared images invert it. Here, in a module without torch, so that synthetic.py stays light.
+LUMINANCE = (0.2989, 0.5870, 0.1140)
 SECOND_MODALITY = {'sysu': 'infrared', 'regdb': 'thermal', 'llcm': 'infrared'}
 # What process_sysu.py writes into the SYSU-MM01 root (the release's file names).
 SYSU_ARRAYS = tuple(f'train_{modality}_resized_{kind}.npy' for modality in ('rgb', 'ir') for kind in ('img', 'label'))

@@ -12,6 +12,8 @@ commands are printed. The test identities are not among the training identities.
 import argparse
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,15 +52,45 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_script(script, args):
-    """Run one of the project's scripts with this Python; stop the demo if it fails."""
+def run_script(script, args, on_line=None):
+    """Run one of the project's scripts with this Python; stop the demo if it fails. The command is
+    printed as it can be pasted into a shell; `on_line(line)` sees each line the script prints."""
     cmd = [sys.executable, os.path.join(HERE, script), *args]
-    print('\n$ ' + ' '.join(cmd[1:]), flush=True)
+    print('\n$ ' + shlex.join(cmd), flush=True)
     start = time.time()
-    result = subprocess.run(cmd, cwd=HERE)
-    if result.returncode != 0:
-        raise ReIDError(f'{script} failed (exit code {result.returncode}); its message is above')
-    print(f'({script} took {time.time() - start:.0f}s)', flush=True)
+    with subprocess.Popen(cmd, cwd=HERE, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            print(line, end='', flush=True)
+            if on_line:
+                on_line(line)
+    if proc.returncode != 0:
+        raise ReIDError(f'{script} failed (exit code {proc.returncode}); its message is above')
+    seconds = time.time() - start
+    print(f'({script} took {seconds:.0f}s)', flush=True)
+    return seconds
+
+
+LONG_MINUTES = 15   # a full demo expected to run longer than this suggests --quick
+
+
+class TimeLeft:
+    """After train.py's first epoch, the estimated time left: the other epochs at the first one's
+    pace (validation included as another `test_seconds` / trials share) and the final test."""
+
+    def __init__(self, epochs, test_seconds, quick):
+        self.epochs, self.test_seconds, self.quick, self.done = epochs, test_seconds, quick, False
+
+    def __call__(self, line):
+        found = re.match(r'epoch 0 done in ([\d.]+)s', line)
+        if self.done or not found:
+            return
+        self.done = True
+        left = (self.epochs - 1) * (float(found.group(1)) + self.test_seconds / 10) + self.test_seconds
+        note = f'demo: epoch 0 took {float(found.group(1)):.0f}s; about {left / 60:.0f} min left'
+        if left > 60 * LONG_MINUTES and not self.quick:
+            note += (' (this machine is slower or busier than the README\'s: `python3 demo.py --quick` '
+                     'runs every step in about a minute, too short to learn)')
+        print(note, flush=True)
 
 
 def make_dataset(root, setting, seed):
@@ -112,13 +144,14 @@ def main(argv=None):
     untrained_ckpt = os.path.join(model_path, 'untrained.t')
     save_untrained(untrained_ckpt, data_root, args.seed)
     untrained_json = os.path.join(workdir, 'results_untrained.json')
-    run_script('test.py', common + ['--mode', 'all', '--resume', untrained_ckpt, '--results', untrained_json])
+    test_seconds = run_script('test.py', common + ['--mode', 'all', '--resume', untrained_ckpt,
+                                                   '--results', untrained_json])
 
     train_args = common + TRAIN_FLAGS + [
         '--epochs', str(setting['epochs']), '--seed', str(args.seed), '--model_path', model_path,
         '--log_path', os.path.join(workdir, 'log'), '--vis_log_path', os.path.join(workdir, 'log', 'vis_log'),
         '--print-freq', '10']
-    run_script('train.py', train_args)
+    run_script('train.py', train_args, TimeLeft(setting['epochs'], test_seconds, args.quick))
     # The last epoch's weights, not the "best" checkpoint (which the release picks on the test set).
     flags = dict(zip(TRAIN_FLAGS[::2], TRAIN_FLAGS[1::2]))
     name = run_name(argparse.Namespace(dataset='sysu', num_pos=int(flags['--num_pos']), lr=float(flags['--lr']),

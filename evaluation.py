@@ -8,7 +8,8 @@ visualize.py and bench.py alike.
 - the six similarity matrices the release reports (`score_similarities`), scoring per trial
   (`score_trials`, `evaluate`) with the collapse check (`feature_spread`, `collapse_warning`);
 - summaries (`summarise`, `summarise_trials`, `mean_scores`), the CMC report of the results file
-  (`cmc_report`) and the table printed for them (`format_table`);
+  (`cmc_report`), the table printed for them (`format_table`) and what its title and rows say
+  (`trial_title`, `mean_title`, `rows_note`, `direction`);
 - the network of a checkpoint, ready to evaluate (`load_model`).
 """
 import time
@@ -19,12 +20,12 @@ import torch
 from torch.utils.data import DataLoader
 
 import data_manager as dm
-from checkpoint import checkpoint_model_args, load_state, read_checkpoint
+from checkpoint import checkpoint_model_args, load_state, read_checkpoint, trained_on
 from data_loader import TestData
 from device import autocast, memory_format
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from model import Modal, embed_net
-from utils import ReIDError
+from utils import ReIDError, loud, plural
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
 RANKS = (1, 5, 10, 20)
@@ -91,12 +92,12 @@ class FeatureBank:
         self.features = {}    # branch -> float32 array (n, 4, dim)
 
     def add(self, paths, modal, what=None):
-        """Embed the images of `paths` not embedded yet through branch `modal`; `what` names them in
-        the progress lines."""
+        """Embed the images of `paths` not embedded yet through branch `modal`; `what` names one of
+        them in the progress lines ('query visible image')."""
         todo = list(dict.fromkeys(p for p in paths if (modal, p) not in self.rows))
         if not todo:
             return
-        what = what or f'{Modal(modal).name.lower()} images'
+        what = what or f'{Modal(modal).name.lower()} image'
         cuda = self.device.type == 'cuda'
         loader = DataLoader(TestData(todo, np.zeros(len(todo)), self.img_h, self.img_w), batch_size=self.batch_size,
                             shuffle=False, num_workers=self.workers, pin_memory=cuda)
@@ -117,14 +118,14 @@ class FeatureBank:
                 now = time.perf_counter()
                 if now - last_print >= self.PROGRESS_SECONDS and done < len(todo):
                     last_print = now
-                    print(f'  embedding {what}: {done}/{len(todo)} ({done / (now - start):.0f} images/s)', flush=True)
+                    print(f'  embedding {what}s: {done}/{len(todo)} ({done / (now - start):.0f} images/s)', flush=True)
         if cuda:
             torch.cuda.synchronize()   # the last non-blocking copies
         first = len(self.features.get(modal, ()))
         self.features[modal] = np.concatenate([self.features[modal], out.numpy()]) if first else out.numpy()
         self.rows.update(((modal, path), first + i) for i, path in enumerate(todo))
         seconds = time.perf_counter() - start
-        print(f'  embedded {len(todo)} {what} in {seconds:.1f}s ({len(todo) / seconds:.0f} images/s)', flush=True)
+        print(f'  embedded {plural(len(todo), what)} in {seconds:.1f}s ({len(todo) / seconds:.0f} images/s)', flush=True)
 
     def get(self, image_set):
         """float64 matrices (the release's precision for similarities), keyed by feature name."""
@@ -161,12 +162,11 @@ def feature_spread(features):
 
 def collapse_warning(spread):
     """The loud message for a network whose features barely differ between images."""
-    rule = '!' * 100
-    return (f'{rule}\nWARNING: the model gives every image nearly the same features (spread {spread:.1e}, '
-            f'below {COLLAPSE_SPREAD:.0e};\nan untrained network gives about 0.03-0.2): it has collapsed, and '
-            'the scores below are meaningless.\nLikely cause: a learning rate too high for training without '
-            "ImageNet weights. The release's SGD --lr 0.1\nexpects --pretrained imagenet; from scratch, use a "
-            'smaller --lr, or --optim adam --lr 0.02 as demo.py does.\n' + rule)
+    return loud(f'WARNING: the model gives every image nearly the same features (spread {spread:.1e}, '
+                f'below {COLLAPSE_SPREAD:.0e};\nan untrained network gives about 0.03-0.2): it has collapsed, and '
+                'the scores below are meaningless.\nLikely cause: a learning rate too high for training without '
+                "ImageNet weights. The release's SGD --lr 0.1\nexpects --pretrained imagenet; from scratch, use a "
+                'smaller --lr, or --optim adam --lr 0.02 as demo.py does.')
 
 
 def summarise(cmc, mAP, mINP):
@@ -186,8 +186,7 @@ def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, p
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
-            word = 'visible' if modal == Modal.VISIBLE else dm.SECOND_MODALITY[dataset]
-            bank.add(paths, modal, f'{side} {word} images')
+            bank.add(paths, modal, f'{side} {modality_word(dataset, modal)} image')
     return problems, bank
 
 
@@ -232,6 +231,56 @@ def mean_scores(per_trial):
             for name in SCORES}
 
 
+def modality_word(dataset, modal):
+    return 'visible' if modal == Modal.VISIBLE else dm.SECOND_MODALITY[dataset]
+
+
+def direction(dataset, problem):
+    """'infrared -> visible': the modality of the queries, then the gallery's."""
+    return f'{modality_word(dataset, problem.query.modal)} -> {modality_word(dataset, problem.gallery.modal)}'
+
+
+def problem_name(dataset, problem, mode='all'):
+    """What a table scores, for its title: 'SYSU-MM01 all-search, infrared -> visible'."""
+    name = dm.DATASET_NAMES[dataset]
+    if dataset == 'sysu':
+        return f'{name} {mode}-search, {direction(dataset, problem)}'
+    if problem.llcm_pool_quirk:
+        return (f'{name} release "VIS to IR" ({direction(dataset, problem)}: infrared queries, visible gallery, '
+                'pool-term quirk; --protocol standard for visible -> infrared)')
+    return f'{name} {direction(dataset, problem)}'
+
+
+def sizes(problems):
+    """'3803 queries x 301 gallery' over one or more problems (a range where they differ)."""
+    span = lambda counts: f'{min(counts)}' if min(counts) == max(counts) else f'{min(counts)}-{max(counts)}'
+    queries = span([len(pr.query.paths) for pr in problems])
+    return f'{queries} quer{"y" if queries == "1" else "ies"} x {span([len(pr.gallery.paths) for pr in problems])} gallery'
+
+
+def trial_title(dataset, trial, problem, mode='all'):
+    """'SYSU-MM01 all-search, infrared -> visible, 3803 queries x 301 gallery (trial 0)'."""
+    word = 'split' if dataset == 'regdb' else 'trial'
+    return f'{problem_name(dataset, problem, mode)}, {sizes([problem])} ({word} {trial})'
+
+
+def mean_title(dataset, problems, mode='all', protocol='release'):
+    first = next(iter(problems.values()))
+    return (f'Mean over {plural(len(problems), "trial")}: '
+            f'{problem_name(dataset, first, mode)}, {sizes(problems.values())}, protocol {protocol}')
+
+
+def rows_note(dataset, problem):
+    """One line naming what each row compares, in the direction tested (the rows keep the release's
+    names, which read visible -> infrared whatever the direction)."""
+    q, g = modality_word(dataset, problem.query.modal), modality_word(dataset, problem.gallery.modal)
+    pool = ("4 x pool original vs original, the release's LLCM quirk" if problem.llcm_pool_quirk
+            else 'the same four on the pool features')
+    return (f'rows (the release\'s names): VIS-IR FC = {q} query original vs {g} gallery original (bn features), '
+            f'VIS-MR FC = query original vs gallery middle, MIS-IR FC = query middle vs gallery original, '
+            f'MIS-MR FC = middle vs middle, ALL FC = their sum, ALL = ALL FC + {pool}')
+
+
 def format_table(title, scores):
     lines = [title, f'  {"score":<10}' + ''.join(f'{h:>9}' for h in ('Rank-1', 'Rank-5', 'Rank-10',
                                                                        'Rank-20', 'mAP', 'mINP'))]
@@ -251,6 +300,7 @@ def load_model(path, device, arch='resnet50', se_channels=None, channels_last=Tr
     epoch = ckpt.get('epoch')
     print(f'loaded {path}' + (f' (epoch {epoch})' if epoch is not None else ''), flush=True)
     net = net.to(device, memory_format=memory_format(channels_last))
+    net.trained_on = trained_on(ckpt)   # what test.py checks against what it is asked to test
     stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
     if not net.SEnet.constant:
         if se_channels:

@@ -6,6 +6,7 @@ their value parsers (`str2bool`, `parse_se_channels`) and the checks made right 
 (`check_counts`, `resolve_data_path`).
 """
 import argparse
+import difflib
 import os
 
 from utils import ReIDError
@@ -88,8 +89,12 @@ def add_common_args(parser, training=False):
              help='True (or the bare flag): thermal (RegDB) or infrared (LLCM) queries against the visible '
                   "gallery; False: RegDB visible -> thermal, LLCM the release's \"VIS to IR\". SYSU-MM01 is "
                   'always infrared -> visible')
-    add_flag(data, '--img_w', default=192, type=int, help='image width in pixels')
-    add_flag(data, '--img_h', default=384, type=int, help='image height in pixels')
+    # test.py: the checkpoint's own size unless given (see test.py's `fit_to_checkpoint`)
+    size = '' if training else " (default: the checkpoint's, else {})"
+    add_flag(data, '--img_w', default=192 if training else None, type=int,
+             help='image width in pixels' + size.format(192))
+    add_flag(data, '--img_h', default=384 if training else None, type=int,
+             help='image height in pixels' + size.format(384))
     add_flag(data, '--test-batch', default=64, type=int, help='test batch size (images)')
     add_flag(data, '--workers', default=4, type=int, help='data loading processes; 0 loads in the main process')
 
@@ -130,6 +135,11 @@ def add_common_args(parser, training=False):
     add_flag(train, '--margin', default=0.3, type=float, help='triplet loss margin')
     add_flag(train, '--lambda_1', default=0.7, type=float, help='weight of the TCA loss')
     if training:
+        add_flag(train, '--warmup-epochs', default=10, type=int,
+                 help="learning-rate warm-up: lr x (epoch + 1) / N over epochs 0..N-1, the release's")
+        add_flag(train, '--lr-steps', default=(20, 60, 90), type=parse_epochs, metavar='E1,E2,...',
+                 help="epochs from which the learning rate is divided by 10 once more (default: 20,60,90, the "
+                      "release's; '' for none)")
         add_flag(train, '--trial', default=1, type=int, help='RegDB split to train on (1..10)')
     else:
         add_flag(data, '--trial', default=None, type=int,
@@ -150,19 +160,41 @@ def resolve_data_path(dataset, data_path):
     if not os.path.isdir(path):
         problem = 'is a file, not a folder' if os.path.exists(path) else 'does not exist'
         if data_path:
-            raise ReIDError(f'--data-path {path} {problem}; expected the {dataset} dataset root folder '
-                            '(see the README for its layout)')
+            raise ReIDError(f'--data-path {path} {problem}{close_sibling(path)}; expected the {dataset} dataset '
+                            'root folder (see the README for its layout)')
         raise ReIDError(f'no --data-path given, and the default {dataset} root {path} {problem}: '
                         'pass --data-path with the dataset root folder')
     return path
+
+
+def close_sibling(path):
+    """' (did you mean X?)' for a folder next to `path` whose name is one slip away, else ''."""
+    parent, name = os.path.split(os.path.normpath(path))
+    try:
+        folders = [f for f in os.listdir(parent or '.') if os.path.isdir(os.path.join(parent, f))]
+    except OSError:
+        return ''
+    close = difflib.get_close_matches(name, folders, n=1, cutoff=0.8)
+    return f' (did you mean {os.path.join(parent, close[0])}?)' if close else ''
 
 
 def check_counts(args, minimums):
     """Refuse a count below its minimum, e.g. {'--batch-size': 1}; the flag is named as --help shows it."""
     for flag, minimum in minimums.items():
         value = getattr(args, flag[2:].replace('-', '_'))
-        if value < minimum:
+        if value is not None and value < minimum:   # None: not given, a default follows
             raise ReIDError(f'{flag} must be at least {minimum}, got {value}')
+
+
+def parse_epochs(text):
+    """--lr-steps 20,60,90: increasing epoch numbers (none: an empty string)."""
+    try:
+        epochs = tuple(int(e) for e in text.split(',') if e.strip())
+    except ValueError:
+        epochs = None
+    if epochs is None or any(e < 0 for e in epochs) or list(epochs) != sorted(set(epochs)):
+        raise argparse.ArgumentTypeError(f'expected increasing epoch numbers such as 20,60,90, got {text!r}')
+    return epochs
 
 
 def parse_se_channels(text):

@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from data_loader import LUMINANCE
+from data_manager import LUMINANCE
 from flags import add_flag, make_parser
 from utils import ReIDError, run_main
 

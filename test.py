@@ -10,13 +10,13 @@ files); what it computes lives in evaluation.py.
 import json
 
 import data_manager as dm
-from checkpoint import resolve_checkpoint
+from checkpoint import describe_training, resolve_checkpoint
 from device import autocast_dtype, select_device
-from evaluation import (DEFAULT_TRIALS, cmc_report, embed, format_table, load_model, mean_scores, score_trials,
-                        summarise_trials)
+from evaluation import (DEFAULT_TRIALS, cmc_report, direction, embed, format_table, load_model, mean_scores,
+                        mean_title, rows_note, score_trials, summarise_trials, trial_title)
 from features import save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
-from utils import ReIDError, atomic_write, run_main
+from utils import ReIDError, atomic_write, loud, run_main
 
 
 def parse_args(argv=None):
@@ -87,6 +87,37 @@ def resolve_checkpoints(resume, model_path, dataset, trials):
     return found
 
 
+RELEASE_SIZE = (384, 192)   # the release's test size, for a checkpoint that does not say its own
+
+
+def fit_to_checkpoint(net, path, args, trials):
+    """Say what checkpoint `path` (loaded as `net`) was trained on and check it against this test:
+    the image size (the checkpoint's unless --img_h/--img_w are given), the RegDB split and the
+    dataset. Returns the test image size (h, w)."""
+    info = net.trained_on
+    print(f'{path} was trained on: {describe_training(info)}', flush=True)
+    own = (info['img_h'], info['img_w']) if info['img_h'] and info['img_w'] else None
+    given = (args.img_h, args.img_w)
+    size = tuple(g or d for g, d in zip(given, own or RELEASE_SIZE))
+    if given == (None, None):
+        print(f'testing at {size[0]}x{size[1]}: ' + ("the checkpoint's own size" if own else
+              "the release's size (the checkpoint does not say its own)") + '; --img_h/--img_w choose another')
+    elif own and size != own:
+        print(f'warning: testing at {size[0]}x{size[1]} but {path} was trained at {own[0]}x{own[1]}: the scores '
+              f'will be lower than the model\'s; leave out --img_h/--img_w to test at its own size', flush=True)
+    if info['dataset'] and info['dataset'] != args.dataset:
+        print(f'note: {path} was trained on {dm.DATASET_NAMES[info["dataset"]]}; this is a cross-dataset test on '
+              f'{dm.DATASET_NAMES[args.dataset]}', flush=True)
+    elif args.dataset == 'regdb' and info['trial'] and any(t != info['trial'] for t in trials):
+        others = ', '.join(str(t) for t in trials if t != info['trial'])
+        print(loud(f'WARNING: {path} was trained on RegDB split {info["trial"]} and is tested on split(s) {others}. '
+                   'The ten splits are independent\nrandom halves of the 412 identities, so about half of another '
+                   "split's test identities were in this model's training\nset: those scores are inflated. Test "
+                   f'--trial {info["trial"]}, or put {{trial}} in --resume to load each split\'s own model.'),
+              flush=True)
+    return size
+
+
 def main(argv=None):
     args = parse_args(argv)
     # Every input is checked before the first image is embedded.
@@ -95,45 +126,55 @@ def main(argv=None):
     data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
     checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     device = select_device(args.gpu)
-    options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, img_h=args.img_h,
-                   img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
-                   channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device))
+    options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, batch_size=args.test_batch,
+                   workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device))
     model = dict(device=device, arch=args.arch, se_channels=args.se_channels, channels_last=args.channels_last)
     if args.dataset == 'sysu' and args.tvsearch:
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
+    sizes = []   # the test size of each model (the features file records the first)
+
+    def load_and_embed(path, tested):
+        net = load_model(path, **model)
+        sizes.append(fit_to_checkpoint(net, path, args, tested))
+        return embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1], **options)
+
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
+    titles = {}   # trial -> its problem, for the titles
     if args.dataset == 'regdb' and '{trial}' in args.resume:
         for trial in trials:  # one model per RegDB split
-            net = load_model(checkpoints[trial], **model)
-            problems, bank = embed(net, args.dataset, data_path, [trial], device, **options)
+            problems, bank = load_and_embed(checkpoints[trial], [trial])
+            titles.update(problems)
             results += score_trials(problems, bank)
             runs += [(checkpoints[trial], problems, bank)] if args.save_features else []
             per_trial += summarise_trials(results[-1:])
-            print(format_table(f'Trial {trial}', per_trial[-1]), flush=True)
+            if len(titles) == 1:
+                print(rows_note(args.dataset, problems[trial]))
+            print(format_table(trial_title(args.dataset, trial, problems[trial], args.mode), per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
-        net = load_model(checkpoints[trials[0]], **model)
-        problems, bank = embed(net, args.dataset, data_path, trials, device, **options)
+        problems, bank = load_and_embed(checkpoints[trials[0]], trials)
+        titles = problems
         results = score_trials(problems, bank)
         runs = [(checkpoints[trials[0]], problems, bank)]
         per_trial = summarise_trials(results)
+        print(rows_note(args.dataset, problems[trials[0]]))
         for result in per_trial:
-            print(format_table(f'Trial {result["trial"]}', result))
+            print(format_table(trial_title(args.dataset, result['trial'], problems[result['trial']], args.mode), result))
     mean = mean_scores(per_trial)
-    print(format_table(f'Mean over {len(trials)} trial(s): {args.dataset}'
-                       + (f' {args.mode}' if args.dataset == 'sysu' else '')
-                       + f', protocol {args.protocol}', mean), flush=True)
+    print(format_table(mean_title(args.dataset, titles, args.mode, args.protocol), mean), flush=True)
     if args.save_features:
         meta = {'dataset': args.dataset, 'mode': args.mode, 'protocol': args.protocol, 'tvsearch': args.tvsearch,
-                'img_h': args.img_h, 'img_w': args.img_w, 'arch': args.arch,
+                'img_h': sizes[0][0], 'img_w': sizes[0][1], 'arch': args.arch,
                 'llcm_pool_quirk': any(pr.llcm_pool_quirk for _, problems, _ in runs for pr in problems.values())}
         save_features(args.save_features, runs, data_path, meta)
         print(f'features written to {args.save_features}')
     if args.results:
-        report = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch,
+        # "mode" (SYSU-MM01's gallery cameras) only where it means something; the direction always.
+        report = {'dataset': args.dataset, **({'mode': args.mode} if args.dataset == 'sysu' else {}),
+                  'direction': direction(args.dataset, next(iter(titles.values()))), 'tvsearch': args.tvsearch,
                   'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial,
                   'cmc': cmc_report(results)}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')

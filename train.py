@@ -21,12 +21,13 @@ from checkpoint import checkpoint_model_args, load_state, read_checkpoint, resol
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from device import autocast_dtype, memory_format
-from evaluation import evaluate, format_table, summarise_trials
+from evaluation import embed, format_table, score_trials, summarise_trials, trial_title
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
-from training import gathered_rng, keeps_epoch, make_optimizer, restore_rng, run_name, set_seed, train_epoch
-from utils import ReIDError, run_main, tee_stdout
+from training import (gathered_rng, keeps_epoch, make_optimizer, restore_rng, run_name, set_seed, train_epoch,
+                      warmup_warning)
+from utils import ReIDError, plural, run_main, tee_stdout
 
 
 def parse_args(argv=None):
@@ -56,11 +57,12 @@ def parse_args(argv=None):
 def validate(net, data_path, epoch, args, device, amp_dtype=None):
     """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol."""
     trial = args.trial if args.dataset == 'regdb' else 0
-    (_, raw), = evaluate(net, args.dataset, data_path, [trial], device, mode=args.mode,
-                         tvsearch=args.tvsearch, protocol='release', img_h=args.img_h, img_w=args.img_w,
-                         batch_size=args.test_batch, workers=args.workers,
-                         channels_last=args.channels_last, amp_dtype=amp_dtype)
-    print(format_table(f'Validation after epoch {epoch}', summarise_trials([(trial, raw)])[0]), flush=True)
+    problems, bank = embed(net, args.dataset, data_path, [trial], device, mode=args.mode, tvsearch=args.tvsearch,
+                           protocol='release', img_h=args.img_h, img_w=args.img_w, batch_size=args.test_batch,
+                           workers=args.workers, channels_last=args.channels_last, amp_dtype=amp_dtype)
+    (_, raw), = score_trials(problems, bank)
+    title = f'Validation after epoch {epoch}: {trial_title(args.dataset, trial, problems[trial], args.mode)}'
+    print(format_table(title, summarise_trials([(trial, raw)])[0]), flush=True)
     return raw['ALL']
 
 
@@ -75,7 +77,7 @@ def open_tensorboard(path):
 def check_inputs(args):
     """Refuse bad input before anything is written, the log file included: counts, the data root
     and its layout, the RegDB split, the checkpoint to resume and the ImageNet weights file."""
-    check_counts(args, {'--epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
+    check_counts(args, {'--epochs': 1, '--warmup-epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
                         '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
     if args.dataset == 'regdb' and not 1 <= args.trial <= 10:
         raise ReIDError(f'--trial {args.trial}: RegDB splits are 1..10')
@@ -116,6 +118,8 @@ def train(args):
     device = distributed.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
     world, rank = distributed.world_size(), distributed.rank()
     amp_dtype = autocast_dtype(args.amp, device)
+    if warmup_warning(args):
+        print(warmup_warning(args), flush=True)
     set_seed(args.seed + rank)  # dropout differs between processes; the weights are rank 0's (DDP copies them)
     data_path = args.data_path   # resolved and checked by check_inputs
 
@@ -131,7 +135,7 @@ def train(args):
                                 args.batch_size, seed=args.seed, rank=rank, world_size=world, shared_seed=world > 1)
     if world > 1:
         print(f'{world} processes, each {args.batch_size} identities x {args.num_pos} images per modality: '
-              f'a global batch of {world * args.batch_size} identities, {len(batches)} steps per epoch '
+              f'a global batch of {world * args.batch_size} identities, {plural(len(batches), "step")} per epoch '
               f'(--lr {args.lr} is used as given, not scaled)', flush=True)
 
     start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}

@@ -17,14 +17,25 @@ from device import autocast, memory_format
 from loss import total_loss
 from model import Modal
 
-def lr_at(epoch, lr):
-    """The release's schedule: warm-up over 10 epochs, then steps at 20, 60 and 90."""
-    if epoch < 10:
-        return lr * (epoch + 1) / 10
-    for start, factor in ((90, 0.001), (60, 0.01), (20, 0.1)):
-        if epoch >= start:
-            return lr * factor
-    return lr
+
+def lr_at(epoch, lr, warmup=10, steps=(20, 60, 90)):
+    """The release's schedule by default: a linear warm-up over `warmup` epochs, then lr divided by
+    10 at every epoch of `steps` reached (0.1 lr from 20, 0.01 lr from 60, 0.001 lr from 90)."""
+    if epoch < warmup:
+        return lr * (epoch + 1) / warmup
+    # 1e-n parsed, not 0.1 ** n: the very factors 0.1, 0.01, 0.001 of the release (0.1 ** 3 is not 0.001).
+    return lr * float(f'1e-{sum(epoch >= step for step in steps)}')
+
+
+def warmup_warning(args):
+    """The warning for a run whose last epoch is inside the warm-up (the rate never reaches --lr),
+    or None."""
+    if args.epochs >= args.warmup_epochs:
+        return None
+    rates = ', '.join(f'{lr_at(e, args.lr, args.warmup_epochs):g}' for e in range(args.epochs))
+    return (f'warning: --epochs {args.epochs} ends inside the {args.warmup_epochs}-epoch warm-up (lr x (epoch + 1) / '
+            f'{args.warmup_epochs}, the release\'s): the head trains at {rates} (the rest at 0.1x) and never '
+            f'reaches --lr {args.lr:g}; train {args.warmup_epochs} epochs or more, or shorten --warmup-epochs')
 
 
 def make_optimizer(net, args):
@@ -39,8 +50,8 @@ def make_optimizer(net, args):
     return torch.optim.Adam(groups, lr=args.lr, weight_decay=5e-4)
 
 
-def set_lr(optimizer, epoch, base_lr):
-    lr = lr_at(epoch, base_lr)
+def set_lr(optimizer, epoch, args):
+    lr = lr_at(epoch, args.lr, args.warmup_epochs, args.lr_steps)
     for i, group in enumerate(optimizer.param_groups):
         group['lr'] = 0.1 * lr if i == 0 else lr
     return lr
@@ -110,7 +121,7 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
     """One epoch; returns the mean of each loss part, the identity accuracy, the learning rate and
     the seconds spent waiting for data and computing. Prints the first step, every --print-freq
     steps or PROGRESS_SECONDS (whichever comes first) and the last step."""
-    lr = set_lr(optimizer, epoch, args.lr)
+    lr = set_lr(optimizer, epoch, args)
     loader.batch_sampler.set_epoch(epoch)
     fmt = memory_format(args.channels_last)
     net.train()

@@ -63,6 +63,17 @@ def atomic_write(path, write_fn, mode='wb'):
         raise
 
 
+def plural(count, noun):
+    """'1 step', '2 steps': a count with its noun (regular English plural)."""
+    return f'{count} {noun}' + ('' if count == 1 else 's')
+
+
+def loud(message):
+    """`message` between two rules of '!', for what must not scroll by unnoticed."""
+    rule = '!' * 100
+    return f'{rule}\n{message}\n{rule}'
+
+
 def run_main(main):
     """Run a script's `main()`, turning a ReIDError into a one-line message and exit status 2."""
     try:

@@ -44,9 +44,13 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # Image grids: every cell is a tile framed by a BORDER-wide border (white when it has none),
 # centred in a cell at least MIN_CELL wide (room for the captions), with caption lines of LINE
 # pixels under it; cells GAP apart, MARGIN around the grid.
-MARGIN, GAP, BORDER, LINE, FONT_SIZE, MIN_CELL = 6, 6, 4, 12, 10, 56
+MARGIN, GAP, BORDER, LINE, FONT_SIZE, MIN_CELL = 6, 6, 4, 16, 13, 76
 WHITE, BLACK, BLUE = (255, 255, 255), (0, 0, 0), (40, 90, 200)
 GREEN, RED = (0, 170, 0), (220, 0, 0)
+# What each score sums (the similarity's largest value): cosines of unit-length features.
+SCORE_TERMS = {'VIS-IR FC': 1, 'VIS-MR FC': 1, 'MIS-IR FC': 1, 'MIS-MR FC': 1, 'ALL FC': 4, 'ALL': 8}
+PLOT_FORMATS = ('png', 'pdf', 'svg')   # --out of the plots: PNG, or vector PDF / SVG
+FONT, TITLE_FONT, SMALL_FONT = 10, 11, 9   # plot text sizes (points)
 # t-SNE groups: (name, marker); the name's "{}" is the dataset's second-modality word.
 TSNE_GROUPS = (('visible', 'o'), ('visible middle', 's'), ('{}', '^'), ('{} middle', 'v'))
 
@@ -86,18 +90,24 @@ def load_tile(path, size):
     return open_rgb(path).resize(size, Image.Resampling.LANCZOS)
 
 
-def draw_grid(tiles, captions, borders, columns):
+def draw_grid(tiles, captions, borders, columns, key=()):
     """Equal-sized tiles in rows of `columns`, each framed in its border colour (None: no border)
-    with its caption lines under it. Returns the grid as an RGB image."""
+    with its caption lines under it, and the lines of `key` under the grid (widened to fit them).
+    Returns the grid as an RGB image."""
     tile_w, tile_h = tiles[0].size
     lines = max(len(c) for c in captions)
     framed_w = tile_w + 2 * BORDER
     cell_w, cell_h = max(framed_w, MIN_CELL), tile_h + 2 * BORDER + lines * LINE
     columns = min(columns, len(tiles))
     rows = -(-len(tiles) // columns)
-    canvas = Image.new('RGB', (2 * MARGIN + columns * cell_w + (columns - 1) * GAP,
-                               2 * MARGIN + rows * cell_h + (rows - 1) * GAP), WHITE)
-    draw, font = ImageDraw.Draw(canvas), caption_font()
+    font = caption_font()
+    key_w = max([ImageDraw.Draw(Image.new('RGB', (1, 1))).textlength(k, font=font) for k in key], default=0)
+    grid_h = 2 * MARGIN + rows * cell_h + (rows - 1) * GAP
+    canvas = Image.new('RGB', (max(2 * MARGIN + columns * cell_w + (columns - 1) * GAP, 2 * MARGIN + int(key_w) + 1),
+                               grid_h + len(key) * LINE), WHITE)
+    draw = ImageDraw.Draw(canvas)
+    for k, text in enumerate(key):
+        draw.text((MARGIN, grid_h - MARGIN + k * LINE), text, fill=BLACK, font=font)
     for i, (tile, caption, border) in enumerate(zip(tiles, captions, borders)):
         x = MARGIN + (i % columns) * (cell_w + GAP)
         y = MARGIN + (i // columns) * (cell_h + GAP)
@@ -116,8 +126,16 @@ def save_png(image, path):
     atomic_write(path, lambda f: image.save(f, format='PNG', optimize=True))
 
 
+def plot_format(path):
+    """The file format of a plot's --out, from its name: png, or the vector pdf and svg."""
+    kind = os.path.splitext(path)[1].lower().lstrip('.')
+    if kind not in PLOT_FORMATS:
+        raise ReIDError(f'--out {path}: expected a .png, .pdf or .svg file name (PDF and SVG are vector figures)')
+    return kind
+
+
 def save_figure(fig, path, dpi):
-    atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=dpi))
+    atomic_write(path, lambda f: fig.savefig(f, format=plot_format(path), dpi=dpi))
 
 
 # ----------------------------------------------------------------------------- middle
@@ -208,17 +226,36 @@ def folder_and_name(path):
     return [os.path.basename(os.path.dirname(os.path.abspath(path))), os.path.basename(path)]
 
 
-def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root):
+def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root, score):
     """The query, then its top-k gallery images: green border for the query's identity, red
     otherwise; similarity, camera and identity under each."""
     g_rows = feats.side(trial, 'gallery')
     top = ranked[:topk]
     rows = [query_row] + [g_rows[j] for j in top]
     tiles = [load_tile(feats.image_path(r, data_root), size) for r in rows]
-    captions = [['query', *image_text(feats, query_row)]] + [[f'{sims[j]:.3f}', *image_text(feats, g_rows[j])]
-                                                             for j in top]
+    shown = score_labels(sims[top])
+    captions = [['query', *image_text(feats, query_row)]] + [[f'#{k} {text}', *image_text(feats, g_rows[j])]
+                                                             for k, (j, text) in enumerate(zip(top, shown), start=1)]
     borders = [BLUE] + [GREEN if feats.identity[g_rows[j]] == feats.identity[query_row] else RED for j in top]
-    return draw_grid(tiles, captions, borders, len(tiles))
+    key = [score_key(score), 'border: blue query, green its identity,', 'red another identity']
+    return draw_grid(tiles, captions, borders, len(tiles), key)
+
+
+def score_labels(values):
+    """The similarities as text, with the fewest decimals (2 to 6) that tell neighbours apart."""
+    values = np.asarray(values, dtype=np.float64)
+    for digits in range(2, 7):
+        texts = [f'{v:.{digits}f}' for v in values]
+        if all(a != b or x == y for a, b, x, y in zip(texts, texts[1:], values, values[1:])):
+            return texts
+    return texts
+
+
+def score_key(score):
+    """What the numbers under a tile are: '#rank  ALL = sum of 8 cosines, max 8'."""
+    terms = SCORE_TERMS[score]
+    what = 'a cosine, max 1' if terms == 1 else f'sum of {terms} cosines, max {terms}'
+    return f'#rank  {score} = {what}'
 
 
 def cmd_ranking(args):
@@ -230,7 +267,7 @@ def cmd_ranking(args):
     size = tile_size(args.height, feats.meta['img_h'], feats.meta['img_w'])
     q_rows = feats.side(trial, 'query')
     grids = [(f'trial{trial}_query{p:05d}.png', ranking_grid(feats, trial, q_rows[p], ranked, sims[i], args.topk,
-                                                             size, args.data_path))
+                                                             size, args.data_path, args.score))
              for i, (p, ranked) in enumerate(zip(positions, lists))]
     # Everything is drawn before anything is written, so an unreadable image leaves nothing behind.
     if args.out.lower().endswith('.png'):
@@ -302,16 +339,18 @@ def tsne_figure(xy, identity, group, word, title):
                    edgecolors='black', linewidths=0.3)
         handles.append(lines.Line2D([], [], marker=marker, linestyle='', color='0.5', markeredgecolor='black',
                                     markeredgewidth=0.3, label=name.format(word)))
-    ax.legend(handles=handles, fontsize=8, loc='best')
+    # outside the axes, right of the points (constrained layout makes room for it)
+    ax.legend(handles=handles, fontsize=SMALL_FONT, loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=TITLE_FONT)
     return fig
 
 
 def cmd_tsne(args):
     optional('matplotlib.figure', 'tsne')
     optional('sklearn.manifold', 'tsne')
+    plot_format(args.out)
     feats = Features(args.features)
     trial = feats.trial(args.trial)
     xy, identity, group = tsne_points(feats, trial, args.ids, args.feature, args.seed)
@@ -344,27 +383,28 @@ def cross_modal_distances(feats, trial, kind):
 def distances_figure(distances, word, title, bins=50):
     figure = optional('matplotlib.figure', 'distances')
     fig = figure.Figure(figsize=(8, 3.2), layout='constrained')
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, 2, sharex=True)   # one x range, so the two panels compare at a glance
     names = {'ori': f'visible vs {word}: original', 'mid': f'visible vs {word}: middle modality'}
+    every = np.concatenate([v for pair in distances.values() for v in pair])
+    edges = np.linspace(every.min(), every.max() + 1e-9, bins + 1)
     for ax, (branch, (intra, inter)) in zip(axes, distances.items()):
-        both = np.concatenate([intra, inter])
-        edges = np.linspace(both.min(), both.max() + 1e-9, bins + 1)
         for values, label, colour in ((intra, 'intra-identity', 'tab:green'), (inter, 'inter-identity', 'tab:red')):
             if len(values):
                 ax.hist(values, bins=edges, density=True, alpha=0.5, color=colour,
                         label=f'{label} (mean {values.mean():.3f})')
                 ax.axvline(values.mean(), color=colour, linestyle='--', linewidth=1.2)
-        ax.set_title(names[branch], fontsize=9)
-        ax.set_xlabel('cosine distance', fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel('density', fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        ax.set_title(names[branch], fontsize=TITLE_FONT)
+        ax.set_xlabel('cosine distance', fontsize=FONT)
+        ax.tick_params(labelsize=SMALL_FONT)
+        ax.legend(fontsize=SMALL_FONT, loc='best')
+    axes[0].set_ylabel('density', fontsize=FONT)
+    fig.suptitle(title, fontsize=TITLE_FONT)
     return fig
 
 
 def cmd_distances(args):
     optional('matplotlib.figure', 'distances')
+    plot_format(args.out)
     feats = Features(args.features)
     trial = feats.trial(args.trial)
     distances = cross_modal_distances(feats, trial, args.feature)
@@ -392,29 +432,40 @@ def read_cmc(path, score):
                         '(run test.py again to get the curves)')
     if score not in report['cmc']['mean']:
         raise ReIDError(f'{path} has no score {score!r}; it has {", ".join(report["cmc"]["mean"])}')
-    return np.asarray(report['cmc']['mean'][score]), report['mean'][score]['rank1'], report['mean'][score]['mAP']
+    return (np.asarray(report['cmc']['mean'][score]), report['mean'][score]['rank1'], report['mean'][score]['mAP'],
+            results_protocol(report))
+
+
+def results_protocol(report):
+    """'SYSU-MM01 all-search, infrared -> visible' from a results file (older files: what they say)."""
+    name = DATASET_NAMES.get(report.get('dataset'), str(report.get('dataset', 'unknown dataset')))
+    if report.get('dataset') == 'sysu' and report.get('mode'):
+        name += f' {report["mode"]}-search'
+    return f'{name}, {report["direction"]}' if report.get('direction') else name
 
 
 def cmd_cmc(args):
     figure = optional('matplotlib.figure', 'cmc')
     check_score(args.score)
+    plot_format(args.out)
     labels = args.labels or [os.path.splitext(os.path.basename(p))[0] for p in args.results]
     if len(labels) != len(args.results):
         raise ReIDError(f'--labels gives {len(labels)} names for {len(args.results)} results files')
     runs = [read_cmc(path, args.score) for path in args.results]
     fig = figure.Figure(figsize=(5, 3.6), layout='constrained')
     ax = fig.subplots()
-    for label, (curve, rank1, mAP) in zip(labels, runs):
+    for label, (curve, rank1, mAP, _) in zip(labels, runs):
         ax.plot(np.arange(1, len(curve) + 1), 100 * curve, marker='o', markersize=3,
                 label=f'{label}: Rank-1 {100 * rank1:.1f}%, mAP {100 * mAP:.1f}%')
-    ax.set_xlabel('rank', fontsize=8)
-    ax.set_ylabel('matching rate (%)', fontsize=8)
+    ax.set_xlabel('rank', fontsize=FONT)
+    ax.set_ylabel('matching rate (%)', fontsize=FONT)
     ax.set_xticks([1, 5, 10, 15, 20])
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc='lower right')
-    ax.set_title(f'CMC, {args.score} score (mean over trials)', fontsize=9)
+    ax.tick_params(labelsize=SMALL_FONT)
+    ax.legend(fontsize=SMALL_FONT, loc='best')
+    protocols = '; '.join(dict.fromkeys(run[3] for run in runs))
+    ax.set_title(f'CMC, {args.score} score, {protocols} (mean over trials)', fontsize=TITLE_FONT)
     save_figure(fig, args.out, args.dpi)
     print(f'wrote {args.out}')
 
@@ -452,9 +503,10 @@ def cmd_rank(args):
         print(f'  {k:>3}  {sims[j]:9.4f}  {gallery[j]}')
     size = tile_size(args.height, args.img_h, args.img_w)
     tiles = [load_tile(path, size) for path in [args.query] + [gallery[j] for j in top]]
-    captions = [['query', *folder_and_name(args.query)]] + [[f'{sims[j]:.3f}', *folder_and_name(gallery[j])]
-                                                            for j in top]
-    save_png(draw_grid(tiles, captions, [None] * len(tiles), len(tiles)), args.out)
+    shown = score_labels(sims[top])
+    captions = [['query', *folder_and_name(args.query)]] + [[f'#{k} {text}', *folder_and_name(gallery[j])]
+                                                            for k, (j, text) in enumerate(zip(top, shown), start=1)]
+    save_png(draw_grid(tiles, captions, [None] * len(tiles), len(tiles), [score_key(args.score)]), args.out)
     print(f'wrote {args.out}')
 
 
@@ -482,7 +534,7 @@ def positive_int(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=' '.join(__doc__.split('\n\n')[0].split()))
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('middle', help='images beside their middle-modality images')
@@ -491,7 +543,7 @@ def parse_args(argv=None):
     p.add_argument('--modality', required=True, choices=tuple(MODALITIES),
                    help="the images' modality: the generator path they go through (thermal = infrared)")
     p.add_argument('--columns', default=4, type=positive_int, help='image pairs per row')
-    p.add_argument('--height', default=128, type=positive_int, help='tile height in pixels')
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
     p.add_argument('--out', required=True, help='PNG file to write')
     p.set_defaults(func=cmd_middle)
 
@@ -501,7 +553,7 @@ def parse_args(argv=None):
     which.add_argument('--queries', default=5, type=positive_int, help='number of queries, spread over the query list')
     which.add_argument('--query', default=None, help='one query image (path, or relative to the data root)')
     p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown per query')
-    p.add_argument('--height', default=128, type=positive_int, help='tile height in pixels')
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
     p.add_argument('--data-path', dest='data_path', default=None,
                    help="dataset root if it moved since test.py ran (default: the one in the file)")
     p.add_argument('--out', required=True,
@@ -513,23 +565,23 @@ def parse_args(argv=None):
     p.add_argument('--ids', default=10, type=positive_int, help='number of identities')
     p.add_argument('--feature', default='bn', choices=('bn', 'pool'), help='feature kind')
     p.add_argument('--seed', default=0, type=int, help='t-SNE random state')
-    p.add_argument('--dpi', default=100, type=positive_int, help='resolution (the figure is 5 x 4.4 inches)')
-    p.add_argument('--out', required=True, help='PNG file to write')
+    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 5 x 4.4 inches)')
+    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
     p.set_defaults(func=cmd_tsne)
 
     p = sub.add_parser('distances', help='intra/inter-identity cross-modality distance histograms')
     add_features_args(p)
     p.add_argument('--feature', default='bn', choices=('bn', 'pool'), help='feature kind')
-    p.add_argument('--dpi', default=100, type=positive_int, help='resolution (the figure is 8 x 3.2 inches)')
-    p.add_argument('--out', required=True, help='PNG file to write')
+    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 8 x 3.2 inches)')
+    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
     p.set_defaults(func=cmd_distances)
 
     p = sub.add_parser('cmc', help='CMC curves of one or more results files')
     p.add_argument('results', nargs='+', metavar='RESULTS.json', help='results files of test.py --results')
     p.add_argument('--score', default='ALL', help='score to plot: ' + ', '.join(evaluation.SCORES))
     p.add_argument('--labels', nargs='+', default=None, help='legend names (default: the file names)')
-    p.add_argument('--dpi', default=100, type=positive_int, help='resolution (the figure is 5 x 3.6 inches)')
-    p.add_argument('--out', required=True, help='PNG file to write')
+    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 5 x 3.6 inches)')
+    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
     p.set_defaults(func=cmd_cmc)
 
     p = sub.add_parser('rank', help='rank a folder of your own images against a query image')
@@ -542,7 +594,7 @@ def parse_args(argv=None):
     p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown')
     p.add_argument('--test-batch', dest='test_batch', default=64, type=positive_int, help='images per batch')
     p.add_argument('--workers', default=0, type=int, help='data loading processes')
-    p.add_argument('--height', default=128, type=positive_int, help='tile height in pixels')
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
     p.add_argument('--out', required=True, help='PNG file to write')
     p.set_defaults(func=cmd_rank)
     return parser.parse_args(argv)

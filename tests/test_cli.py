@@ -82,7 +82,8 @@ SPELLING_CASES = {
     '--num_pos': ('5', 5), '--lambda_1': ('0.5', 0.5), '--save_epoch': ('4', 4), '--log_path': ('L/', 'L/'),
     '--vis_log_path': ('V/', 'V/'), '--print-freq': ('9', 9), '--se-channels': ('5,0,3', (5, 0, 3)),
     '--channels-last': (None, True), '--sync-bn': (None, True), '--dist-backend': ('gloo', 'gloo'),
-    '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'),
+    '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'), '--warmup-epochs': ('3', 3),
+    '--lr-steps': ('5,8', (5, 8)),
 }
 
 
@@ -117,7 +118,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
     entries, _ = help_entries(parse, capsys)
     with_separator = {flag for flag in entries if re.search(r'\w[-_]\w', flag)}
     # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from flags.add_flag).
-    train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout'}
+    train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout', '--warmup-epochs', '--lr-steps'}
     test_only = {'--save-features'}
     assert with_separator == set(SPELLING_CASES) - (train_only if script == 'test' else test_only)
     for flag in with_separator:
@@ -194,13 +195,16 @@ def assert_nothing_written(tmp_path):
     assert not [p for p in ('models', 'log', 'vis') if (tmp_path / p).exists()]
 
 
-@pytest.mark.parametrize('case', ['missing root', 'default root', 'unprepared', 'resume', 'pretrained',
-                                  'regdb trial', 'count'])
+@pytest.mark.parametrize('case', ['missing root', 'one slip off', 'default root', 'unprepared', 'resume',
+                                  'pretrained', 'regdb trial', 'count'])
 def test_train_refuses_bad_input_before_writing_anything(tmp_path, monkeypatch, sysu_root, regdb_root, case):
     monkeypatch.chdir(tmp_path)   # where the default ./Datasets/... roots do not exist
     args, message = {
         'missing root': (['--data-path', str(tmp_path / 'nowhere')],
                          f'--data-path {tmp_path / "nowhere"} does not exist; expected the sysu dataset root'),
+        'one slip off': (['--data-path', sysu_root[:-1] + 'x'],   # its sibling, one character off, is named
+                         f'--data-path {sysu_root[:-1]}x does not exist (did you mean {sysu_root}?); expected the '
+                         'sysu dataset root'),
         'default root': (['--dataset', 'llcm'], 'no --data-path given, and the default llcm root ./Datasets/LLCM/ '
                                                 'does not exist: pass --data-path'),
         'unprepared': (['--data-path', sysu_root],

@@ -417,7 +417,8 @@ def test_batch_sampler_processes_take_disjoint_blocks_of_one_shared_draw():
         np.testing.assert_array_equal(np.concatenate(blocks), expected)    # together, the global step
     seeds = [s for sampler in ranks for batch in sampler for _, _, s in batch]
     assert len(set(seeds)) == len(seeds)
-    with pytest.raises(ReIDError, match=r'batch_size 2 x 5 processes is more than the 8 training identities'):
+    with pytest.raises(ReIDError, match=r'batch_size 2 x 5 processes is more than the 8 training identities; '
+                       r'a step holds distinct identities: run at most 4 processes or give --batch-size 1 or less'):
         dl.TrainBatchSampler(labels, labels, 2, 2, rank=0, world_size=5, shared_seed=True)
 
 
@@ -447,7 +448,8 @@ def test_persistent_workers_get_each_epochs_draw():
 
 
 @pytest.mark.parametrize('color, thermal, num_pos, batch_size, message', [
-    (COLOR, THERMAL, 2, 7, 'batch_size 7 is more than the 6 training identities'),
+    (COLOR, THERMAL, 2, 7, 'batch_size 7 is more than the 6 training identities; a step holds distinct '
+                           'identities: give --batch-size 6 or less'),
     (COLOR, THERMAL[THERMAL != 2], 2, 3, r'identities \[2\] have images in one modality only'),
     (COLOR, THERMAL, 0, 3, r'num_pos \(0\) and batch_size \(3\) must be at least 1'),
 ])
@@ -767,3 +769,14 @@ def test_synthetic_cli(tmp_path):
     paths, ids, cams = dm.process_query_llcm(out, mode=2)
     assert len(paths) == 2 * 8 and set(ids.tolist()) == {3, 4}
     assert Image.open(paths[0]).size == (8, 16)
+
+
+def test_synthetic_does_not_import_torch():
+    # Writing a few images needs numpy and Pillow only: importing synthetic (as its CLI does) must not
+    # pull in torch (hundreds of MB of memory, seconds of start-up).
+    code = 'import sys, synthetic; print("torch" in sys.modules, "data_loader" in sys.modules)'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['False', 'False']
+    # The grey weights live where both the loader and the generator read them.
+    assert dl.LUMINANCE is dm.LUMINANCE == (0.2989, 0.5870, 0.1140)

@@ -6,10 +6,14 @@ they announce themselves when they start (see conftest.py).
 """
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
 import pytest
+
+import demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORES = {'rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'}
@@ -67,3 +71,32 @@ def test_quick_demo_runs_every_step_and_replaces_its_own_data(tmp_path):
         results = json.load(f)
     assert set(results) == {'untrained', 'trained'} and set(results['trained']['ALL']) == SCORES
     assert 'ALL scores, test identities never seen in training' in result.stdout
+    assert re.search(r'^demo: epoch 0 took \d+s; about \d+ min left$', result.stdout, re.MULTILINE)
+    # Every command is printed as it can be pasted into a shell: the interpreter first, then the script.
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith('$ ')]
+    assert [shlex.split(c)[1].rsplit(os.sep, 1)[-1] for c in commands] == ['process_sysu.py', 'test.py', 'train.py',
+                                                                           'test.py']
+    assert all(shlex.split(c)[0] == sys.executable for c in commands)
+    # Pasted into a shell elsewhere, the last one (test the trained model) runs and writes the same scores.
+    with open(tmp_path / 'results_trained.json') as f:
+        demo_scores = json.load(f)['mean']
+    (tmp_path / 'elsewhere').mkdir()
+    pasted = subprocess.run(commands[-1], shell=True, cwd=tmp_path / 'elsewhere', capture_output=True, text=True,
+                            timeout=600)
+    assert pasted.returncode == 0, pasted.stderr[-3000:]
+    with open(tmp_path / 'results_trained.json') as f:
+        assert json.load(f)['mean'] == demo_scores
+
+
+def test_demo_estimates_the_time_left_and_suggests_quick_when_long(capsys):
+    estimate = demo.TimeLeft(epochs=10, test_seconds=30, quick=False)
+    estimate('Epoch: [0][25/25] time 95.1s\n')          # not the end of an epoch: nothing
+    assert capsys.readouterr().out == ''
+    estimate('epoch 0 done in 120.0s\n')                # 9 x (120 + 3) + 30 seconds
+    out = capsys.readouterr().out
+    assert out.startswith('demo: epoch 0 took 120s; about 19 min left (this machine is slower or busier than ')
+    assert '`python3 demo.py --quick` runs every step in about a minute' in out
+    estimate('epoch 0 done in 120.0s\n')                # said once
+    assert capsys.readouterr().out == ''
+    demo.TimeLeft(epochs=10, test_seconds=30, quick=False)('epoch 0 done in 30.0s\n')
+    assert capsys.readouterr().out == 'demo: epoch 0 took 30s; about 5 min left\n'

@@ -1,4 +1,5 @@
 """train.py and test.py end to end on synthetic data in the real layouts (tiny images, CPU)."""
+import argparse
 import json
 import os
 import re
@@ -15,9 +16,10 @@ import process_sysu
 import test as test_script
 import train as train_script
 import training
-from checkpoint import read_checkpoint, save_checkpoint
+from checkpoint import describe_training, read_checkpoint, save_checkpoint, trained_on
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from device import autocast_dtype
+from flags import parse_epochs
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
 from synthetic import make_llcm, make_regdb, make_sysu
@@ -92,7 +94,11 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     models = run_train(tmp_path, 'sysu', sysu_prepared, '--epochs', '2', '--save_epoch', '1')
     out = capsys.readouterr().out
     assert 'running on the CPU (--gpu cpu)' in out
-    assert 'Epoch: [1][' in out and 'Validation after epoch 1' in out
+    # two epochs end inside the release's 10-epoch warm-up: said, with the rates actually used
+    assert ("warning: --epochs 2 ends inside the 10-epoch warm-up (lr x (epoch + 1) / 10, the release's): the head "
+            'trains at 0.001, 0.002 (the rest at 0.1x) and never reaches --lr 0.01') in out
+    assert 'Epoch: [1][' in out
+    assert 'Validation after epoch 1: SYSU-MM01 all-search, infrared -> visible, 6 queries x 11 gallery (trial 0)\n' in out
     # every progress line shows how long the step waited for data next to the compute time
     steps = [line for line in out.splitlines() if line.startswith('Epoch: [')]
     assert steps and all(re.search(r'\(data wait \d+\.\ds, compute \d+\.\ds\)', line) for line in steps)
@@ -125,7 +131,16 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
 
     report = run_test(tmp_path, 'sysu', sysu_prepared, models / f'{name}_best.t', '--trials', '0,1')
     check_results(report, 'sysu', [0, 1])
-    assert report['mode'] == 'all'
+    assert report['mode'] == 'all' and report['direction'] == 'infrared -> visible'
+    out = capsys.readouterr().out
+    # the tables say the direction and sizes (3 test identities: 6 infrared queries, 11 visible gallery images)
+    for title in ('SYSU-MM01 all-search, infrared -> visible, 6 queries x 11 gallery (trial 0)',
+                  'SYSU-MM01 all-search, infrared -> visible, 6 queries x 11 gallery (trial 1)',
+                  'Mean over 2 trials: SYSU-MM01 all-search, infrared -> visible, 6 queries x 11 gallery, protocol release'):
+        assert f'\n{title}\n  score' in out, title
+    assert ("rows (the release's names): VIS-IR FC = infrared query original vs visible gallery original (bn "
+            'features), VIS-MR FC = query original vs gallery middle') in out
+    assert f'{models / name}_best.t was trained on: dataset SYSU-MM01, 32x16 images, epoch 1\n' in out
     # the two gallery draws differ, so the scores of at least one score name differ
     assert report['per_trial'][0] != report['per_trial'][1]
 
@@ -201,21 +216,80 @@ def test_feature_spread():
 
 
 @pytest.mark.parametrize('tvsearch', [None, 'True', 'False'])
-def test_regdb_test_with_per_trial_checkpoints(tmp_path, regdb_small, regdb_trained, tvsearch):
+def test_regdb_test_with_per_trial_checkpoints(tmp_path, regdb_small, regdb_trained, tvsearch, capsys):
     assert os.path.exists(regdb_trained / 'regdb_p2_n2_lr_0.01_seed_0_trial_2_last.t')
     flag = ['--tvsearch'] if tvsearch is None else ['--tvsearch', tvsearch]
     report = run_test(tmp_path, 'regdb', regdb_small,
                       regdb_trained / 'regdb_p2_n2_lr_0.01_seed_0_trial_{trial}_last.t', '--trials', '2', *flag)
     check_results(report, 'regdb', [2])
     assert report['tvsearch'] is (tvsearch != 'False')
+    query, gallery = ('thermal', 'visible') if tvsearch != 'False' else ('visible', 'thermal')
+    assert 'mode' not in report and report['direction'] == f'{query} -> {gallery}'
+    out = capsys.readouterr().out
+    assert f'\nRegDB {query} -> {gallery}, 8 queries x 8 gallery (split 2)\n' in out
+    assert f'\nMean over 1 trial: RegDB {query} -> {gallery}, 8 queries x 8 gallery, protocol release\n' in out
+    # the rows keep the release's names; the line above the tables says what they compare here
+    assert f'VIS-IR FC = {query} query original vs {gallery} gallery original' in out
+    assert 'WARNING' not in out and 'warning' not in out    # each split's own model, at its own size
 
 
 @pytest.mark.parametrize('direction', [['--tvsearch', 'False'], ['--tvsearch', 'True'],
                                        ['--protocol', 'standard']])
-def test_llcm_test_both_directions(tmp_path, llcm_small, llcm_trained, direction):
+def test_llcm_test_both_directions(tmp_path, llcm_small, llcm_trained, direction, capsys):
     report = run_test(tmp_path, 'llcm', llcm_small, llcm_trained / 'llcm_p2_n2_lr_0.01_seed_0_last.t',
                       '--trials', '0,1', *direction)
-    check_results(report, 'llcm', [0, 1], 'standard' if 'standard' in direction else 'release')
+    protocol = 'standard' if 'standard' in direction else 'release'
+    check_results(report, 'llcm', [0, 1], protocol)
+    # 3 test identities x 1 image per camera: 27 visible (9 cameras) and 24 infrared images (8 cameras)
+    release = ('LLCM release "VIS to IR" (infrared -> visible: infrared queries, visible gallery, pool-term quirk; '
+               '--protocol standard for visible -> infrared)')
+    name, sizes, way = {'False': (release, '24 queries x 27 gallery', 'infrared -> visible'),
+                        'True': ('LLCM infrared -> visible', '24 queries x 27 gallery', 'infrared -> visible'),
+                        'standard': ('LLCM visible -> infrared', '27 queries x 24 gallery', 'visible -> infrared')
+                        }[direction[1]]
+    out = capsys.readouterr().out
+    assert f'\n{name}, {sizes} (trial 1)\n' in out
+    assert f'\nMean over 2 trials: {name}, {sizes}, protocol {protocol}\n' in out
+    assert 'mode' not in report and report['direction'] == way
+    assert ("ALL = ALL FC + 4 x pool original vs original, the release's LLCM quirk" in out) is (direction[1] == 'False')
+
+
+def test_test_checks_what_the_checkpoint_was_trained_on(tmp_path, regdb_small, regdb_trained, llcm_trained, capsys,
+                                                        monkeypatch):
+    sizes = []   # the image size of every embedding test.py asks for
+    real_embed = test_script.embed
+    monkeypatch.setattr(test_script, 'embed', lambda *a, **kw: sizes.append((kw['img_h'], kw['img_w'])) or
+                        real_embed(*a, **kw))
+    split2 = regdb_trained / 'regdb_p2_n2_lr_0.01_seed_0_trial_2_last.t'
+    run = lambda resume, *extra: test_script.main(['--dataset', 'regdb', '--data-path', regdb_small, '--resume',
+                                                   str(resume), '--workers', '0', '--gpu', '', *extra])
+    # No --img_h/--img_w: the checkpoint's own size (it was trained at 32x16), said so. Another RegDB
+    # split than the one it was trained on, even alone: a loud warning.
+    run(split2, '--trial', '1')
+    out = capsys.readouterr().out
+    assert sizes == [(32, 16)]
+    assert f'{split2} was trained on: dataset RegDB split 2, 32x16 images, epoch 0\n' in out
+    assert "testing at 32x16: the checkpoint's own size; --img_h/--img_w choose another" in out
+    assert ('!' * 100 + f'\nWARNING: {split2} was trained on RegDB split 2 and is tested on split(s) 1.') in out
+    assert "about half of another split's test identities were in this model's training" in out
+    # Its own split at another size: no split warning, a size warning.
+    run(split2, '--trial', '2', '--img_h', '48', '--img_w', '24')
+    out = capsys.readouterr().out
+    assert sizes[-1] == (48, 24) and 'WARNING' not in out
+    assert f'warning: testing at 48x24 but {split2} was trained at 32x16' in out
+    # Another dataset's checkpoint: a one-line note, and no split warning.
+    llcm = llcm_trained / 'llcm_p2_n2_lr_0.01_seed_0_last.t'
+    run(llcm, '--trial', '1')
+    out = capsys.readouterr().out
+    assert f'note: {llcm} was trained on LLCM; this is a cross-dataset test on RegDB\n' in out and 'WARNING' not in out
+
+
+def test_release_checkpoints_say_they_store_no_training_arguments():
+    info = trained_on({'net': {}, 'epoch': 37})
+    assert info == {'dataset': None, 'trial': None, 'img_h': None, 'img_w': None, 'epoch': 37}
+    assert describe_training(info) == ('dataset unknown, image size unknown, epoch 37 (the checkpoint stores no '
+                                       "training arguments, as the release's do not)")
+    assert test_script.RELEASE_SIZE == (384, 192)
 
 
 def test_llcm_release_roles_and_pool_quirk(llcm_root):
@@ -280,6 +354,13 @@ def test_periodic_checkpoints_follow_the_release_rule():
 def test_learning_rate_schedule():
     lr = [training.lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
     assert lr == pytest.approx([0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    assert training.lr_at(60, 1.0) == 0.01 and training.lr_at(90, 1.0) == 0.001   # the release's very factors
+    # --warmup-epochs 2 --lr-steps 8: the demo's ten epochs
+    assert [training.lr_at(e, 0.02, 2, (8,)) for e in range(10)] == pytest.approx([0.01] + [0.02] * 7 + [0.002] * 2)
+    assert training.lr_at(5, 0.1, 10, ()) == pytest.approx(0.06) and training.lr_at(500, 0.1, 1, ()) == 0.1
+    with pytest.raises(argparse.ArgumentTypeError, match="expected increasing epoch numbers such as 20,60,90, got '8,5'"):
+        parse_epochs('8,5')
+    assert parse_epochs('') == () and parse_epochs('3, 7') == (3, 7)
 
 
 def test_trials_flag_is_checked():

@@ -34,8 +34,10 @@ CELL_W = max(FRAMED, visualize.MIN_CELL)
 INSET = (CELL_W - FRAMED) // 2
 
 
-def grid_size(cells, lines, rows=1):
-    return 2 * M + cells * CELL_W + (cells - 1) * G, 2 * M + rows * (TILE_H + 2 * B + lines * LINE) + (rows - 1) * G
+def grid_size(cells, lines, rows=1, key=0):
+    """Cells of `lines` caption lines, and `key` lines of explanation under the grid."""
+    return (2 * M + cells * CELL_W + (cells - 1) * G,
+            2 * M + rows * (TILE_H + 2 * B + lines * LINE) + (rows - 1) * G + key * LINE)
 
 
 def metric(dataset, distmat, q_ids, g_ids, q_cams, g_cams):
@@ -168,7 +170,9 @@ def test_regdb_per_split_models_keep_their_own_rows(runs):
 
 def test_results_file_holds_each_scores_cmc_curve(runs):
     for dataset, (report, _, _, _) in runs.items():
-        assert set(report) == {'dataset', 'mode', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc'}
+        # "mode" only for SYSU-MM01 (its gallery cameras); every file says its direction
+        assert set(report) == {'dataset', 'direction', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc',
+                               *(['mode'] if dataset == 'sysu' else [])}
         assert all(set(report['mean'][s]) == SCORE_KEYS for s in evaluation.SCORES)
         assert [t['trial'] for t in report['cmc']['per_trial']] == report['trials']
         for name in evaluation.SCORES:
@@ -250,7 +254,7 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
         expected = own_ranking(feats, 'sysu', 1, p, sims)
         image = Image.open(out / name).convert('RGB')
         n = 1 + len(expected)   # topk covers the whole gallery: cam3 queries have fewer tiles
-        assert image.size == grid_size(n, 3)   # captions: similarity, camera, identity
+        assert image.size == grid_size(n, 3, key=3)   # captions: rank and similarity, camera, identity; key
         assert border_colour(image, 0) == visualize.BLUE
         g_rows = feats.side(1, 'gallery')
         for k, j in enumerate(expected, start=1):
@@ -271,7 +275,7 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
     visualize.main(['ranking', '--features', str(path), '--query', str(one), '--topk', '3', '--height', '32',
                     '--out', str(tmp_path / 'one')])
     image = Image.open(tmp_path / 'one' / 'trial0_query00004.png')
-    assert image.size == grid_size(4, 3)
+    assert image.size == grid_size(4, 3, key=3)
     with pytest.raises(ReIDError, match='is not among the .* queries of trial 0'):
         visualize.main(['ranking', '--features', str(path), '--query', 'cam1/0003/0001.jpg', '--out', str(tmp_path)])
     with pytest.raises(ReIDError, match='trial 5 is not in'):
@@ -390,7 +394,7 @@ def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     assert [p[2] for p in printed] == [paths[j] for j in top]
     np.testing.assert_allclose(sims, expected[top], atol=1e-4)
     image = Image.open(out).convert('RGB')
-    assert image.size == grid_size(4, 3)   # captions: similarity, folder, file name
+    assert image.size == grid_size(4, 3, key=1)   # captions: rank and similarity, folder, file name; the score
     assert all(border_colour(image, k) == visualize.WHITE for k in range(4))   # no identities
 
     empty = tmp_path / 'empty'
@@ -421,6 +425,50 @@ def test_files_of_another_kind_are_refused(tmp_path):
         with pytest.raises(ReIDError, match=message):
             visualize.main(['distances', '--features', str(path), '--out', str(tmp_path / 'x.png')])
     assert not (tmp_path / 'x.png').exists()
+
+
+def test_grid_labels_say_what_the_scores_are():
+    # enough decimals to tell neighbours apart (ALL sums eight cosines: close scores near 8)
+    assert visualize.score_labels([7.99412, 7.99361, 7.5]) == ['7.9941', '7.9936', '7.5000']
+    assert visualize.score_labels([0.91, 0.5, 0.5]) == ['0.91', '0.50', '0.50']    # ties stay ties
+    assert visualize.score_key('ALL') == '#rank  ALL = sum of 8 cosines, max 8'
+    assert visualize.score_key('VIS-IR FC') == '#rank  VIS-IR FC = a cosine, max 1'
+    assert visualize.score_key('ALL FC') == '#rank  ALL FC = sum of 4 cosines, max 4'
+
+
+def test_plots_for_a_paper(tmp_path):
+    rng = np.random.default_rng(0)
+    # distance panels share one x range, whatever each branch's own range
+    fig = visualize.distances_figure({'ori': (rng.uniform(0, 0.3, 20), rng.uniform(0.2, 0.6, 50)),
+                                      'mid': (rng.uniform(0.5, 0.8, 20), rng.uniform(0.7, 1.4, 50))}, 'infrared', 't')
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo <= 0.05 and hi >= 1.35
+    # the t-SNE legend lies outside the axes, so it covers no point
+    identity, group = np.repeat(np.arange(4), 8), np.tile(np.arange(4), 8)
+    fig = visualize.tsne_figure(rng.normal(size=(32, 2)), identity, group, 'infrared', 't-SNE')
+    fig.canvas.draw()
+    legend, axes = fig.axes[0].get_legend().get_window_extent(), fig.axes[0].get_window_extent()
+    assert legend.x0 >= axes.x1
+    # vector figures: the format follows --out's name; another name is refused before any work
+    for name, start in (('d.pdf', b'%PDF'), ('d.svg', b'<?xml')):
+        visualize.save_figure(fig, str(tmp_path / name), 100)
+        assert (tmp_path / name).read_bytes().startswith(start)
+    assert b'<svg' in (tmp_path / 'd.svg').read_bytes()[:500]
+    with pytest.raises(ReIDError, match=r'--out .*d\.jpg: expected a \.png, \.pdf or \.svg file name'):
+        visualize.main(['distances', '--features', str(tmp_path / 'none.npz'), '--out', str(tmp_path / 'd.jpg')])
+    assert not (tmp_path / 'd.jpg').exists()
+    # CMC titles name the dataset, mode and direction from the results files
+    assert visualize.results_protocol({'dataset': 'sysu', 'mode': 'indoor', 'direction': 'infrared -> visible'}) == \
+        'SYSU-MM01 indoor-search, infrared -> visible'
+    assert visualize.results_protocol({'dataset': 'regdb', 'direction': 'thermal -> visible'}) == 'RegDB, thermal -> visible'
+
+
+def test_help_describes_every_figure(capsys):
+    with pytest.raises(SystemExit):
+        visualize.main(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert 'distance histograms, CMC curves, and ranking one\'s own images.' in text
 
 
 @pytest.mark.parametrize('blocked, command', [('sklearn', 'tsne'), ('matplotlib', 'cmc')])

@@ -1,0 +1,42 @@
+"""bench.py: what it runs by default on a CPU without native bfloat16, and its table."""
+import json
+
+import torch
+
+import bench
+
+
+def test_bench_skips_the_emulated_bfloat16_variant(tmp_path, monkeypatch, capsys):
+    # A CPU without native bfloat16 (AVX2 only): the bfloat16 variant would be emulated, many times
+    # slower, and --amp does not use it there, so it is listed as skipped instead of measured.
+    monkeypatch.setattr(bench, 'cpu_has_native_bf16', lambda: False)
+    out_file = tmp_path / 'bench.json'
+    tiny = ['--parts', 'train', '--steps', '2', '--repeats', '1', '--img_h', '32', '--img_w', '16',
+            '--workers', '0', '--gpu', '', '--json', str(out_file)]
+    report = bench.main(tiny)
+    out = capsys.readouterr().out
+    assert set(report['train']) == {'fp32 contiguous', 'fp32 channels_last'}
+    assert report['skipped_variants'] == ['CPU bfloat16 channels_last (emulated)']
+    assert json.loads(out_file.read_text())['skipped_variants'] == report['skipped_variants']
+    assert ('skipped: CPU bfloat16 channels_last (emulated) (this CPU has no native bfloat16: emulated, many times '
+            'slower, and --amp does not use it here; --all-variants runs it)') in out
+    # a progress line per variant, and the table's columns fit the names
+    assert '  training: fp32 contiguous (round 1 of 1) ...' in out
+    assert '  training: fp32 channels_last (round 1 of 1) ...' in out
+    rows = [line for line in out.splitlines() if line.startswith('  fp32 ')]
+    header = next(line for line in out.splitlines() if 'data wait s' in line)
+    assert len(rows) == 2 and {len(line) for line in rows} == {len(header)}        # aligned cells
+    assert all(line[len('  fp32 channels_last')] == ' ' for line in rows)            # the name fits
+    assert report['train']['fp32 contiguous']['ratio'] == 1.0
+
+
+def test_bench_variants_with_all_variants(monkeypatch):
+    cpu = torch.device('cpu')
+    monkeypatch.setattr(bench, 'cpu_has_native_bf16', lambda: False)
+    chosen, skipped = bench.variants(cpu, all_variants=True)
+    assert [name for name, _, _ in chosen][-1] == 'CPU bfloat16 channels_last (emulated)' and skipped == []
+    assert chosen[-1][2] == torch.bfloat16
+    monkeypatch.setattr(bench, 'cpu_has_native_bf16', lambda: True)
+    chosen, skipped = bench.variants(cpu)
+    assert [name for name, _, _ in chosen] == ['fp32 contiguous', 'fp32 channels_last',
+                                               'CPU bfloat16 channels_last (--amp)'] and skipped == []
