@@ -14,6 +14,7 @@ from checkpoint import resolve_checkpoint
 from device import autocast_dtype, select_device
 from evaluation import (DEFAULT_TRIALS, cmc_report, embed, format_table, load_model, mean_scores, score_trials,
                         summarise_trials)
+from exporting import exported_pair
 from features import save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from utils import ReIDError, atomic_write, run_main
@@ -33,9 +34,14 @@ def parse_args(argv=None):
     add_flag(group, '--save-features', default=None, metavar='FILE.npz',
              help="write every test image's path, identity, camera, modality and four feature vectors, and "
                   "each trial's query and gallery, here (see features.py; visualize.py reads it)")
+    add_flag(group, '--onnx', nargs=2, default=None, metavar=('VISIBLE', 'THERMAL'),
+             help="evaluate export.py's files of the visible and the thermal branch (ONNX, or TorchScript) "
+                  'instead of a checkpoint')
     args = parser.parse_args(argv)
-    if not args.resume:
-        parser.error('--resume is required: the checkpoint to evaluate')
+    if not args.resume and not args.onnx:
+        parser.error('--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL)')
+    if args.resume and args.onnx:
+        parser.error('give --resume (a checkpoint) or --onnx (exported files), not both')
     return args
 
 
@@ -93,7 +99,11 @@ def main(argv=None):
     check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
     trials = select_trials(args)
     data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
-    checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
+    if args.onnx:   # the exported files stand in for the checkpoint, through the same protocol code
+        exported = exported_pair(args.onnx, args.img_h, args.img_w)
+        checkpoints = {trial: ' + '.join(args.onnx) for trial in trials}
+    else:
+        checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     device = select_device(args.gpu)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, img_h=args.img_h,
                    img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
@@ -103,7 +113,7 @@ def main(argv=None):
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
-    if args.dataset == 'regdb' and '{trial}' in args.resume:
+    if args.dataset == 'regdb' and '{trial}' in (args.resume or ''):
         for trial in trials:  # one model per RegDB split
             net = load_model(checkpoints[trial], **model)
             problems, bank = embed(net, args.dataset, data_path, [trial], device, **options)
@@ -115,7 +125,7 @@ def main(argv=None):
         if args.dataset == 'regdb' and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
-        net = load_model(checkpoints[trials[0]], **model)
+        net = exported if args.onnx else load_model(checkpoints[trials[0]], **model)
         problems, bank = embed(net, args.dataset, data_path, trials, device, **options)
         results = score_trials(problems, bank)
         runs = [(checkpoints[trials[0]], problems, bank)]
