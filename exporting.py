@@ -84,6 +84,7 @@ def quiet_tracing():
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit')
         warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export')
+        warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'torch\.onnx')
         yield
 
 
