@@ -185,6 +185,17 @@ def test_release_checkpoint_exports_with_se_channels(tmp_path, checkpoint):
     np.testing.assert_allclose(file.run(x)[0], want, rtol=0, atol=1e-4)
 
 
+def test_working_se_checkpoint_exports_its_per_sample_channel_choice(tmp_path):
+    torch.manual_seed(1)
+    net = embed_net(6, working_se=True)   # train.py --se working: topk per sample, inside the graph
+    save_checkpoint({'net': net.state_dict(), 'epoch': 0}, tmp_path / 'working.t')
+    out = run_export('--resume', str(tmp_path / 'working.t'), '--modality', 'visible', '--out',
+                     str(tmp_path / 'w.onnx'), *SIZE)
+    diff = re.search(r'check visible: max \|embedding difference\| (\S+), max \|features difference\| (\S+)', out)
+    assert diff and max(map(float, diff.groups())) <= 1e-4, out
+    assert Exported(tmp_path / 'w.onnx').metadata['working_se'] is True
+
+
 def test_an_export_that_differs_fails_and_writes_nothing(tmp_path, checkpoint, monkeypatch):
     # Stand-ins for the export and its runtime (the real ones are tested above): a file that differs.
     monkeypatch.setattr(export_script, 'export', lambda embedder, fmt, path, *args: open(path, 'w').write('x'))
