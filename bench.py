@@ -9,7 +9,9 @@
   what `--amp` uses; on the CPU bfloat16 autocast, which `--amp` uses only where the CPU has native
   bfloat16 instructions).
 - Embedding: evaluation.py's FeatureBank (what test.py embeds with) on JPEG files of twice the test
-  size (decode, LANCZOS resize, network), images per second, for the same variants.
+  size (decode, LANCZOS resize, network), images per second, for the same variants, and for the same
+  weights exported by export.py and run by onnxruntime on the CPU (when requirements-export.txt is
+  installed).
 - Input pipeline: training items per second (four views each), in one process and with
   `--workers`, for our views and for torchvision's PIL transforms (the release's), at
   `--pipeline-size`.
@@ -20,6 +22,7 @@ Variants run in turn, `--repeats` times, and the best time of each is kept, so t
 a shared machine inflates all of them alike. Prints a table; `--json FILE` writes the figures.
 """
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -37,6 +40,7 @@ import data_loader as dl
 from device import cpu_has_native_bf16, memory_format, select_device
 from eval_metrics import eval_llcm, eval_sysu
 from evaluation import FeatureBank
+from exporting import Embedder, Exported, ExportedNet, export, runtime_available
 from flags import add_common_args, add_flag, make_parser
 from loss import OriTripletLoss, TcaLoss
 from model import Modal, embed_net
@@ -174,12 +178,14 @@ def bench_embedding(args, device, folder):
     table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
     torch.manual_seed(0)
     weights = embed_net(395).state_dict()
+    exported = exported_net(weights, args, folder)
 
     def measure(name):
-        channels_last, amp = table[name]
-        net = embed_net(395)
-        net.load_state_dict(weights)
-        net = net.to(device, memory_format=memory_format(channels_last))
+        channels_last, amp = table.get(name, (False, None))
+        net = exported.get(name) or embed_net(395)
+        if name not in exported:
+            net.load_state_dict(weights)
+            net = net.to(device, memory_format=memory_format(channels_last))
         with contextlib.redirect_stdout(io.StringIO()):
             bank = lambda: FeatureBank(net, device, args.img_h, args.img_w, args.test_batch, args.workers,
                                        channels_last, amp)
@@ -190,10 +196,24 @@ def bench_embedding(args, device, folder):
             seconds = time.perf_counter() - start
         return seconds, {'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, list(table), measure, 'embedding')
+    best = best_of(args.repeats, [*table, *exported], measure, 'embedding')
     base = best['fp32 contiguous'][0]
     return {name: {'images_per_s': len(paths) / s, 'seconds': s, **extra, 'ratio': s / base}
             for name, (s, extra) in best.items()}
+
+
+def exported_net(weights, args, folder):
+    """{row name: network} for the exported row: the visible branch of `weights` as export.py writes
+    it (ONNX), run by onnxruntime on the CPU; empty, with a note, without requirements-export.txt."""
+    if not (runtime_available('onnx') and importlib.util.find_spec('onnx')):
+        print('note: no exported row: onnx and onnxruntime are not installed (pip install -r requirements-export.txt)')
+        return {}
+    net = embed_net(395)
+    net.load_state_dict(weights)
+    net.SEnet.set_channels()
+    path = os.path.join(folder, 'visible.onnx')
+    export(Embedder(net, Modal.VISIBLE), 'onnx', path, args.img_h, args.img_w, {'modality': 'visible'})
+    return {'exported ONNX, onnxruntime fp32 (CPU)': ExportedNet(Exported(path), None)}
 
 
 def torchvision_views(img_h, img_w):

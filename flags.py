@@ -105,9 +105,9 @@ def add_common_args(parser, training=False):
                  help='checkpoint to continue from: a path, or a file name under --model_path; '
                       '<run>_last.t continues exactly (default: start afresh)')
     else:
-        add_flag(model, '--resume', required=True, metavar='FILE',
-                 help="checkpoint to evaluate: a path, or a file name under --model_path; for RegDB "
-                      "'{trial}' in it is replaced by each split's number (1..10)")
+        add_flag(model, '--resume', default=None, metavar='FILE',
+                 help="checkpoint to evaluate (required unless --onnx): a path, or a file name under --model_path; "
+                      "for RegDB '{trial}' in it is replaced by each split's number (1..10)")
     add_flag(model, '--model_path', default='save_model/', metavar='DIR',
              help='folder of checkpoints' + (' (written by train.py)' if training else ''))
     add_flag(model, '--gpu', default='0',

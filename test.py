@@ -14,6 +14,7 @@ from checkpoint import describe_training, resolve_checkpoint
 from device import autocast_dtype, select_device
 from evaluation import (DEFAULT_TRIALS, cmc_report, direction, embed, format_table, load_model, mean_scores,
                         mean_title, rows_note, score_trials, summarise_trials, trial_title)
+from exporting import exported_pair
 from features import save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from utils import ReIDError, atomic_write, loud, run_main
@@ -33,9 +34,14 @@ def parse_args(argv=None):
     add_flag(group, '--save-features', default=None, metavar='FILE.npz',
              help="write every test image's path, identity, camera, modality and four feature vectors, and "
                   "each trial's query and gallery, here (see features.py; visualize.py reads it)")
+    add_flag(group, '--onnx', nargs=2, default=None, metavar=('VISIBLE', 'THERMAL'),
+             help="evaluate export.py's files of the visible and the thermal branch (ONNX, or TorchScript) "
+                  'instead of a checkpoint')
     args = parser.parse_args(argv)
-    if not args.resume:
-        parser.error('--resume is required: the checkpoint to evaluate')
+    if not args.resume and not args.onnx:
+        parser.error('--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL)')
+    if args.resume and args.onnx:
+        parser.error('give --resume (a checkpoint) or --onnx (exported files), not both')
     return args
 
 
@@ -124,7 +130,11 @@ def main(argv=None):
     check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
     trials = select_trials(args)
     data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
-    checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
+    if args.onnx:   # the exported files stand in for the checkpoint, through the same protocol code
+        exported = exported_pair(args.onnx, args.img_h, args.img_w)
+        checkpoints = {trial: ' + '.join(args.onnx) for trial in trials}
+    else:
+        checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     device = select_device(args.gpu)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, batch_size=args.test_batch,
                    workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device))
@@ -135,13 +145,17 @@ def main(argv=None):
     sizes = []   # the test size of each model (the features file records the first)
 
     def load_and_embed(path, tested):
-        net = load_model(path, **model)
-        sizes.append(fit_to_checkpoint(net, path, args, tested))
+        if args.onnx:   # exported files test at the size they were exported for
+            net = exported
+            sizes.append((exported.img_h, exported.img_w))
+        else:
+            net = load_model(path, **model)
+            sizes.append(fit_to_checkpoint(net, path, args, tested))
         return embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1], **options)
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
     titles = {}   # trial -> its problem, for the titles
-    if args.dataset == 'regdb' and '{trial}' in args.resume:
+    if args.dataset == 'regdb' and '{trial}' in (args.resume or ''):
         for trial in trials:  # one model per RegDB split
             problems, bank = load_and_embed(checkpoints[trial], [trial])
             titles.update(problems)

@@ -1,0 +1,206 @@
+"""A trained IFALNet outside this repository: one branch as a deployable file, and running such files.
+
+- `Embedder`: one branch (visible or thermal) as a function of a normalised image batch
+  `(B, 3, H, W)` -> `features (B, 4, 2048)` (pool original, pool middle, bn original, bn middle,
+  each unit length, as the features file stores them) and `embedding (B, 4096)` =
+  [bn original + bn middle, pool original + pool middle], whose dot product between a query and a
+  gallery image is test.py's `ALL` similarity (the sum of the eight original/middle terms);
+- `export` writes it as ONNX (torch's TorchScript-based exporter, `dynamo=False`: the
+  torch.export-based one fails in onnxscript's optimizer on this model with torch 2.14) or
+  TorchScript (`torch.jit.trace`), batch size dynamic, image size fixed, with what it is in the
+  file's metadata;
+- `Exported` runs such a file with onnxruntime or torch.jit (format told from the file),
+  `check` compares it with the PyTorch model, and `ExportedNet` is a pair of them called the way
+  evaluation.FeatureBank calls the network (test.py --onnx, bench.py's exported row).
+
+onnx and onnxruntime are optional (requirements-export.txt); TorchScript needs nothing more.
+"""
+import contextlib
+import importlib
+import json
+import os
+import warnings
+import zipfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_loader import test_transform
+from model import Modal
+from synthetic import render_identity
+from utils import ReIDError
+
+FORMATS = ('onnx', 'torchscript')
+MODALITIES = {'visible': Modal.VISIBLE, 'thermal': Modal.THERMAL}
+INPUT, OUTPUTS = 'image', ('features', 'embedding')
+TOLERANCE = 1e-4            # largest |embedding difference| an export may have from the PyTorch model
+DEFAULT_OPSET = 17
+META_KEY = 'ifalnet'        # ONNX metadata_props key / TorchScript extra file holding the JSON metadata
+KIND = 'ifalnet-export'
+
+
+class Embedder(nn.Module):
+    """One branch of an eval-mode IFALNet: normalised images -> (features, embedding), see the module."""
+
+    def __init__(self, net, modal):
+        super().__init__()
+        self.net, self.modal = net, Modal(modal)
+        self.eval()   # and the exporters, which restore the mode they found, leave it so
+
+    def forward(self, image):                                       # (B, 3, H, W)
+        pool, feat = self.net(image, image, image, image, self.modal)  # (2B, 2048) each: [original; middle]
+        pool_ori, pool_mid = pool.chunk(2)
+        bn_ori, bn_mid = feat.chunk(2)
+        features = torch.stack([pool_ori, pool_mid, bn_ori, bn_mid], dim=1)                # (B, 4, 2048)
+        return features, torch.cat([bn_ori + bn_mid, pool_ori + pool_mid], dim=1)         # (B, 4096)
+
+
+def require(module):
+    """Import an optional export dependency, or stop with the command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ReIDError(f'{module} is not installed; ONNX export and running ONNX files need the optional '
+                        'extra: python3 -m pip install -r requirements-export.txt') from None
+
+
+def runtime_available(fmt):
+    """Whether the runtime that runs files of `fmt` is installed (torch.jit always is)."""
+    if fmt == 'torchscript':
+        return True
+    try:
+        importlib.import_module('onnxruntime')
+        return True
+    except ImportError:
+        return False
+
+
+@contextlib.contextmanager
+def quiet_tracing():
+    # The image size is fixed in an exported file, so the shape tests of model.dilated_conv that the
+    # tracer warns about are constants by design; torch.jit's deprecation notes say nothing to a user here.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit')
+        warnings.filterwarnings('ignore', message='You are using the legacy TorchScript-based ONNX export')
+        warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'torch\.onnx')
+        yield
+
+
+def export(embedder, fmt, path, img_h, img_w, metadata, opset=DEFAULT_OPSET):
+    """Write `embedder` to `path` in `fmt` for (B, 3, img_h, img_w) inputs, batch size dynamic."""
+    example = torch.zeros(2, 3, img_h, img_w)
+    text = json.dumps({'kind': KIND, 'version': 1, 'img_h': img_h, 'img_w': img_w, **metadata})
+    with torch.no_grad(), quiet_tracing():
+        if fmt == 'torchscript':
+            # check_trace would run the model twice more; export.py --check compares the saved file instead.
+            traced = torch.jit.trace(embedder, example, check_trace=False)
+            torch.jit.save(traced, path, _extra_files={META_KEY: text})
+            return
+        onnx = require('onnx')
+        batch = {0: 'batch'}
+        torch.onnx.export(embedder, (example,), path, input_names=[INPUT], output_names=list(OUTPUTS),
+                          dynamic_axes={name: batch for name in (INPUT, *OUTPUTS)}, opset_version=opset,
+                          dynamo=False)
+    model = onnx.load(path)
+    model.metadata_props.add(key=META_KEY, value=text)
+    onnx.save(model, path)
+
+
+class Exported:
+    """An exported file, ready to run: `metadata` (what export wrote), `modal`, `img_h`, `img_w`, and
+    `run(images)` (float32 (B, 3, H, W) numpy) -> (features, embedding) as numpy arrays."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise ReIDError(f'exported model not found: {self.path}')
+        try:
+            if zipfile.is_zipfile(self.path):   # TorchScript files are zip archives, ONNX files protobuf
+                self.format, text = 'torchscript', self._load_torchscript()
+            else:
+                self.format, text = 'onnx', self._load_onnx()
+            self.metadata = json.loads(text)
+        except (ReIDError, ImportError):
+            raise
+        except Exception as err:
+            raise ReIDError(f'cannot read {self.path} as an exported IFALNet (ONNX or TorchScript): {err}') from err
+        if self.metadata.get('kind') != KIND:
+            raise ReIDError(f'{self.path} was not written by export.py (no IFALNet metadata)')
+        self.modal = MODALITIES[self.metadata['modality']]
+        self.img_h, self.img_w = self.metadata['img_h'], self.metadata['img_w']
+
+    def _load_torchscript(self):
+        files = {META_KEY: ''}
+        with quiet_tracing():
+            self.module = torch.jit.load(self.path, map_location='cpu', _extra_files=files)
+        return files[META_KEY]
+
+    def _load_onnx(self):
+        ort = require('onnxruntime')
+        self.session = ort.InferenceSession(self.path, providers=['CPUExecutionProvider'])
+        return self.session.get_modelmeta().custom_metadata_map.get(META_KEY, '{}')
+
+    def run(self, images):
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if self.format == 'onnx':
+            return tuple(self.session.run(list(OUTPUTS), {INPUT: images}))
+        with torch.no_grad(), quiet_tracing():
+            return tuple(t.numpy() for t in self.module(torch.from_numpy(images)))
+
+
+def check_inputs(modal, img_h, img_w, n=5, seed=0):
+    """(name, float32 (n, 3, H, W)) batches to compare an export on: random normal values, and
+    synthetic people normalised as test.py normalises its images."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n, 3, img_h, img_w)).astype(np.float32)
+    look = 'visible' if modal == Modal.VISIBLE else 'infrared'
+    transform = test_transform()
+    people = torch.stack([transform(render_identity(i + 1, look, rng, (img_h, img_w))) for i in range(n)]).numpy()
+    return [('random, batch 1', noise[:1]), (f'synthetic people, batch {n}', people)]
+
+
+def check(embedder, exported, batches):
+    """Largest |difference| of the exported file's (features, embedding) from `embedder`'s, over `batches`."""
+    worst = np.zeros(2)
+    for _, images in batches:
+        with torch.no_grad():
+            expected = [t.numpy() for t in embedder(torch.from_numpy(images))]
+        got = exported.run(images)
+        worst = np.maximum(worst, [np.abs(g - e).max() for g, e in zip(got, expected)])
+    return tuple(float(w) for w in worst)
+
+
+class ExportedNet:
+    """A visible and a thermal exported file, called as evaluation.FeatureBank calls IFALNet:
+    `net(x, x, x, x, modal)` -> (pool, bn) features, each (2B, 2048) as [original; middle]."""
+
+    def __init__(self, visible, thermal):
+        self.branches = {Modal.VISIBLE: visible, Modal.THERMAL: thermal}
+        self.img_h, self.img_w = visible.img_h, visible.img_w
+
+    def eval(self):
+        return self
+
+    def __call__(self, x1_1, x1_2, x2_1, x2_2, modal):
+        features, _ = self.branches[Modal(modal)].run(x1_1.cpu().contiguous().numpy())   # (B, 4, 2048)
+        features = torch.from_numpy(features).to(x1_1.device)
+        return torch.cat([features[:, 0], features[:, 1]]), torch.cat([features[:, 2], features[:, 3]])
+
+
+def exported_pair(paths, img_h, img_w, flag='--onnx'):
+    """test.py's `--onnx VISIBLE THERMAL`: both files loaded and checked against the test's image size."""
+    branches = []
+    for path, modal in zip(paths, (Modal.VISIBLE, Modal.THERMAL)):
+        exported = Exported(path)
+        if exported.modal != modal:
+            raise ReIDError(f'{flag} takes the visible file, then the thermal one; {path} is the '
+                            f'{exported.metadata["modality"]} branch')
+        if (img_h, img_w) != (None, None) and (exported.img_h, exported.img_w) != (img_h, img_w):
+            raise ReIDError(f'{path} takes {exported.img_h}x{exported.img_w} images: pass --img_h {exported.img_h} '
+                            f'--img_w {exported.img_w} (got {img_h}x{img_w})')
+        print(f'loaded {path} ({exported.format}, {exported.metadata["modality"]} branch, '
+              f'from {exported.metadata.get("checkpoint")})', flush=True)
+        branches.append(exported)
+    return ExportedNet(*branches)

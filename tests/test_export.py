@@ -1,0 +1,266 @@
+"""export.py, exporting.py and test.py --onnx: exported files against the PyTorch model, the embedding's
+dot product against test.py's ALL, test.py's scores from exported files, the README's onnxruntime
+example, and the messages when the optional extra is missing."""
+import contextlib
+import copy
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import export as export_script
+import test as test_script
+from checkpoint import save_checkpoint
+from data_loader import TestData
+from data_manager import process_gallery_sysu, process_query_sysu
+from evaluation import score_similarities
+from exporting import Embedder, Exported, check_inputs
+from model import Modal, embed_net
+from utils import ReIDError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+H, W = 32, 16
+SIZE = ['--img_h', str(H), '--img_w', str(W)]
+
+
+def images(paths):
+    """Test images as test.py reads them: (n, 3, H, W)."""
+    data = TestData(paths, np.zeros(len(paths)), H, W)
+    return torch.stack([data[i][0] for i in range(len(paths))])
+
+
+def tiny_state(sysu_root, seed=0):
+    """An initialised network whose features differ between images by far more than float noise.
+
+    An untrained network maps every image to nearly the same direction, so its rankings flip with the
+    last bits of the arithmetic (even channels_last against contiguous); centring the BN neck on the
+    network's own pool features of some test images spreads the bn features, as training would."""
+    torch.manual_seed(seed)
+    net = embed_net(6)
+    net.SEnet.set_channels()
+    images_of = {Modal.VISIBLE: images(process_gallery_sysu(sysu_root, 'all', 0)[0][:8]),
+                 Modal.THERMAL: images(process_query_sysu(sysu_root, 'all')[0][:8])}
+    v, t = images_of[Modal.VISIBLE], images_of[Modal.THERMAL]
+    with torch.no_grad():
+        net.train()
+        net(v, v, t, t, Modal.BOTH)            # the body's BN statistics
+        net.eval()
+        seen = []
+        hook = net.bottleneck.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+        for modal, x in images_of.items():
+            net(x, x, x, x, modal)
+        hook.remove()
+        pool = torch.cat(seen)
+        net.bottleneck.running_mean.copy_(pool.mean(0))
+        net.bottleneck.running_var.copy_(pool.var(0))
+    return net
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory, sysu_root):
+    """(path, network) of a checkpoint in train.py's format."""
+    net = tiny_state(sysu_root)
+    path = tmp_path_factory.mktemp('export_ckpt') / 'tiny_last.t'
+    save_checkpoint({'net': net.state_dict(), 'epoch': 1, 'se_channels': net.se_channels}, path)
+    return str(path), net
+
+
+def torch_features(net, x, modal):
+    """The four feature matrices test.py's FeatureBank gives images `x` (float64, as test.py scores them)."""
+    with torch.no_grad():
+        pool, feat = net(x, x, x, x, modal)
+    return {name: t.numpy().astype(np.float64)
+            for name, t in zip(('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid'), (*pool.chunk(2), *feat.chunk(2)))}
+
+
+def run_export(*argv):
+    """export.main in this process; returns its output."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        export_script.main(list(argv))
+    return out.getvalue()
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory, checkpoint):
+    """{format: (visible file, thermal file, export's output)}: both branches in both formats; the ONNX
+    export checked as by default, the TorchScript one with --no-check (the tests compare both anyway)."""
+    folder = tmp_path_factory.mktemp('exported')
+    files = {}
+    for fmt, ext, check in (('onnx', '.onnx', []), ('torchscript', '.pt', ['--no-check'])):
+        out = run_export('--resume', checkpoint[0], '--format', fmt, '--out', str(folder / f'tiny{ext}'), *SIZE, *check)
+        files[fmt] = (str(folder / f'tiny_visible{ext}'), str(folder / f'tiny_thermal{ext}'), out)
+    return files
+
+
+@pytest.fixture(scope='module')
+def reference(checkpoint):
+    """{(modal, batch size): (images, the PyTorch model's features)}."""
+    return {(modal, n): (x, torch_features(checkpoint[1], torch.from_numpy(x), modal))
+            for modal in (Modal.VISIBLE, Modal.THERMAL) for n in (1, 5)
+            for x in [check_inputs(modal, H, W, n=n, seed=n)[1][1]]}
+
+
+@pytest.mark.parametrize('fmt', ['onnx', 'torchscript'])
+def test_exports_of_both_branches_give_the_model_features_at_any_batch_size(fmt, exported, reference):
+    visible, thermal, out = exported[fmt]
+    for path, modal, name in ((visible, Modal.VISIBLE, 'visible'), (thermal, Modal.THERMAL, 'thermal')):
+        diff = re.search(rf'check {name}: max \|embedding difference\| (\S+), max \|features difference\| (\S+)', out)
+        if fmt == 'onnx':
+            assert diff and max(float(diff.group(1)), float(diff.group(2))) <= 1e-4, out
+        else:
+            assert diff is None   # --no-check
+        assert re.search(rf'wrote {re.escape(path)}: {fmt}, {name} branch, input image \(B, 3, 32, 16\), \d+ MB', out)
+        file = Exported(path)
+        assert (file.format, file.modal, file.img_h, file.img_w) == (fmt, modal, H, W)
+        assert file.metadata['se_channels'] == [3, 5, 4] and file.metadata['checkpoint'] == 'tiny_last.t'
+        for batch in (1, 5):
+            x, want = reference[(modal, batch)]
+            features, embedding = file.run(x)
+            assert features.shape == (batch, 4, 2048) and embedding.shape == (batch, 4096)
+            for k, name in enumerate(('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')):
+                np.testing.assert_allclose(features[:, k], want[name], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(np.linalg.norm(features, axis=2), 1, atol=1e-5)
+
+
+def test_embedding_dot_products_are_test_py_all_similarities(exported, checkpoint):
+    visible, thermal, _ = exported['onnx']
+    net = checkpoint[1]
+    batches = {modal: check_inputs(modal, H, W, n=5, seed=3)[1][1] for modal in (Modal.VISIBLE, Modal.THERMAL)}
+    features = {modal: torch_features(net, torch.from_numpy(x), modal) for modal, x in batches.items()}
+    embeddings = {modal: Exported(path).run(batches[modal])[1].astype(np.float64)
+                  for modal, path in ((Modal.THERMAL, thermal), (Modal.VISIBLE, visible))}
+    all_score = score_similarities(features[Modal.THERMAL], features[Modal.VISIBLE])['ALL']
+    np.testing.assert_allclose(embeddings[Modal.THERMAL] @ embeddings[Modal.VISIBLE].T, all_score, rtol=0, atol=1e-5)
+    assert all_score.std() > 1e-2   # the scores differ, so the comparison means something
+
+
+def test_test_py_with_exported_files_gives_the_checkpoint_scores(tmp_path, sysu_root, exported, checkpoint):
+    common = ['--data-path', sysu_root, *SIZE, '--workers', '0', '--gpu', '', '--trials', '0,1']
+    runs, out = {}, io.StringIO()
+    for name, source in (('checkpoint', ['--resume', checkpoint[0]]), ('onnx', ['--onnx', *exported['onnx'][:2]])):
+        with contextlib.redirect_stdout(out):
+            test_script.main([*common, *source, '--results', str(tmp_path / f'{name}.json')])
+        runs[name] = json.loads((tmp_path / f'{name}.json').read_text())
+    assert f'loaded {exported["onnx"][1]} (onnx, thermal branch, from tiny_last.t)' in out.getvalue()
+    assert len(runs['onnx']['per_trial']) == 2
+    for trial, want in zip(runs['onnx']['per_trial'], runs['checkpoint']['per_trial']):
+        for score, values in want.items():
+            assert trial[score] == pytest.approx(values, abs=1e-6), score
+    assert 0 < runs['onnx']['mean']['ALL']['rank1'] < 1
+
+
+def test_exported_files_are_checked_against_the_test(sysu_root, exported):
+    visible, thermal, _ = exported['onnx']
+    common = ['--data-path', sysu_root, '--workers', '0', '--gpu', '']
+    with pytest.raises(ReIDError, match=rf'{re.escape(visible)} takes 32x16 images: pass --img_h 32 --img_w 16'):
+        test_script.main([*common, '--onnx', visible, thermal])
+    with pytest.raises(ReIDError, match=f'takes the visible file, then the thermal one; {re.escape(thermal)} is the '
+                                        'thermal branch'):
+        test_script.main([*common, *SIZE, '--onnx', thermal, visible])
+
+
+def test_release_checkpoint_exports_with_se_channels(tmp_path, checkpoint):
+    state = dict(checkpoint[1].state_dict())
+    state['base_resnet.base.conv1.weight'] = torch.zeros(64, 3, 7, 7)   # a weight the release stores, unused
+    release = tmp_path / 'release.t'
+    torch.save({'net': state, 'epoch': 80, 'cmc': np.linspace(0.5, 1, 20), 'mAP': np.float64(0.7)}, release)
+    out = run_export('--resume', str(release), '--se-channels', '5,0,3', '--format', 'torchscript',
+                     '--modality', 'thermal', '--out', str(tmp_path / 'ir.pt'), '--no-check', *SIZE)
+    assert 'middle-modality channels: 5,0,3 (--se-channels)' in out and 'release checkpoint' in out
+    assert sorted(os.listdir(tmp_path)) == ['ir.pt', 'release.t']
+    file = Exported(tmp_path / 'ir.pt')
+    assert file.metadata['se_channels'] == [5, 0, 3] and file.modal == Modal.THERMAL
+    net = copy.deepcopy(checkpoint[1])
+    net.SEnet.set_channels((5, 0, 3))
+    x = check_inputs(Modal.THERMAL, H, W, n=1)[1][1]
+    with torch.no_grad():
+        want = Embedder(net, Modal.THERMAL)(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(file.run(x)[0], want, rtol=0, atol=1e-4)
+
+
+def test_working_se_checkpoint_exports_its_per_sample_channel_choice(tmp_path):
+    torch.manual_seed(1)
+    net = embed_net(6, working_se=True)   # train.py --se working: topk per sample, inside the graph
+    save_checkpoint({'net': net.state_dict(), 'epoch': 0}, tmp_path / 'working.t')
+    out = run_export('--resume', str(tmp_path / 'working.t'), '--modality', 'visible', '--out',
+                     str(tmp_path / 'w.onnx'), *SIZE)
+    diff = re.search(r'check visible: max \|embedding difference\| (\S+), max \|features difference\| (\S+)', out)
+    assert diff and max(map(float, diff.groups())) <= 1e-4, out
+    assert Exported(tmp_path / 'w.onnx').metadata['working_se'] is True
+
+
+def test_an_export_that_differs_fails_and_writes_nothing(tmp_path, checkpoint, monkeypatch):
+    # Stand-ins for the export and its runtime (the real ones are tested above): a file that differs.
+    monkeypatch.setattr(export_script, 'export', lambda embedder, fmt, path, *args: open(path, 'w').write('x'))
+    monkeypatch.setattr(export_script, 'Exported', lambda path: path)
+    monkeypatch.setattr(export_script, 'check', lambda *args: (0.0, 3e-4))
+    with pytest.raises(ReIDError, match=r'the exported visible branch differs from the PyTorch model by 3.0e-04 '
+                                        r'\(more than 1e-04\); nothing written'):
+        run_export('--resume', checkpoint[0], '--format', 'torchscript', '--out', str(tmp_path / 'm.pt'), *SIZE)
+    assert os.listdir(tmp_path) == []
+
+
+def launch(hidden, script, *argv):
+    """Run `script` in a fresh interpreter in which the modules `hidden` cannot be imported."""
+    code = (f'import runpy, sys\nfor name in {list(hidden)!r}:\n    sys.modules[name] = None\n'
+            f'sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name="__main__")')
+    return subprocess.run([sys.executable, '-c', code, script, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize('case', ['test.py --onnx', 'export.py --check'])
+def test_missing_onnx_runtime_is_one_clear_line_and_exit_2(case, tmp_path, sysu_root, exported, checkpoint):
+    out = str(tmp_path / 'm.onnx')
+    hidden, module, argv = {
+        'test.py --onnx': (['onnxruntime'], 'onnxruntime', ['test.py', '--data-path', sysu_root, *SIZE,
+                                                            '--onnx', *exported['onnx'][:2]]),
+        'export.py --check': (['onnxruntime'], 'onnxruntime', ['export.py', '--resume', checkpoint[0], '--check',
+                                                               '--out', out]),
+    }[case]
+    result = launch(hidden, *argv)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f'error: {module} is not installed; ONNX export and running ONNX files need the optional '
+                             'extra: python3 -m pip install -r requirements-export.txt\n')
+    assert os.listdir(tmp_path) == []
+
+
+def readme_example():
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    section = readme[readme.index('## Export'):]
+    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
+
+
+def test_readme_ranking_example_runs_with_onnxruntime_alone(tmp_path, sysu_root, exported, checkpoint):
+    code = readme_example()
+    assert 0 < len(code.strip().splitlines()) <= 10 and 'torch' not in code
+    example = tmp_path / 'rank.py'
+    example.write_text(code)
+    query = process_query_sysu(sysu_root, 'all')[0][0]
+    gallery = process_gallery_sysu(sysu_root, 'all', 0)[0]
+    visible, thermal, _ = exported['onnx']
+    result = launch(['torch'], str(example), thermal, visible, query, *gallery)
+    assert result.returncode == 0, result.stderr
+    ranked = [line.split(maxsplit=1) for line in result.stdout.splitlines()]
+    # test.py's ALL similarities of the same images, from the PyTorch model
+    features = {name: torch_features(checkpoint[1], images(paths), modal)
+                for name, paths, modal in (('q', [query], Modal.THERMAL), ('g', gallery, Modal.VISIBLE))}
+    scores = score_similarities(features['q'], features['g'])['ALL'][0]
+    assert [path for _, path in ranked] == [gallery[i] for i in np.argsort(-scores, kind='stable')]
+    np.testing.assert_allclose([float(s) for s, _ in ranked], np.sort(scores)[::-1], rtol=0, atol=1e-4)
+
+
+def test_test_py_takes_a_checkpoint_or_exported_files(capsys):
+    for argv, message in (([], '--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL)'),
+                          (['--resume', 'x.t', '--onnx', 'v.onnx', 't.onnx'],
+                           'give --resume (a checkpoint) or --onnx (exported files), not both')):
+        with pytest.raises(SystemExit) as exit_:
+            test_script.parse_args(argv)
+        assert exit_.value.code == 2 and capsys.readouterr().err.endswith(f'error: {message}\n')
