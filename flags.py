@@ -75,8 +75,9 @@ def add_flag(parser, name, **kwargs):
     return action
 
 
-def add_common_args(parser, training=False):
-    """The release's flags, shared by train.py and test.py (same names and defaults)."""
+def add_common_args(parser, training=False, checkpoint_required=True):
+    """The release's flags, shared by train.py and test.py (same names and defaults). test.py asks
+    for --resume unless `checkpoint_required` is False (it scores a features file instead)."""
     data = parser.add_argument_group('data')
     add_flag(data, '--dataset', default='sysu', choices=('sysu', 'regdb', 'llcm'), help='dataset name')
     add_flag(data, '--data-path', default=None, metavar='DIR',
@@ -100,7 +101,7 @@ def add_common_args(parser, training=False):
                  help='checkpoint to continue from: a path, or a file name under --model_path; '
                       '<run>_last.t continues exactly (default: start afresh)')
     else:
-        add_flag(model, '--resume', required=True, metavar='FILE',
+        add_flag(model, '--resume', required=checkpoint_required, metavar='FILE',
                  help="checkpoint to evaluate: a path, or a file name under --model_path; for RegDB "
                       "'{trial}' in it is replaced by each split's number (1..10)")
     add_flag(model, '--model_path', default='save_model/', metavar='DIR',
