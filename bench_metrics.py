@@ -2,21 +2,28 @@
 (reference_metrics.py) on SYSU-MM01- and LLCM-sized inputs, and check the numbers agree.
 
     python3 bench_metrics.py [--repeats 7] [--seed 0]
+    python3 bench_metrics.py --rerank        # k-reciprocal re-ranking instead (rerank.py)
 
 Both timings include the ranking work each needs (the loop's np.argsort of the whole matrix, as
 the release does). The vectorised version runs with its default threads (one per CPU) and with
 one thread. Times are the best of `--repeats` runs, taken in turn, so that passing load on the
 machine inflates every column alike.
+
+`--rerank` times rerank.re_ranking (k1 20, k2 6, lambda 0.3) against the per-image version of
+reference_metrics.py at the SYSU-MM01 size (the loop once: it takes tens of seconds), and alone at
+the LLCM size, with the peak memory it allocates (tracemalloc: numpy's and scipy's arrays).
 """
 import functools
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
 import eval_metrics
 import reference_metrics
 from flags import add_flag, make_parser
+from rerank import euclidean, re_ranking
 from synthetic import TEST_SET_SHAPES, ranking_case
 
 # name: (removal rule, loop)
@@ -50,12 +57,46 @@ def vectorised(removal, workers):
                              dedup_cmc=True, workers=workers)
 
 
+def peak_mb(fn, *args):
+    """Peak memory one call allocates (tracemalloc: numpy's and scipy's arrays), in MB."""
+    tracemalloc.start()
+    fn(*args)
+    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
+    return peak
+
+
+def bench_rerank(rng, repeats):
+    """Re-ranking at the SYSU-MM01 and LLCM test sizes; 0 when the two versions agree."""
+    print(f'{"input":<10} {"queries x gallery":>18} {"per image (s)":>14} {"vectorised (s)":>15} {"speed-up":>9} '
+          f'{"peak MB":>8}  max difference', flush=True)
+    ok = True
+    for name, loop in (('SYSU-MM01', True), ('LLCM', False)):
+        num_q, num_g = TEST_SET_SHAPES[name][:2]
+        q, g = rng.standard_normal((num_q, 64)), rng.standard_normal((num_g, 64))
+        case = euclidean(q, g), euclidean(q, q), euclidean(g, g)
+        (t_fast,), (fast,) = best_times([re_ranking], case, max(1, repeats // 3))
+        peak = peak_mb(re_ranking, *case)   # timed apart: tracing slows allocation down
+        if loop:
+            (t_loop,), (slow,) = best_times([reference_metrics.reference_re_ranking], case, 1)
+            diff = float(np.abs(fast - slow).max())
+            ok &= diff <= 1e-5
+            cells = f'{t_loop:>14.2f} {t_fast:>15.3f} {t_loop / t_fast:>8.1f}x {peak:>8.0f}  {diff:.1e}'
+        else:
+            cells = f'{"-":>14} {t_fast:>15.3f} {"-":>9} {peak:>8.0f}  -'
+        print(f'{name:<10} {f"{num_q} x {num_g}":>18} {cells}', flush=True)
+    return 0 if ok else 1
+
+
 def main():
     parser = make_parser(__doc__.split('\n\n')[0], alias_note=False)
     add_flag(parser, '--repeats', type=int, default=7, help='runs per timing (best is kept)')
     add_flag(parser, '--seed', type=int, default=0, help='seed of the random inputs')
+    add_flag(parser, '--rerank', action='store_true', help='time k-reciprocal re-ranking instead of the metrics')
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
+    if args.rerank:
+        sys.exit(bench_rerank(rng, args.repeats))
     print(f'{"input":<10} {"queries x gallery":>18} {"loop (s)":>9} {"vectorised (s)":>15} '
           f'{"speed-up":>9} {"1 thread (s)":>13} {"speed-up":>9}  same numbers')
     all_ok = True

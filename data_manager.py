@@ -222,11 +222,84 @@ def process_query_sysu(data_path, mode='all'):
     return with_camera_and_id(list_images(root, ids, SYSU_IR_CAMERAS), root, 'SYSU-MM01 query (cam3, cam6)')
 
 
-def process_gallery_sysu(data_path, mode='all', trial=0):
-    """Single-shot visible gallery of gallery trial `trial` ('all': cam1, 2, 4, 5; 'indoor': cam1, 2)."""
+def process_gallery_sysu(data_path, mode='all', trial=0, gallery='random', shots=1):
+    """The visible gallery of trial `trial` ('all': cam1, 2, 4, 5; 'indoor': cam1, 2): `shots` images
+    per identity and camera, drawn as the release draws them (`gallery` 'random'; more than one shot:
+    `random.Random(trial).sample`) or the dataset's own permutations ('official', see
+    `official_gallery`)."""
     cameras = _choose(SYSU_RGB_CAMERAS, mode, 'SYSU-MM01 mode')
     root, ids = _sysu_test_ids(data_path)
-    return with_camera_and_id(draw_gallery(root, ids, cameras, trial), root, f'SYSU-MM01 {mode} gallery')
+    if gallery == 'official':
+        paths = official_gallery(root, ids, cameras, trial, shots)
+    elif shots == 1:
+        paths = draw_gallery(root, ids, cameras, trial)
+    else:
+        rng = random.Random(trial)
+        paths = [p for files in image_folders(root, ids, cameras) if files
+                 for p in rng.sample(files, min(shots, len(files)))]
+    what = f'{gallery} {shots}-shot gallery' if (gallery, shots) != ('random', 1) else 'gallery'
+    return with_camera_and_id(paths, root, f'SYSU-MM01 {mode} {what}')
+
+
+SYSU_PERMUTATIONS = os.path.join('exp', 'rand_perm_cam.mat')
+
+
+def read_sysu_permutations(root):
+    """exp/rand_perm_cam.mat, the SYSU-MM01 authors' gallery permutations: {camera number: [entry of
+    identity 1, 2, ...]}, each entry a (trials, n) int array whose row t is trial t's order of that
+    identity's n image numbers in that camera (1-based: image k is 000k.jpg), or None where the
+    identity has no image in that camera. The file's variable `rand_perm_cam` is a 6 x 1 cell array
+    (camera c in cell c) of cell arrays over the identities."""
+    from scipy.io import loadmat   # scipy is a dependency; imported here, where it is needed
+    path = os.path.join(root, SYSU_PERMUTATIONS)
+    expected = ('expected the SYSU-MM01 authors\' exp/rand_perm_cam.mat (variable rand_perm_cam: 6 x 1 cells '
+                'of per-identity 10 x n permutations), which the dataset ships')
+    if not os.path.isfile(path):
+        raise ReIDError(f'--gallery official needs {path}, which does not exist; {expected}')
+    try:
+        cells = loadmat(path)['rand_perm_cam']
+    except Exception as err:   # scipy raises several kinds for a damaged file
+        raise ReIDError(f'cannot read {path} ({type(err).__name__}: {err}); {expected}') from None
+    if not (isinstance(cells, np.ndarray) and cells.dtype == object and cells.size == 6):
+        raise ReIDError(f'{path}: rand_perm_cam is not a 6 x 1 cell array; {expected}')
+    permutations = {}
+    for camera, cell in enumerate(cells.ravel(), start=1):
+        entries = np.asarray(cell).ravel()
+        if entries.dtype != object:
+            raise ReIDError(f'{path}: cell {camera} of rand_perm_cam is not a cell array over identities; {expected}')
+        table = []
+        for entry in entries:
+            entry = np.asarray(entry)
+            if entry.size == 0:
+                table.append(None)
+                continue
+            if entry.ndim != 2 or entry.dtype == object or np.any(entry != np.round(entry)) or entry.min() < 1:
+                raise ReIDError(f'{path}: camera {camera}, identity {len(table) + 1}: expected a trials x n array '
+                                f'of 1-based image numbers, got shape {entry.shape}; {expected}')
+            table.append(entry.astype(np.int64))
+        permutations[camera] = table
+    return permutations
+
+
+def official_gallery(root, ids, cameras, trial, shots):
+    """The gallery of the authors' permutations: for each identity (sorted) and camera (in order), the
+    first `shots` image numbers of row `trial` of its permutation (MPANet and MCJA read the file so)."""
+    permutations = read_sysu_permutations(root)
+    path = os.path.join(root, SYSU_PERMUTATIONS)
+    paths = []
+    for pid in sorted(ids):
+        for camera in cameras:
+            table = permutations[int(camera[3:])]
+            entry = table[int(pid) - 1] if int(pid) <= len(table) else None
+            if entry is None:
+                continue
+            if trial >= entry.shape[0]:
+                raise ReIDError(f'{path} holds {entry.shape[0]} trials of permutations; trial {trial} was asked for')
+            paths += [os.path.join(root, camera, pid, '%04d.jpg' % number) for number in entry[trial, :shots]]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ReIDError(f'{len(missing)} gallery images named by {path} are missing, first {missing[0]}')
+    return paths
 
 
 def process_query_llcm(data_path, mode=1):

@@ -5,11 +5,15 @@ visualize.py and bench.py alike.
   sets, the metric, the release's LLCM pool-feature quirk);
 - the feature bank (`FeatureBank`: each test image embedded once, whatever the trials share) and
   `embed`, which fills it for a set of trials;
-- the six similarity matrices the release reports (`score_similarities`), scoring per trial
-  (`score_trials`, `evaluate`) with the collapse check (`feature_spread`, `collapse_warning`);
-- summaries (`summarise`, `summarise_trials`, `mean_scores`), the CMC report of the results file
-  (`cmc_report`), the table printed for them (`format_table`) and what its title and rows say
-  (`trial_title`, `mean_title`, `rows_note`, `direction`);
+- the six similarity matrices the release reports (`score_similarities`), the query- and
+  gallery-side vectors behind each (`score_vectors`), k-reciprocal re-ranking of a score
+  (`rerank_distances`, with rerank.py), scoring per trial (`score_trials`, `evaluate`), per query
+  camera on request, with the collapse check (`feature_spread`, `collapse_warning`);
+- the trials of a features file scored again (`saved_problems`, `SavedBank`);
+- summaries (`summarise`, `summarise_trials`, `mean_scores`, `std_scores`, `camera_report`), the
+  CMC report of the results file (`cmc_report`), the tables printed for them (`format_table`,
+  `format_spread`, `format_cameras`) and what their titles and rows say (`trial_title`,
+  `mean_title`, `rows_note`, `direction`);
 - the network of a checkpoint, ready to evaluate (`load_model`).
 """
 import time
@@ -23,8 +27,9 @@ import data_manager as dm
 from checkpoint import checkpoint_model_args, load_state, read_checkpoint, trained_on
 from data_loader import TestData
 from device import autocast, memory_format
-from eval_metrics import eval_llcm, eval_regdb, eval_sysu
+from eval_metrics import eval_llcm, eval_regdb, eval_sysu, llcm_removal, sysu_removal
 from model import Modal, embed_net
+from rerank import euclidean, re_ranking
 from utils import ReIDError, loud, plural
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
@@ -35,9 +40,19 @@ DEFAULT_TRIALS = {'sysu': range(10), 'llcm': range(10), 'regdb': range(1, 11)}
 # One side of a retrieval problem: image paths, identities, cameras (None for RegDB), and the
 # network branch the images go through.
 ImageSet = namedtuple('ImageSet', 'paths ids cams modal')
-# The test problem of one trial: query and gallery sets, the metric, and whether the release's
-# LLCM pool-feature term is used (see `score_similarities`).
-Problem = namedtuple('Problem', 'query gallery metric llcm_pool_quirk')
+# The test problem of one trial: query and gallery sets, the metric, whether the release's LLCM
+# pool-feature term is used (see `score_similarities`), and the metric's removal rule (which
+# gallery images a query does not see; None: all are seen).
+Problem = namedtuple('Problem', 'query gallery metric llcm_pool_quirk removal')
+# k-reciprocal re-ranking's parameters (see rerank.py); the defaults of the paper, fast-reid and torchreid.
+Rerank = namedtuple('Rerank', 'k1 k2 lambda_value', defaults=(20, 6, 0.3))
+
+
+# Each dataset's metric, called with (distmat, query ImageSet, gallery ImageSet), and removal rule.
+METRICS = {'sysu': lambda d, q, g: eval_sysu(d, q.ids, g.ids, q.cams, g.cams),
+           'llcm': lambda d, q, g: eval_llcm(d, q.ids, g.ids, q.cams, g.cams),
+           'regdb': lambda d, q, g: eval_regdb(d, q.ids, g.ids)}
+REMOVALS = {'sysu': sysu_removal, 'llcm': llcm_removal, 'regdb': None}
 
 
 def regdb_problem(data_path, trial, tvsearch):
@@ -46,31 +61,34 @@ def regdb_problem(data_path, trial, tvsearch):
     # The release's RegDB branch ranks visible queries against the thermal gallery (and its
     # --tvsearch cannot be switched off); that is our default, True asks for thermal -> visible.
     query, gallery = (thermal, visible) if tvsearch else (visible, thermal)
-    return Problem(query, gallery, lambda d, q, g: eval_regdb(d, q.ids, g.ids), False)
+    return Problem(query, gallery, METRICS['regdb'], False, REMOVALS['regdb'])
 
 
 def llcm_problem(data_path, trial, tvsearch, protocol):
     sampled = lambda mode, modal: ImageSet(*dm.process_gallery_llcm(data_path, mode, trial), modal)
     every = lambda mode, modal: ImageSet(*dm.process_query_llcm(data_path, mode), modal)
-    metric = lambda d, q, g: eval_llcm(d, q.ids, g.ids, q.cams, g.cams)
+    rule = METRICS['llcm'], REMOVALS['llcm']
     if tvsearch:  # infrared -> visible
-        return Problem(every(2, Modal.THERMAL), sampled(1, Modal.VISIBLE), metric, False)
+        return Problem(every(2, Modal.THERMAL), sampled(1, Modal.VISIBLE), rule[0], False, rule[1])
     if protocol == 'release':
         # The release's "VIS to IR": the sampled infrared images are the queries and every
         # visible test image is the gallery, with its pool-feature quirk.
-        return Problem(sampled(2, Modal.THERMAL), every(1, Modal.VISIBLE), metric, True)
-    return Problem(every(1, Modal.VISIBLE), sampled(2, Modal.THERMAL), metric, False)
+        return Problem(sampled(2, Modal.THERMAL), every(1, Modal.VISIBLE), rule[0], True, rule[1])
+    return Problem(every(1, Modal.VISIBLE), sampled(2, Modal.THERMAL), rule[0], False, rule[1])
 
 
-def sysu_problem(data_path, trial, mode):
+def sysu_problem(data_path, trial, mode, gallery='random', shots=1):
     query = ImageSet(*dm.process_query_sysu(data_path, mode), Modal.THERMAL)
-    gallery = ImageSet(*dm.process_gallery_sysu(data_path, mode, trial), Modal.VISIBLE)
-    return Problem(query, gallery, lambda d, q, g: eval_sysu(d, q.ids, g.ids, q.cams, g.cams), False)
+    gallery = ImageSet(*dm.process_gallery_sysu(data_path, mode, trial, gallery, shots), Modal.VISIBLE)
+    return Problem(query, gallery, METRICS['sysu'], False, REMOVALS['sysu'])
 
 
-def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protocol='release'):
+def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protocol='release', gallery='random',
+                  shots=1):
+    """The test problem of one trial. `gallery` ('random': the release's draws, or 'official': the
+    dataset's permutations) and `shots` (images per identity and camera) apply to SYSU-MM01."""
     if dataset == 'sysu':
-        return sysu_problem(data_path, trial, mode)  # always infrared -> visible
+        return sysu_problem(data_path, trial, mode, gallery, shots)  # always infrared -> visible
     if dataset == 'regdb':
         return regdb_problem(data_path, trial, tvsearch)
     return llcm_problem(data_path, trial, tvsearch, protocol)
@@ -79,15 +97,17 @@ def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protoco
 class FeatureBank:
     """Test features by (branch, image path), so an image shared by several trials is embedded once.
     Each image has four float32 vectors: pool/bn features of the original and the middle-modality
-    branch, kept as rows of one (n, 4, dim) array per branch."""
+    branch, kept as rows of one (n, 4, dim) array per branch. With `flip`, each vector is the sum of
+    the image's and its horizontal mirror's, scaled back to unit length."""
 
     NAMES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
     PROGRESS_SECONDS = 10
 
-    def __init__(self, net, device, img_h, img_w, batch_size, workers, channels_last=True, amp_dtype=None):
+    def __init__(self, net, device, img_h, img_w, batch_size, workers, channels_last=True, amp_dtype=None,
+                 flip=False):
         self.net, self.device = net, device
         self.img_h, self.img_w, self.batch_size, self.workers = img_h, img_w, batch_size, workers
-        self.format, self.amp_dtype = memory_format(channels_last), amp_dtype
+        self.format, self.amp_dtype, self.flip = memory_format(channels_last), amp_dtype, flip
         self.rows = {}        # (branch, path) -> row of self.features[branch]
         self.features = {}    # branch -> float32 array (n, 4, dim)
 
@@ -108,9 +128,11 @@ class FeatureBank:
             done = 0
             for x, _ in loader:
                 x = x.to(self.device, non_blocking=True, memory_format=self.format)
-                pool, feat = self.net(x, x, x, x, modal)          # (2b, dim) each: [original; middle]
+                block = self.embed_batch(x, modal)
+                if self.flip:   # --flip: the mirror image's features added, each vector back to unit length
+                    mirrored = self.embed_batch(x.flip(3).contiguous(memory_format=self.format), modal)
+                    block = torch.nn.functional.normalize(block + mirrored, dim=2)
                 b = x.shape[0]
-                block = torch.stack([pool[:b], pool[b:], feat[:b], feat[b:]], dim=1).float()   # (b, 4, dim)
                 if out is None:   # host memory for all of them, filled a batch at a time
                     out = torch.empty((len(todo), *block.shape[1:]), dtype=torch.float32, pin_memory=cuda)
                 out[done:done + b].copy_(block, non_blocking=True)
@@ -127,10 +149,45 @@ class FeatureBank:
         seconds = time.perf_counter() - start
         print(f'  embedded {plural(len(todo), what)} in {seconds:.1f}s ({len(todo) / seconds:.0f} images/s)', flush=True)
 
+    def embed_batch(self, x, modal):
+        """(b, 4, dim) float32: the four feature vectors of each image of the batch `x`."""
+        pool, feat = self.net(x, x, x, x, modal)          # (2b, dim) each: [original; middle]
+        b = x.shape[0]
+        return torch.stack([pool[:b], pool[b:], feat[:b], feat[b:]], dim=1).float()
+
     def get(self, image_set):
         """float64 matrices (the release's precision for similarities), keyed by feature name."""
         rows = self.features[image_set.modal][[self.rows[(image_set.modal, p)] for p in image_set.paths]]
         return {name: rows[:, k].astype(np.float64) for k, name in enumerate(self.NAMES)}
+
+
+class SavedBank:
+    """The FeatureBank of a features file (features.Features): the ImageSets of `saved_problems`
+    name rows of the file instead of image paths, and `get` reads those rows."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def get(self, image_set):
+        return self.features.rows(np.asarray(image_set.paths, dtype=np.int64))
+
+
+def saved_problems(features, trials):
+    """`{trial: Problem}` and a SavedBank that score the trials of a features file exactly as the
+    run that wrote it did: the same query and gallery rows in the same order, the same features."""
+    quirk = bool(features.meta['llcm_pool_quirk'])
+    regdb = features.dataset == 'regdb'
+
+    def image_set(trial, side):
+        rows = features.side(trial, side)
+        modal = {int(m) for m in features.modality[rows]}
+        if len(modal) != 1:
+            raise ReIDError(f'{features.source}: the {side} of trial {trial} mixes network branches: a damaged file')
+        return ImageSet(rows.tolist(), features.identity[rows], None if regdb else features.camera[rows], modal.pop())
+
+    problems = {t: Problem(image_set(t, 'query'), image_set(t, 'gallery'), METRICS[features.dataset], quirk,
+                           REMOVALS[features.dataset]) for t in trials}
+    return problems, SavedBank(features)
 
 
 def score_similarities(q, g, llcm_pool_quirk=False):
@@ -177,12 +234,14 @@ def summarise(cmc, mAP, mINP):
 
 
 def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, protocol='release',
-          img_h=384, img_w=192, batch_size=64, workers=4, channels_last=True, amp_dtype=None):
+          img_h=384, img_w=192, batch_size=64, workers=4, channels_last=True, amp_dtype=None, flip=False,
+          gallery='random', shots=1):
     """The trials' test problems `{trial: Problem}` and a FeatureBank holding every image they use.
     `channels_last` is the memory format of the inputs (give `net` the same); `amp_dtype` an autocast
-    dtype or None."""
-    problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol) for t in trials}
-    bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype)
+    dtype or None; `flip` adds each image's mirror (see FeatureBank); `gallery` and `shots` as for
+    `build_problem`."""
+    problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol, gallery, shots) for t in trials}
+    bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype, flip)
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
@@ -190,22 +249,81 @@ def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, p
     return problems, bank
 
 
-def score_trials(problems, bank):
-    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})`; warns when the features collapsed."""
+def score_vectors(q, g, llcm_pool_quirk=False):
+    """For each score, the query-side and gallery-side vectors whose dot products are its
+    similarities (`score_similarities`): {name: (query vectors, gallery vectors)}. `VIS-IR FC`: bn
+    original on both sides; `VIS-MR FC`: query bn original, gallery bn middle; `MIS-*` likewise with
+    the query's bn middle; `ALL FC`: bn original + bn middle on both sides; `ALL`: that bn sum and the
+    pool sum (the LLCM quirk: twice the pool original) concatenated."""
+    def sides(f):
+        bn = f['bn_ori'] + f['bn_mid']
+        pool = 2 * f['pool_ori'] if llcm_pool_quirk else f['pool_ori'] + f['pool_mid']
+        return {'VIS': f['bn_ori'], 'MIS': f['bn_mid'], 'ALL FC': bn, 'ALL': np.concatenate([bn, pool], axis=1)}
+    qs, gs = sides(q), sides(g)
+    vectors = {f'{a}-{b} FC': (qs[a], gs[c]) for a in ('VIS', 'MIS') for b, c in (('IR', 'VIS'), ('MR', 'MIS'))}
+    return {**vectors, 'ALL FC': (qs['ALL FC'], gs['ALL FC']), 'ALL': (qs['ALL'], gs['ALL'])}
+
+
+def rerank_distances(q, g, llcm_pool_quirk, rerank):
+    """{score name: re-ranked (num_query, num_gallery) distance}: each score's query-gallery,
+    query-query and gallery-gallery Euclidean distances of its vectors (`score_vectors`) through
+    k-reciprocal re-ranking with `rerank` (a Rerank)."""
+    return {name: re_ranking(euclidean(qv, gv), euclidean(qv, qv), euclidean(gv, gv), *rerank)
+            for name, (qv, gv) in score_vectors(q, g, llcm_pool_quirk).items()}
+
+
+def matched_queries(problem):
+    """Which queries have at least one true match among the gallery images they see."""
+    q, g = problem.query, problem.gallery
+    same = np.asarray(q.ids)[:, None] == np.asarray(g.ids)[None]
+    if problem.removal is not None:
+        same &= ~problem.removal(same, np.asarray(q.cams)[:, None], np.asarray(g.cams)[None])
+    return same.any(axis=1)
+
+
+def camera_scores(problem, distances):
+    """{score name: {query camera: (cmc, mAP, mINP, queries with a match)}} of one trial; a camera
+    none of whose queries has a match is left out."""
+    cams, matched = np.asarray(problem.query.cams), matched_queries(problem)
+    out = {name: {} for name in distances}
+    for camera in np.unique(cams):
+        mine = cams == camera
+        if not matched[mine].any():
+            continue
+        subset = problem.query._replace(paths=[p for p, m in zip(problem.query.paths, mine) if m],
+                                        ids=np.asarray(problem.query.ids)[mine], cams=cams[mine])
+        for name, dist in distances.items():
+            out[name][int(camera)] = (*problem.metric(dist[mine], subset, problem.gallery), int(matched[mine].sum()))
+    return out
+
+
+def score_trials(problems, bank, rerank=None, by_camera=None):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})`; warns when the features collapsed.
+    `rerank` (a Rerank): score k-reciprocal re-ranked distances instead of the similarities. A dict
+    given as `by_camera` receives, for datasets with cameras, `{trial: camera_scores(...)}`."""
     results, spread = [], np.inf
     for trial, pr in problems.items():
         q, g = bank.get(pr.query), bank.get(pr.gallery)
         spread = min(spread, feature_spread(q), feature_spread(g))
-        sims = score_similarities(q, g, pr.llcm_pool_quirk)
-        results.append((trial, {name: pr.metric(-sims[name], pr.query, pr.gallery) for name in SCORES}))
+        if rerank is None:
+            distances = {name: -sim for name, sim in score_similarities(q, g, pr.llcm_pool_quirk).items()}
+        else:
+            start = time.perf_counter()
+            distances = rerank_distances(q, g, pr.llcm_pool_quirk, rerank)
+            print(f'  re-ranked trial {trial} ({len(pr.query.paths)} x {len(pr.gallery.paths)}, k1 {rerank.k1}, '
+                  f'k2 {rerank.k2}, lambda {rerank.lambda_value}) in {time.perf_counter() - start:.1f}s', flush=True)
+        results.append((trial, {name: pr.metric(distances[name], pr.query, pr.gallery) for name in SCORES}))
+        if by_camera is not None and pr.query.cams is not None:
+            by_camera[trial] = camera_scores(pr, distances)
     if spread < COLLAPSE_SPREAD:
         print(collapse_warning(spread), flush=True)
     return results
 
 
-def evaluate(net, dataset, data_path, trials, device, **options):
-    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`; `options` as for `embed`."""
-    return score_trials(*embed(net, dataset, data_path, trials, device, **options))
+def evaluate(net, dataset, data_path, trials, device, rerank=None, **options):
+    """For each trial, `(trial, {score name: (cmc, mAP, mINP)})` of `net`; `rerank` as for
+    `score_trials`, `options` as for `embed`."""
+    return score_trials(*embed(net, dataset, data_path, trials, device, **options), rerank=rerank)
 
 
 def summarise_trials(results):
@@ -226,8 +344,8 @@ def cmc_report(results):
     return {'mean': mean, 'per_trial': per_trial}
 
 
-def mean_scores(per_trial):
-    return {name: {k: float(np.mean([r[name][k] for r in per_trial])) for k in per_trial[0][name]}
+def mean_scores(per_trial, reduce=np.mean):
+    return {name: {k: float(reduce([r[name][k] for r in per_trial])) for k in per_trial[0][name]}
             for name in SCORES}
 
 
@@ -279,6 +397,46 @@ def rows_note(dataset, problem):
     return (f'rows (the release\'s names): VIS-IR FC = {q} query original vs {g} gallery original (bn features), '
             f'VIS-MR FC = query original vs gallery middle, MIS-IR FC = query middle vs gallery original, '
             f'MIS-MR FC = middle vs middle, ALL FC = their sum, ALL = ALL FC + {pool}')
+
+
+def std_scores(per_trial):
+    """The standard deviation over trials of every value of `mean_scores` (numpy's, ddof 0)."""
+    return mean_scores(per_trial, np.std)
+
+
+def camera_report(by_camera):
+    """The results file's "per_camera" entry from `score_trials`' `by_camera`: {score: {camera:
+    {rank1, mAP, mINP, queries, trials}}}, each the mean over the trials in which the camera had a
+    query with a match (queries: those queries, the mean count)."""
+    report = {}
+    for name in SCORES:
+        cameras = sorted({c for scores in by_camera.values() for c in scores[name]})
+        report[name] = {}
+        for camera in cameras:
+            runs = [scores[name][camera] for scores in by_camera.values() if camera in scores[name]]
+            report[name][str(camera)] = {'rank1': float(np.mean([r[0][0] for r in runs])),
+                                         'mAP': float(np.mean([r[1] for r in runs])),
+                                         'mINP': float(np.mean([r[2] for r in runs])),
+                                         'queries': float(np.mean([r[3] for r in runs])), 'trials': len(runs)}
+    return report
+
+
+def format_spread(title, mean, std):
+    """Rank-1 and mAP of every score as mean ± standard deviation over trials."""
+    lines = [title, f'  {"score":<10}{"Rank-1":>17}{"mAP":>17}']
+    for name in SCORES:
+        cells = [f'{100 * mean[name][k]:.2f} ± {100 * std[name][k]:.2f}%' for k in ('rank1', 'mAP')]
+        lines.append(f'  {name:<10}' + ''.join(f'{c:>17}' for c in cells))
+    return '\n'.join(lines)
+
+
+def format_cameras(title, report, score):
+    """Rank-1, mAP and mINP of `score` per query camera (`camera_report`)."""
+    lines = [title, f'  {"camera":<8}{"queries":>9}' + ''.join(f'{h:>9}' for h in ('Rank-1', 'mAP', 'mINP'))]
+    for camera, s in report[score].items():
+        lines.append(f'  {"cam" + camera:<8}{s["queries"]:>9.0f}' + ''.join(f'{100 * s[k]:8.2f}%'
+                                                                          for k in ('rank1', 'mAP', 'mINP')))
+    return '\n'.join(lines)
 
 
 def format_table(title, scores):

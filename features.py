@@ -6,7 +6,8 @@ An uncompressed numpy .npz without pickled objects (`np.load(path)` reads it):
   meta            0-d str, JSON: {"kind": "ifalnet-features", "version": 1, "dataset", "mode",
                   "protocol", "tvsearch", "data_root" (absolute), "img_h", "img_w", "arch",
                   "llcm_pool_quirk", "checkpoints": [one path per model], "trials": [...],
-                  "trial_models": [index into "checkpoints", per trial]}
+                  "trial_models": [index into "checkpoints", per trial], and the test-time options
+                  "flip", "gallery", "shots" (absent from older files: False, "random", 1)}
   path            (N,) str    image path relative to meta["data_root"]
   identity        (N,) int64
   camera          (N,) int64  camera number; -1 where the dataset has none (RegDB)
@@ -19,7 +20,8 @@ An uncompressed numpy .npz without pickled objects (`np.load(path)` reads it):
 A row is one image as embedded by one model: an image shared by several trials of one model is
 stored once; RegDB with one model per split ({trial} in --resume) stores each split's own rows.
 test.py scores a trial from `rows(query_<t>)` and `rows(gallery_<t>)` in float64 with
-`test.score_similarities(q, g, meta["llcm_pool_quirk"])` and the dataset's metric.
+`evaluation.score_similarities(q, g, meta["llcm_pool_quirk"])` and the dataset's metric
+(`test.py --from-features FILE` does it).
 """
 import json
 import os

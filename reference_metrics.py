@@ -1,5 +1,6 @@
-"""Slow, obviously correct per-query metrics written from SPEC section 5: the yardstick for
-eval_metrics.py (tests) and its baseline (bench_metrics.py).
+"""Slow, obviously correct per-query metrics written from SPEC section 5, and k-reciprocal
+re-ranking one image at a time: the yardsticks of eval_metrics.py and rerank.py (tests) and their
+baselines (bench_metrics.py).
 
 Like the release, it ranks every query with one `np.argsort(distmat, axis=1)` over the whole
 matrix, then walks the queries one by one.
@@ -73,3 +74,46 @@ def reference_llcm(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20):
 def reference_regdb(distmat, q_pids, g_pids, max_rank=20):
     cams = np.zeros(len(q_pids), dtype=np.int64), np.zeros(len(g_pids), dtype=np.int64)
     return reference_eval(distmat, q_pids, g_pids, *cams, max_rank, removed_none, False)
+
+
+def reference_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
+    """k-reciprocal re-ranking (Zhong et al., CVPR 2017) one image at a time, as the paper's
+    algorithm reads and the authors' code runs it (their conventions: squared distances scaled per
+    column by the maximum; neighbours by distance, exact ties by index; float32 where they keep
+    float16)."""
+    num_q = q_g_dist.shape[0]
+    dist = np.concatenate([np.concatenate([q_q_dist, q_g_dist], axis=1),
+                           np.concatenate([q_g_dist.T, g_g_dist], axis=1)]).astype(np.float32) ** 2
+    dist = np.transpose(dist / np.max(dist, axis=0))
+    n = dist.shape[0]
+    rank = np.argsort(dist, kind='stable').astype(np.int32)
+
+    def reciprocal(i, k):
+        """The images among i's k + 1 nearest that have i among their own k + 1 nearest."""
+        forward = rank[i, :k + 1]
+        return forward[np.any(rank[forward, :k + 1] == i, axis=1)]
+
+    encoding = np.zeros((n, n), dtype=np.float32)
+    for i in range(n):
+        members = reciprocal(i, k1)
+        expanded = members
+        for candidate in members:
+            theirs = reciprocal(candidate, int(np.around(k1 / 2)))
+            if len(np.intersect1d(theirs, members)) > 2 / 3 * len(theirs):
+                expanded = np.append(expanded, theirs)
+        expanded = np.unique(expanded)
+        weights = np.exp(-dist[i, expanded])
+        encoding[i, expanded] = weights / np.sum(weights)
+    if k2 != 1:   # local query expansion
+        expanded_query = np.zeros_like(encoding)
+        for i in range(n):
+            expanded_query[i] = np.mean(encoding[rank[i, :k2]], axis=0)
+        encoding = expanded_query
+    holders = [np.nonzero(encoding[:, f])[0] for f in range(n)]   # the images whose encoding has feature f
+    jaccard = np.zeros((num_q, n), dtype=np.float32)
+    for i in range(num_q):
+        overlap = np.zeros(n, dtype=np.float32)
+        for f in np.nonzero(encoding[i])[0]:
+            overlap[holders[f]] += np.minimum(encoding[i, f], encoding[holders[f], f])
+        jaccard[i] = 1 - overlap / (2 - overlap)
+    return (jaccard * (1 - lambda_value) + dist[:num_q] * lambda_value)[:, num_q:]

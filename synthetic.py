@@ -132,7 +132,30 @@ def make_sysu(root, train_ids=(1, 2, 3, 4), val_ids=(5,), test_ids=(6, 7, 8), im
                     _save_image(root, os.path.join(folder, '%04d.jpg' % n), pid, modality, size, seed)
     for split, ids in (('train', train_ids), ('val', val_ids), ('test', test_ids)):
         _write_ids(os.path.join(root, 'exp', f'{split}_id.txt'), ids)
+    counts = {(cam, pid): images_per_cam for modality, cameras in SYSU_CAMERAS.items()
+              for pid in (*train_ids, *val_ids, *test_ids) for cam, _ in _camera_folders('', cameras, pid, missing)}
+    write_sysu_permutations(os.path.join(root, 'exp', 'rand_perm_cam.mat'), counts, seed)
     return os.fspath(root)
+
+
+def write_sysu_permutations(path, counts, seed=0, trials=10, identities=533):
+    """exp/rand_perm_cam.mat with the structure of the real file: variable rand_perm_cam, a 6 x 1 cell
+    array (camera c in cell c) of 1 x max(533, ids) cell arrays (identity i in entry i), each entry
+    a trials x n array whose row t is a permutation of the image numbers 1..n, empty where
+    `counts` ({(camera, identity): n}) has no images."""
+    from scipy.io import savemat   # only here: the rest of this module needs no scipy
+    rng = np.random.default_rng([seed, 533])
+    width = max([identities, *(pid for _, pid in counts)])
+    cameras = np.empty((6, 1), dtype=object)
+    for camera in range(1, 7):
+        cell = np.empty((1, width), dtype=object)
+        for pid in range(1, width + 1):
+            n = counts.get((camera, pid), 0)
+            cell[0, pid - 1] = (np.stack([rng.permutation(n) + 1 for _ in range(trials)]).astype(np.float64)
+                                if n else np.zeros((0, 0)))
+        cameras[camera - 1, 0] = cell
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    savemat(path, {'rand_perm_cam': cameras})
 
 
 def make_regdb(root, num_ids=12, images_per_id=3, size=(64, 32), seed=0, trials=10):

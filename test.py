@@ -12,10 +12,11 @@ import json
 import data_manager as dm
 from checkpoint import describe_training, resolve_checkpoint
 from device import autocast_dtype, select_device
-from evaluation import (DEFAULT_TRIALS, cmc_report, direction, embed, format_table, load_model, mean_scores,
-                        mean_title, rows_note, score_trials, summarise_trials, trial_title)
+from evaluation import (DEFAULT_TRIALS, SCORES, Rerank, camera_report, cmc_report, direction, embed, format_cameras,
+                        format_spread, format_table, load_model, mean_scores, mean_title, rows_note, saved_problems,
+                        score_trials, std_scores, summarise_trials, trial_title)
 from exporting import exported_pair
-from features import save_features
+from features import Features, save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from utils import ReIDError, atomic_write, loud, run_main
 
@@ -37,11 +38,37 @@ def parse_args(argv=None):
     add_flag(group, '--onnx', nargs=2, default=None, metavar=('VISIBLE', 'THERMAL'),
              help="evaluate export.py's files of the visible and the thermal branch (ONNX, or TorchScript) "
                   'instead of a checkpoint')
+    group = parser.add_argument_group("test-time options (the defaults are the release's)")
+    add_flag(group, '--rerank', action='store_true',
+             help='k-reciprocal re-ranking (Zhong et al., CVPR 2017) of every score, on the Euclidean distances '
+                  "of the score's query- and gallery-side vectors (see the README)")
+    add_flag(group, '--k1', default=20, type=int, help='re-ranking: size of the k-reciprocal neighbour sets')
+    add_flag(group, '--k2', default=6, type=int, help='re-ranking: neighbours of the local query expansion')
+    add_flag(group, '--lambda-value', default=0.3, type=float,
+             help='re-ranking: weight of the original distance in the final one (0..1)')
+    add_flag(group, '--flip', action='store_true',
+             help="add each test image's horizontal mirror: the two images' features are summed and scaled back "
+                  'to unit length')
+    add_flag(group, '--gallery', default='random', choices=('random', 'official'),
+             help="SYSU-MM01 gallery: 'random' draws as the release does; 'official' takes the dataset's own "
+                  'permutations, exp/rand_perm_cam.mat (trial t: row t)')
+    add_flag(group, '--shots', default=1, type=int, choices=(1, 10),
+             help='SYSU-MM01 gallery images per identity and camera: 1 (single-shot) or 10 (multi-shot)')
+    add_flag(group, '--per-camera', action='store_true',
+             help='also print Rank-1, mAP and mINP per query camera (the results file always has them)')
+    add_flag(group, '--from-features', default=None, metavar='FILE.npz',
+             help='score the features file of an earlier --save-features instead of a checkpoint: no network, '
+                  'no images; dataset, mode, protocol, direction and trials come from the file (--trials may '
+                  'choose some of them)')
     args = parser.parse_args(argv)
-    if not args.resume and not args.onnx:
-        parser.error('--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL)')
-    if args.resume and args.onnx:
-        parser.error('give --resume (a checkpoint) or --onnx (exported files), not both')
+    sources = [flag for flag, value in (('--resume', args.resume), ('--onnx', args.onnx),
+                                        ('--from-features', args.from_features)) if value]
+    if not sources:
+        parser.error('--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL, or '
+                     '--from-features FILE.npz)')
+    if len(sources) > 1:
+        parser.error(f'give one of --resume (a checkpoint), --onnx (exported files) and --from-features (a features '
+                     f'file), not {" and ".join(sources)}')
     return args
 
 
@@ -124,11 +151,22 @@ def fit_to_checkpoint(net, path, args, trials):
     return size
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    # Every input is checked before the first image is embedded.
-    check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
-    trials = select_trials(args)
+def check_test_time_options(args, dataset=None):
+    """The re-ranking parameters; --gallery and --shots only for SYSU-MM01 (`dataset` None: the
+    features file's, whose galleries are fixed)."""
+    check_counts(args, {'--k1': 1, '--k2': 1})
+    if not 0 <= args.lambda_value <= 1:
+        raise ReIDError(f'--lambda-value must be within 0..1, got {args.lambda_value}')
+    if dataset not in (None, 'sysu') and (args.gallery, args.shots) != ('random', 1):
+        raise ReIDError(f'--gallery and --shots choose SYSU-MM01 galleries; {dataset} has its own test lists')
+    if args.from_features and (args.flip or (args.gallery, args.shots) != ('random', 1)):
+        raise ReIDError('--flip, --gallery and --shots change what is embedded, so they cannot be used with '
+                        '--from-features: run test.py on the checkpoint with them (and --save-features)')
+
+
+def embed_and_score(args, trials, rerank, by_camera):
+    """Embed with the checkpoint(s) of --resume (or the --onnx files) and score:
+    (setting, results, per_trial, {trial: Problem})."""
     data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
     if args.onnx:   # the exported files stand in for the checkpoint, through the same protocol code
         exported = exported_pair(args.onnx, args.img_h, args.img_w)
@@ -137,7 +175,8 @@ def main(argv=None):
         checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     device = select_device(args.gpu)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, batch_size=args.test_batch,
-                   workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device))
+                   workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device),
+                   flip=args.flip, gallery=args.gallery, shots=args.shots)
     model = dict(device=device, arch=args.arch, se_channels=args.se_channels, channels_last=args.channels_last)
     if args.dataset == 'sysu' and args.tvsearch:
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
@@ -159,7 +198,7 @@ def main(argv=None):
         for trial in trials:  # one model per RegDB split
             problems, bank = load_and_embed(checkpoints[trial], [trial])
             titles.update(problems)
-            results += score_trials(problems, bank)
+            results += score_trials(problems, bank, rerank, by_camera)
             runs += [(checkpoints[trial], problems, bank)] if args.save_features else []
             per_trial += summarise_trials(results[-1:])
             if len(titles) == 1:
@@ -171,26 +210,77 @@ def main(argv=None):
                   "split (put {trial} in --resume to load each split's own)")
         problems, bank = load_and_embed(checkpoints[trials[0]], trials)
         titles = problems
-        results = score_trials(problems, bank)
+        results = score_trials(problems, bank, rerank, by_camera)
         runs = [(checkpoints[trials[0]], problems, bank)]
         per_trial = summarise_trials(results)
-        print(rows_note(args.dataset, problems[trials[0]]))
-        for result in per_trial:
-            print(format_table(trial_title(args.dataset, result['trial'], problems[result['trial']], args.mode), result))
-    mean = mean_scores(per_trial)
-    print(format_table(mean_title(args.dataset, titles, args.mode, args.protocol), mean), flush=True)
+        print_trials(args.dataset, args.mode, problems, per_trial)
     if args.save_features:
         meta = {'dataset': args.dataset, 'mode': args.mode, 'protocol': args.protocol, 'tvsearch': args.tvsearch,
                 'img_h': sizes[0][0], 'img_w': sizes[0][1], 'arch': args.arch,
-                'llcm_pool_quirk': any(pr.llcm_pool_quirk for _, problems, _ in runs for pr in problems.values())}
+                'llcm_pool_quirk': any(pr.llcm_pool_quirk for _, problems, _ in runs for pr in problems.values()),
+                'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots}
         save_features(args.save_features, runs, data_path, meta)
         print(f'features written to {args.save_features}')
+    setting = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch, 'protocol': args.protocol,
+               'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots}
+    return setting, results, per_trial, titles
+
+
+def print_trials(dataset, mode, problems, per_trial):
+    print(rows_note(dataset, next(iter(problems.values()))))
+    for result in per_trial:
+        print(format_table(trial_title(dataset, result['trial'], problems[result['trial']], mode), result))
+
+
+def score_saved(args, rerank, by_camera):
+    """Score the features file of --from-features: (setting, trials, results, per_trial, {trial: Problem})."""
+    features = Features(args.from_features)
+    meta = features.meta
+    trials = (features.trials if args.trials is None
+              else [features.trial(t) for t in parse_trials(args.trials, features.dataset)])
+    print(f'scoring {args.from_features}: {features.dataset}, protocol {meta["protocol"]}, trials '
+          f'{",".join(map(str, trials))} (no network, no images)', flush=True)
+    problems, bank = saved_problems(features, trials)
+    results = score_trials(problems, bank, rerank, by_camera)
+    per_trial = summarise_trials(results)
+    print_trials(features.dataset, meta['mode'], problems, per_trial)
+    setting = {'dataset': features.dataset, 'mode': meta['mode'], 'tvsearch': meta['tvsearch'],
+               'protocol': meta['protocol'], 'flip': meta.get('flip', False),
+               'gallery': meta.get('gallery', 'random'), 'shots': meta.get('shots', 1)}
+    return setting, trials, results, per_trial, problems
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Every input is checked before the first image is embedded.
+    check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    rerank = Rerank(args.k1, args.k2, args.lambda_value) if args.rerank else None
+    by_camera = {} if args.results or args.per_camera else None
+    if args.from_features:
+        check_test_time_options(args)
+        setting, trials, results, per_trial, titles = score_saved(args, rerank, by_camera)
+    else:
+        trials = select_trials(args)
+        check_test_time_options(args, args.dataset)
+        setting, results, per_trial, titles = embed_and_score(args, trials, rerank, by_camera)
+    dataset, mode = setting['dataset'], setting['mode']
+    mean, std = mean_scores(per_trial), std_scores(per_trial)
+    print(format_table(mean_title(dataset, titles, mode, setting['protocol']), mean), flush=True)
+    if len(trials) > 1:
+        print(format_spread(f'Spread over {len(trials)} trials: mean ± standard deviation', mean, std), flush=True)
+    cameras = camera_report(by_camera) if by_camera else None
+    if args.per_camera:
+        if cameras is None:
+            print(f'note: --per-camera: {dataset} has no camera numbers')
+        for name in SCORES if cameras else ():
+            print(format_cameras(f'{name} per query camera (mean over {len(trials)} trial(s))', cameras, name))
     if args.results:
         # "mode" (SYSU-MM01's gallery cameras) only where it means something; the direction always.
-        report = {'dataset': args.dataset, **({'mode': args.mode} if args.dataset == 'sysu' else {}),
-                  'direction': direction(args.dataset, next(iter(titles.values()))), 'tvsearch': args.tvsearch,
-                  'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial,
-                  'cmc': cmc_report(results)}
+        report = {'dataset': dataset, **({'mode': mode} if dataset == 'sysu' else {}),
+                  'direction': direction(dataset, next(iter(titles.values()))), 'tvsearch': setting['tvsearch'],
+                  'protocol': setting['protocol'], 'flip': setting['flip'], 'gallery': setting['gallery'],
+                  'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
+                  'cmc': cmc_report(results), 'per_camera': cameras, 'rerank': rerank._asdict() if rerank else None}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')
     return mean

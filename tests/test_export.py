@@ -258,9 +258,11 @@ def test_readme_ranking_example_runs_with_onnxruntime_alone(tmp_path, sysu_root,
 
 
 def test_test_py_takes_a_checkpoint_or_exported_files(capsys):
-    for argv, message in (([], '--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL)'),
-                          (['--resume', 'x.t', '--onnx', 'v.onnx', 't.onnx'],
-                           'give --resume (a checkpoint) or --onnx (exported files), not both')):
+    one_of = 'give one of --resume (a checkpoint), --onnx (exported files) and --from-features (a features file), not '
+    for argv, message in (([], '--resume is required: the checkpoint to evaluate (or --onnx VISIBLE THERMAL, or '
+                               '--from-features FILE.npz)'),
+                          (['--resume', 'x.t', '--onnx', 'v.onnx', 't.onnx'], one_of + '--resume and --onnx'),
+                          (['--onnx', 'v.onnx', 't.onnx', '--from-features', 'f.npz'], one_of + '--onnx and --from-features')):
         with pytest.raises(SystemExit) as exit_:
             test_script.parse_args(argv)
         assert exit_.value.code == 2 and capsys.readouterr().err.endswith(f'error: {message}\n')
