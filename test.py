@@ -11,11 +11,13 @@ import json
 
 import data_manager as dm
 from checkpoint import resolve_checkpoint
+from coverage import gaps_warning, test_set_gaps
 from device import autocast_dtype, select_device
 from evaluation import (DEFAULT_TRIALS, cmc_report, embed, format_table, load_model, mean_scores, score_trials,
                         summarise_trials)
 from features import save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from outputs import check_output_file
 from utils import ReIDError, atomic_write, run_main
 
 
@@ -33,6 +35,9 @@ def parse_args(argv=None):
     add_flag(group, '--save-features', default=None, metavar='FILE.npz',
              help="write every test image's path, identity, camera, modality and four feature vectors, and "
                   "each trial's query and gallery, here (see features.py; visualize.py reads it)")
+    add_flag(group, '--strict', action='store_true',
+             help='refuse an incomplete test set (a camera folder missing, a test identity without query or '
+                  'gallery images) instead of warning')
     args = parser.parse_args(argv)
     if not args.resume:
         parser.error('--resume is required: the checkpoint to evaluate')
@@ -87,6 +92,16 @@ def resolve_checkpoints(resume, model_path, dataset, trials):
     return found
 
 
+def check_test_set(args, data_path, trials):
+    """The gaps of an incomplete test set (see coverage.py): a loud warning, or with --strict an error."""
+    gaps = test_set_gaps(args.dataset, data_path, trials, args.mode, args.tvsearch, args.protocol)
+    if gaps and args.strict:
+        raise ReIDError(f'--strict: the test set in {data_path} is incomplete: ' + '; '.join(gaps))
+    if gaps:
+        print(gaps_warning(gaps, data_path), flush=True)
+    return gaps
+
+
 def main(argv=None):
     args = parse_args(argv)
     # Every input is checked before the first image is embedded.
@@ -94,6 +109,10 @@ def main(argv=None):
     trials = select_trials(args)
     data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
     checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
+    for flag, path in (('--results', args.results), ('--save-features', args.save_features)):
+        if path:
+            check_output_file(path, flag)
+    gaps = check_test_set(args, data_path, trials)
     device = select_device(args.gpu)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, img_h=args.img_h,
                    img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
@@ -135,7 +154,7 @@ def main(argv=None):
     if args.results:
         report = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch,
                   'protocol': args.protocol, 'trials': trials, 'mean': mean, 'per_trial': per_trial,
-                  'cmc': cmc_report(results)}
+                  'cmc': cmc_report(results), **({'warnings': gaps} if gaps else {})}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')
     return mean

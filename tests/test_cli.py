@@ -82,7 +82,7 @@ SPELLING_CASES = {
     '--num_pos': ('5', 5), '--lambda_1': ('0.5', 0.5), '--save_epoch': ('4', 4), '--log_path': ('L/', 'L/'),
     '--vis_log_path': ('V/', 'V/'), '--print-freq': ('9', 9), '--se-channels': ('5,0,3', (5, 0, 3)),
     '--channels-last': (None, True), '--sync-bn': (None, True), '--dist-backend': ('gloo', 'gloo'),
-    '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'),
+    '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'), '--run-name': ('ab', 'ab'),
 }
 
 
@@ -117,7 +117,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
     entries, _ = help_entries(parse, capsys)
     with_separator = {flag for flag in entries if re.search(r'\w[-_]\w', flag)}
     # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from flags.add_flag).
-    train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout'}
+    train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout', '--run-name'}
     test_only = {'--save-features'}
     assert with_separator == set(SPELLING_CASES) - (train_only if script == 'test' else test_only)
     for flag in with_separator:
