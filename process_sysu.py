@@ -9,6 +9,7 @@ run left beside these four are removed first.
 
     python process_sysu.py --data-path ./Datasets/SYSU-MM01/
 """
+import errno
 import os
 import re
 
@@ -17,7 +18,7 @@ import numpy as np
 from data_manager import SYSU_ARRAYS, check_layout, parse_camera_and_id, read_resized, sysu_train_files
 from flags import add_flag, make_parser
 from outputs import note_removed, remove_stale_temp_files
-from utils import ReIDError, atomic_write, run_main, temp_file_beside
+from utils import ReIDError, atomic_write, run_main, temp_file_beside, write_error
 
 
 def relabel(rgb_ids, ir_ids, root):
@@ -39,13 +40,21 @@ def save_resized_images(path, files, img_h, img_w, desc):
     """
     fd, tmp = temp_file_beside(path)
     os.close(fd)
+    out = None
     try:
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))
+        try:   # reserve the space now: a memory map on a full disk would crash (SIGBUS), not raise
+            with open(tmp, 'r+b') as f:
+                os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp))
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):   # file systems that cannot reserve
+                raise write_error(path, err) from None
         read_resized(files, out, desc=desc, min_progress=0)
         out.flush()
         del out
         os.replace(tmp, path)
     except BaseException:
+        out = None   # unmap the file (a traceback keeps this frame's variables alive)
         os.remove(tmp)
         raise
 

@@ -5,7 +5,8 @@ of `<name>_best.t`, `<name>_last.t`, `<name>_epoch_<e>.t` and `<name>.lock`. `cl
 train.py holds while it trains: the lock file (host and PID; a second run with the same name
 refuses at once, the lock of a process that is gone is taken over with a note), the refusal of a
 fresh run whose files already exist (saying what is there and which arguments differ, offering
---resume, --run-name and --overwrite), and the removal of temporary files a killed write left.
+--resume, --run-name and --overwrite), and the removal of temporary files a killed write left. Under torchrun rank 0 alone claims the run; a
+restart by torchrun's elastic agent takes over the lock of the attempt before.
 `resolve_resume` turns `--resume auto` into the run's `_last.t` when there is one.
 """
 import contextlib
@@ -16,6 +17,7 @@ import re
 import socket
 import time
 
+import distributed
 from checkpoint import read_checkpoint
 from outputs import note_removed, remove_stale_temp_files
 from training import run_name
@@ -61,11 +63,11 @@ def resolve_resume(args):
     if args.resume != AUTO:
         return args.resume
     last = last_checkpoint(args.model_path, run_stem(args))
-    if os.path.isfile(last):
-        print(f'--resume auto: continuing from {last}', flush=True)
-        return last
-    print(f'--resume auto: no {last} yet, starting afresh', flush=True)
-    return ''
+    found = os.path.isfile(last)
+    if distributed.is_main():
+        print(f'--resume auto: continuing from {last}' if found else f'--resume auto: no {last} yet, starting afresh',
+              flush=True)
+    return last if found else ''
 
 
 def differing_arguments(saved, args):
@@ -147,13 +149,16 @@ def run_lock(path):
             host, pid = owner['host'], int(owner['pid'])
         except (OSError, ValueError, KeyError, TypeError):
             owner, host, pid = None, None, None   # unreadable: cut short while it was written
-        if owner is not None and (host != me['host'] or not _process_gone(pid)) and pid != me['pid']:
+        # After a failure torchrun's elastic agent stops every process before it restarts them (rank 0
+        # perhaps on another node): the lock of the attempt before is stale wherever it was taken.
+        restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
+        if owner is not None and not restarted and (host != me['host'] or not _process_gone(pid)) and pid != me['pid']:
             where = f'process {pid} on {host}' + (f' (since {owner.get("started")})' if owner.get('started') else '')
             raise ReIDError(f'the run is already being trained by {where}: its lock file {path} exists. Wait for '
                             'it, give this run another --run-name, or, if that process is gone (another host), '
                             'remove the lock file')
-        print(f'note: taking over the lock {path}' + (f' of process {pid} on {host}, which is gone' if owner else ''),
-              flush=True)
+        gone = ' (torchrun restarted the run)' if restarted else ', which is gone'
+        print(f'note: taking over the lock {path}' + (f' of process {pid} on {host}{gone}' if owner else ''), flush=True)
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
     else:

@@ -76,7 +76,8 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, s
     last = copy_run(tmp_path, trained)
     before = open(last, 'rb').read()
     with pytest.raises(ReIDError) as err:
-        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', 'auto', '--lr', '1e6'))
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', str(last), '--lr', '1e6',
+                                     '--run-name', NAME))
     assert re.fullmatch(r'training diverged: the loss is (nan|inf) \(id \S+ tri \S+ tca \S+\) at epoch 1 step '
                         r'\d/5, learning rate 2e\+05; nothing of this epoch is saved \(the last _last.t, if any, is '
                         r'the last good state\); lower --lr', str(err.value)), str(err.value)
@@ -265,7 +266,7 @@ def small_file_system(folder, options):
         yield folder if mounted else None
     finally:
         if mounted:
-            subprocess.run(['umount', str(folder)], check=True)
+            subprocess.run(['umount', '-l', str(folder)], check=True)
 
 
 def failing_writes(monkeypatch, code, after=0):
@@ -481,3 +482,17 @@ def test_process_sysu_removes_the_temporary_files_of_a_killed_run(tmp_path, caps
     process_sysu.prepare_sysu(root, 16, 8)
     assert f'note: removed 1 temporary file(s) left by an interrupted write: {stale}' in capsys.readouterr().out
     assert not stale.exists() and other.exists()
+
+
+def test_process_sysu_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    with small_file_system(tmp_path / 'full', 'size=512k') as fs:
+        root = pathlib.Path(make_sysu((fs or tmp_path / 'full') / 'SYSU-MM01', train_ids=(1, 2), val_ids=(3,),
+                                      test_ids=(4,), images_per_cam=1, size=(16, 8)))
+        if fs is None:
+            def full(*args):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            monkeypatch.setattr(process_sysu.os, 'posix_fallocate', full)
+        with pytest.raises(ReIDError) as err:
+            process_sysu.prepare_sysu(root)   # 12 visible images at 384x192: 2.7 MB
+        assert str(err.value) == f'cannot write {root / "train_rgb_resized_img.npy"}: No space left on device [ENOSPC]'
+        assert not temp_files(root) and not list(root.glob('*.npy'))
