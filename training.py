@@ -169,15 +169,15 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
                 sums[key] += parts[key]
             tick = time.perf_counter()
             computed += tick - data_ready
+            current = step + 1
             if step == 1 or step % args.print_freq == 0 or step == steps or tick - last_print >= PROGRESS_SECONDS:
                 last_print = tick
                 print(f'Epoch: [{epoch}][{step}/{steps}] time {tick - start:.1f}s (data wait {waited:.1f}s, '
                       f'compute {computed:.1f}s) lr {lr:.5f} loss {sums["loss"] / step:.4f} '
                       f'(id {sums["id"] / step:.4f} tri {sums["tri"] / step:.4f} tca {sums["tca"] / step:.4f}) '
                       f'accu {100 * correct / total:.2f}%', flush=True)
-            current = step + 1
     except Interrupted as err:
-        err.where = f'epoch {epoch} step {current}/{steps}'
+        err.where = f'epoch {epoch} step {min(current, steps)}/{steps}'
         raise
     return {**{k: v / steps for k, v in sums.items()}, 'accuracy': correct / total, 'lr': lr,
             'data_wait': waited, 'compute': computed}
