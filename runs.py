@@ -107,18 +107,33 @@ def claim(args, name):
     """Hold the run `name` in --model_path for the block: its lock, the check that a fresh run
     overwrites nothing (or, with --overwrite, the removal of the old run's checkpoints) and the
     removal of its stale temporary files."""
+    created = new_folders(args.model_path)
     os.makedirs(args.model_path, exist_ok=True)
-    with run_lock(os.path.join(args.model_path, f'{name}.lock')):
-        files = checkpoint_files(args.model_path, name)
-        if files and not args.resume:
-            if not args.overwrite:
-                refuse_existing(args, name, files)
-            for path in files:
-                os.remove(path)
-            print(f'--overwrite: removed the earlier run\'s {", ".join(os.path.basename(f) for f in files)}',
-                  flush=True)
-        note_removed(remove_stale_temp_files(args.model_path, re.escape(name) + r'_(best|last|epoch_\d+)\.t'))
-        yield
+    try:
+        with run_lock(os.path.join(args.model_path, f'{name}.lock')):
+            files = checkpoint_files(args.model_path, name)
+            if files and not args.resume:
+                if not args.overwrite:
+                    refuse_existing(args, name, files)
+                for path in files:
+                    os.remove(path)
+                print(f'--overwrite: removed the earlier run\'s {", ".join(os.path.basename(f) for f in files)}',
+                      flush=True)
+            note_removed(remove_stale_temp_files(args.model_path, re.escape(name) + r'_(best|last|epoch_\d+)\.t'))
+            yield
+    finally:
+        for folder in created:   # a run that saved nothing leaves no empty --model_path behind
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def new_folders(path):
+    """The folders `os.makedirs(path)` would create, deepest first."""
+    path, missing = os.path.abspath(path), []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def _process_gone(pid):
