@@ -5,10 +5,12 @@ objects a release checkpoint pickles allowed and nothing else), `save_checkpoint
 `resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
 implies (`checkpoint_model_args`), what it was trained on (`trained_on`, `describe_training`),
 and `load_state`, which drops the release's unused weights and refuses any other difference with
-a list of what differs.
+a list of what differs; `refuse_nonfinite` refuses weights that hold NaN or inf.
 """
 import os
+import pickle
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -33,23 +35,56 @@ def _numpy_safe_globals():
     return allowed
 
 
-def read_checkpoint(path):
-    """Load a checkpoint file (ours or the release's) as a dict, without running code from it."""
+def _load_failure(err):
+    """Why torch.load refused a file, in one line, without torch's advice to load it unsafely."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and 'weights_only' in text:
+        detail = [line.strip() for line in text.splitlines() if 'WeightsUnpickler error' in line]
+        detail = detail[0].split(':', 1)[1].strip() if detail else 'an object of a type that is not allowed'
+        return (f'it holds objects other than tensors and plain values ({detail}); checkpoints are read '
+                'without running code from them, so it is refused')
+    if isinstance(err, RuntimeError) and 'zip archive' in text:
+        return 'the file is damaged or incomplete (its zip archive cannot be read)'
+    return f'not a PyTorch checkpoint file ({type(err).__name__}' + (f': {text.splitlines()[0]})' if text else ')')
+
+
+def read_checkpoint(path, mmap=False):
+    """Load a checkpoint file (ours or the release's) as a dict, without running code from it;
+    `mmap` maps the tensors instead of reading them (for a look at the other entries)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ReIDError(f'{path} is a folder; expected a checkpoint file')
     if not os.path.isfile(path):
         raise ReIDError(f'checkpoint not found: {path}')
+    if os.path.getsize(path) == 0:
+        raise ReIDError(f'cannot read checkpoint {path}: the file is empty (0 bytes)')
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(_numpy_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)   # torch's note on the pickle protocol
+            ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
     except Exception as err:
-        raise ReIDError(f'cannot read checkpoint {path}: {err}') from err
-    if isinstance(ckpt, dict) and 'net' not in ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        raise ReIDError(f'cannot read checkpoint {path}: {_load_failure(err)}') from err
+    if isinstance(ckpt, dict) and 'net' not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         ckpt = {'net': ckpt}  # a bare state_dict
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('net'), dict):
         raise ReIDError(f'{path} is not an IFALNet checkpoint: expected a dict with a "net" state_dict')
     # Checkpoints saved from nn.DataParallel prefix every key with "module.".
     ckpt['net'] = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in ckpt['net'].items()}
     return ckpt
+
+
+def nonfinite_tensors(state):
+    """Names of the floating-point tensors of a state_dict that hold NaN or inf values."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def refuse_nonfinite(state, source, advice=': the training that wrote it diverged; use an earlier checkpoint'):
+    """Refuse weights with NaN or inf values (a diverged run), naming the tensors."""
+    bad = nonfinite_tensors(state)
+    if bad:
+        shown = ', '.join(bad[:5]) + (f' and {len(bad) - 5} more' if len(bad) > 5 else '')
+        raise ReIDError(f'{source}: {len(bad)} of {len(state)} weight tensors hold NaN or inf values '
+                        f'({shown}){advice}')
 
 
 def checkpoint_model_args(ckpt, source='checkpoint'):
@@ -121,4 +156,6 @@ def resolve_checkpoint(resume, model_path, trial=None):
     for candidate in (name, os.path.join(model_path, name)):
         if os.path.isfile(candidate):
             return candidate
+        if os.path.isdir(candidate):
+            raise ReIDError(f'{candidate} is a folder; expected a checkpoint file')
     raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')

@@ -17,6 +17,7 @@ from torchvision import transforms as T
 
 from data_manager import (LLCM_LAYOUT, LUMINANCE, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
                           read_index_file, read_resized)
+from interrupt import quiet_worker
 from utils import ReIDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -219,9 +220,11 @@ def _load_sysu_arrays(root, modality):
         if not os.path.isfile(path):
             raise ReIDError(f'missing {path}: prepare SYSU-MM01 first with '
                             f'`python process_sysu.py --data-path {root}`')
+        if os.path.getsize(path) == 0:
+            raise ReIDError(f'{path} is empty (0 bytes); run `python process_sysu.py --data-path {root}` again')
         try:
             arrays.append(np.load(path, mmap_mode='r' if kind == 'img' else None))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:
             raise ReIDError(f'cannot read {path} ({err}); run `python process_sysu.py --data-path {root}` again')
     images, labels = arrays
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or len(images) != len(labels):
@@ -273,20 +276,24 @@ class ListedTrainData(TrainData):
         super().__init__(*color, *thermal, img_h, img_w)
 
 
+def listed_index_files(dataset, data_path, trial=1):
+    """(root, visible index file, second-modality index file) of RegDB's split `trial` or of LLCM."""
+    layout = REGDB_LAYOUT if dataset == 'regdb' else LLCM_LAYOUT
+    root = data_root(data_path, layout)
+    idx = os.path.join(root, 'idx')
+    if dataset == 'regdb':
+        return root, os.path.join(idx, f'train_visible_{trial}.txt'), os.path.join(idx, f'train_thermal_{trial}.txt')
+    return root, os.path.join(idx, 'train_vis.txt'), os.path.join(idx, 'train_nir.txt')
+
+
 class RegDBData(ListedTrainData):
     def __init__(self, data_path, trial, img_h=288, img_w=144):
-        root = data_root(data_path, REGDB_LAYOUT)
-        idx = os.path.join(root, 'idx')
-        super().__init__(root, os.path.join(idx, f'train_visible_{trial}.txt'),
-                         os.path.join(idx, f'train_thermal_{trial}.txt'), REGDB_LAYOUT, img_h, img_w)
+        super().__init__(*listed_index_files('regdb', data_path, trial), REGDB_LAYOUT, img_h, img_w)
 
 
 class LLCMData(ListedTrainData):
     def __init__(self, data_path, img_h=384, img_w=192):
-        root = data_root(data_path, LLCM_LAYOUT)
-        idx = os.path.join(root, 'idx')
-        super().__init__(root, os.path.join(idx, 'train_vis.txt'), os.path.join(idx, 'train_nir.txt'),
-                         LLCM_LAYOUT, img_h, img_w, SECOND_MODALITY['llcm'])
+        super().__init__(*listed_index_files('llcm', data_path), LLCM_LAYOUT, img_h, img_w, SECOND_MODALITY['llcm'])
 
 
 def build_train_set(dataset, data_path, img_h, img_w, trial=1):
@@ -298,6 +305,15 @@ def build_train_set(dataset, data_path, img_h, img_w, trial=1):
     if dataset == 'llcm':
         return LLCMData(data_path, img_h, img_w)
     raise ReIDError(f"unknown dataset {dataset!r}; expected 'sysu', 'regdb' or 'llcm'")
+
+def count_train_identities(dataset, data_path, trial=1):
+    """The number of training identities (the classifier's classes) from the labels alone, no image
+    decoded: what train.py checks a checkpoint against before it starts."""
+    if dataset == 'sysu':
+        return len(np.unique(_load_sysu_arrays(data_root(data_path, SYSU_LAYOUT), 'rgb')[1]))
+    root, color_index, _ = listed_index_files(dataset, data_path, trial)
+    layout = REGDB_LAYOUT if dataset == 'regdb' else LLCM_LAYOUT
+    return len(np.unique(check_labels(read_index_file(color_index, root, layout)[1], color_index)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +428,8 @@ def make_train_loader(trainset, batches, workers, device):
     own seed comes from a private generator, so making it leaves torch's global stream alone (the
     augmentation draws from the seeds the batches carry)."""
     return DataLoader(trainset, batch_sampler=batches, num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=device.type == 'cuda', generator=torch.Generator())
+                      pin_memory=device.type == 'cuda', generator=torch.Generator(),
+                      worker_init_fn=quiet_worker)
 
 
 # ---------------------------------------------------------------------------------------------

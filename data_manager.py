@@ -103,7 +103,7 @@ def require_file(path, layout):
 def read_id_file(path, layout):
     """Read one comma-separated line of integer ids, returned as the release's 4-digit folder names."""
     require_file(path, layout)
-    with open(path) as f:
+    with open(path, encoding='utf-8-sig') as f:   # a byte-order mark is not part of the first id
         lines = f.read().splitlines()
     fields = [field.strip() for field in lines[0].split(',')] if lines else []
     fields = [field for field in fields if field]
@@ -119,7 +119,7 @@ def read_index_file(path, root, layout):
     """Read a `relative/path label` index file; paths are returned joined to `root`, in file order."""
     require_file(path, layout)
     paths, labels = [], []
-    with open(path) as f:
+    with open(path, encoding='utf-8-sig') as f:   # a byte-order mark is not part of the first path
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -133,11 +133,27 @@ def read_index_file(path, root, layout):
     return paths, np.array(labels, dtype=np.int64)
 
 
+# Pillow's modes of one-channel images deeper than 8 bits: 16-bit and 32-bit integers, 32-bit floats.
+DEEP_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
+
+
+def to_8bit(img, path):
+    """A deep one-channel image (say a 16-bit thermal frame) as 8-bit grey, scaled by its own value
+    range (its minimum to 0, its maximum to 255): convert('RGB') would clip every value above 255."""
+    values = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ReIDError(f'cannot read image {path}: it holds NaN or inf values')
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), 'L')
+
+
 def open_rgb(path):
-    """Open an image as RGB, or raise a ReIDError naming the file."""
+    """Open an image as RGB (deep one-channel images scaled to 8 bits by `to_8bit`), or raise a
+    ReIDError naming the file."""
     try:
         with Image.open(path) as img:
-            return img.convert('RGB')
+            return (to_8bit(img, path) if img.mode in DEEP_MODES else img).convert('RGB')
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ReIDError(f'cannot read image {path}: {err}') from None
 

@@ -150,7 +150,7 @@ def main(argv=None):
     train_args = common + TRAIN_FLAGS + [
         '--epochs', str(setting['epochs']), '--seed', str(args.seed), '--model_path', model_path,
         '--log_path', os.path.join(workdir, 'log'), '--vis_log_path', os.path.join(workdir, 'log', 'vis_log'),
-        '--print-freq', '10']
+        '--print-freq', '10', '--overwrite']   # a fresh run each time: the run of a demo before is replaced
     run_script('train.py', train_args, TimeLeft(setting['epochs'], test_seconds, args.quick))
     # The last epoch's weights, not the "best" checkpoint (which the release picks on the test set).
     flags = dict(zip(TRAIN_FLAGS[::2], TRAIN_FLAGS[1::2]))

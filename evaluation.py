@@ -24,10 +24,11 @@ import torch
 from torch.utils.data import DataLoader
 
 import data_manager as dm
-from checkpoint import checkpoint_model_args, load_state, read_checkpoint, trained_on
+from checkpoint import checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, trained_on
 from data_loader import TestData
 from device import autocast, memory_format
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu, llcm_removal, sysu_removal
+from interrupt import quiet_worker
 from model import Modal, embed_net
 from rerank import euclidean, re_ranking
 from utils import ReIDError, loud, plural
@@ -120,7 +121,8 @@ class FeatureBank:
         what = what or f'{Modal(modal).name.lower()} image'
         cuda = self.device.type == 'cuda'
         loader = DataLoader(TestData(todo, np.zeros(len(todo)), self.img_h, self.img_w), batch_size=self.batch_size,
-                            shuffle=False, num_workers=self.workers, pin_memory=cuda)
+                            shuffle=False, num_workers=self.workers, pin_memory=cuda,
+                            worker_init_fn=quiet_worker)
         out = None
         start = last_print = time.perf_counter()
         self.net.eval()
@@ -143,6 +145,10 @@ class FeatureBank:
                     print(f'  embedding {what}s: {done}/{len(todo)} ({done / (now - start):.0f} images/s)', flush=True)
         if cuda:
             torch.cuda.synchronize()   # the last non-blocking copies
+        bad = int((~np.isfinite(out.numpy())).any(axis=(1, 2)).sum())
+        if bad:
+            raise ReIDError(f'the network produces NaN/inf features ({bad} of {len(todo)} {what}): its weights or '
+                            'activations are not finite (a diverged training?), so no score would mean anything')
         first = len(self.features.get(modal, ()))
         self.features[modal] = np.concatenate([self.features[modal], out.numpy()]) if first else out.numpy()
         self.rows.update(((modal, path), first + i) for i, path in enumerate(todo))
@@ -453,6 +459,7 @@ def load_model(path, device, arch='resnet50', se_channels=None, channels_last=Tr
     `se_channels` if given, else the ones the checkpoint stores, else (a release checkpoint) the
     topk tie order of `device`; they are printed."""
     ckpt = read_checkpoint(path)
+    refuse_nonfinite(ckpt['net'], path)
     net = embed_net(arch=arch, **checkpoint_model_args(ckpt, path))
     load_state(net, ckpt['net'], path)
     epoch = ckpt.get('epoch')

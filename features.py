@@ -103,6 +103,10 @@ class Features:
     def __init__(self, path):
         self.source = os.fspath(path)
         expected = 'a features file written by test.py --save-features'
+        if os.path.isdir(self.source):
+            raise ReIDError(f'{self.source} is a folder; expected {expected}')
+        if os.path.isfile(self.source) and os.path.getsize(self.source) == 0:
+            raise ReIDError(f'{self.source} is empty (0 bytes); expected {expected}')
         try:
             data = np.load(self.source)
             if not isinstance(data, np.lib.npyio.NpzFile):
@@ -136,6 +140,10 @@ class Features:
         if any(len(arrays[k]) != n for k in ('identity', 'camera', 'modality', 'model', *FEATURES)) or \
                 any(arrays[k].size and (arrays[k].min() < 0 or arrays[k].max() >= n) for k in trial_keys):
             raise ReIDError(f'{self.source}: array lengths or row indices do not agree: a damaged features file')
+        nonfinite = [k for k in FEATURES if not np.isfinite(arrays[k]).all()]
+        if nonfinite:
+            raise ReIDError(f'{self.source}: the features {", ".join(nonfinite)} hold NaN or inf values (the network '
+                            'that embedded them produced them); no figure or score can be made from them')
         self.meta, self.arrays = meta, arrays
         self.dataset, self.trials = meta['dataset'], list(meta['trials'])
         self.path, self.identity, self.camera = arrays['path'], arrays['identity'], arrays['camera']

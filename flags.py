@@ -102,8 +102,9 @@ def add_common_args(parser, training=False):
     add_flag(model, '--arch', default='resnet50', choices=('resnet50',), help='backbone')
     if training:
         add_flag(model, '--resume', default='', metavar='FILE',
-                 help='checkpoint to continue from: a path, or a file name under --model_path; '
-                      '<run>_last.t continues exactly (default: start afresh)')
+                 help="checkpoint to continue from: a path, or a file name under --model_path; "
+                      "<run>_last.t continues exactly; 'auto': the run's _last.t if it exists, else start afresh "
+                      '(default: start afresh)')
     else:
         add_flag(model, '--resume', default=None, metavar='FILE',
                  help="checkpoint to evaluate (required unless --onnx): a path, or a file name under --model_path; "

@@ -4,17 +4,21 @@ Writes into the data root, the same files as the release's script (so data prepa
 program works with both): train_rgb_resized_img.npy / train_ir_resized_img.npy, uint8
 (N, 384, 192, 3), LANCZOS-resized; train_rgb_resized_label.npy / train_ir_resized_label.npy, int64
 labels 0..K-1 in ascending identity order. Images are ordered by identity, camera
-(visible cam1, 2, 4, 5; infrared cam3, 6), then file name.
+(visible cam1, 2, 4, 5; infrared cam3, 6), then file name. Temporary files that an earlier, killed
+run left beside these four are removed first.
 
     python process_sysu.py --data-path ./Datasets/SYSU-MM01/
 """
+import errno
 import os
+import re
 
 import numpy as np
 
-from data_manager import check_layout, parse_camera_and_id, read_resized, sysu_train_files
+from data_manager import SYSU_ARRAYS, check_layout, parse_camera_and_id, read_resized, sysu_train_files
 from flags import add_flag, make_parser
-from utils import ReIDError, atomic_write, run_main, temp_file_beside
+from outputs import note_removed, remove_stale_temp_files
+from utils import ReIDError, atomic_write, run_main, temp_file_beside, write_error
 
 
 def relabel(rgb_ids, ir_ids, root):
@@ -36,13 +40,21 @@ def save_resized_images(path, files, img_h, img_w, desc):
     """
     fd, tmp = temp_file_beside(path)
     os.close(fd)
+    out = None
     try:
         out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))
+        try:   # reserve the space now: a memory map on a full disk would crash (SIGBUS), not raise
+            with open(tmp, 'r+b') as f:
+                os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp))
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):   # file systems that cannot reserve
+                raise write_error(path, err) from None
         read_resized(files, out, desc=desc, min_progress=0)
         out.flush()
         del out
         os.replace(tmp, path)
     except BaseException:
+        out = None   # unmap the file (a traceback keeps this frame's variables alive)
         os.remove(tmp)
         raise
 
@@ -56,6 +68,8 @@ def prepare_sysu(data_path, img_h=384, img_w=192):
     rgb_ids, ir_ids = (np.array([parse_camera_and_id(path, root)[1] for path in files], dtype=np.int64)
                        for files in (rgb_files, ir_files))
     labels = relabel(rgb_ids, ir_ids, root)
+    # A process_sysu.py killed mid-write leaves its temporary array (about 5 GB at real size) behind.
+    note_removed(remove_stale_temp_files(root, '|'.join(re.escape(name) for name in SYSU_ARRAYS)))
     stats = {'ids': len(np.unique(rgb_ids)), 'rgb': len(rgb_files), 'ir': len(ir_files)}
     print(f'SYSU-MM01 training set in {root}: {stats["ids"]} identities, {stats["rgb"]} visible images, '
           f'{stats["ir"]} infrared images; resizing to {img_h}x{img_w}', flush=True)

@@ -11,6 +11,7 @@ import json
 
 import data_manager as dm
 from checkpoint import describe_training, resolve_checkpoint
+from coverage import gaps_warning, test_set_gaps
 from device import autocast_dtype, select_device
 from evaluation import (DEFAULT_TRIALS, SCORES, Rerank, camera_report, cmc_report, direction, embed, format_cameras,
                         format_spread, format_table, load_model, mean_scores, mean_title, rows_note, saved_problems,
@@ -18,6 +19,7 @@ from evaluation import (DEFAULT_TRIALS, SCORES, Rerank, camera_report, cmc_repor
 from exporting import exported_pair
 from features import Features, save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from outputs import check_output_file
 from utils import ReIDError, atomic_write, loud, run_main
 
 
@@ -60,6 +62,9 @@ def parse_args(argv=None):
              help='score the features file of an earlier --save-features instead of a checkpoint: no network, '
                   'no images; dataset, mode, protocol, direction and trials come from the file (--trials may '
                   'choose some of them)')
+    add_flag(group, '--strict', action='store_true',
+             help='refuse an incomplete test set (a camera folder missing, a test identity without query or '
+                  'gallery images) instead of warning')
     args = parser.parse_args(argv)
     sources = [flag for flag, value in (('--resume', args.resume), ('--onnx', args.onnx),
                                         ('--from-features', args.from_features)) if value]
@@ -120,6 +125,16 @@ def resolve_checkpoints(resume, model_path, dataset, trials):
     return found
 
 
+def check_test_set(args, data_path, trials):
+    """The gaps of an incomplete test set (see coverage.py): a loud warning, or with --strict an error."""
+    gaps = test_set_gaps(args.dataset, data_path, trials, args.mode, args.tvsearch, args.protocol)
+    if gaps and args.strict:
+        raise ReIDError(f'--strict: the test set in {data_path} is incomplete: ' + '; '.join(gaps))
+    if gaps:
+        print(gaps_warning(gaps, data_path), flush=True)
+    return gaps
+
+
 RELEASE_SIZE = (384, 192)   # the release's test size, for a checkpoint that does not say its own
 
 
@@ -173,6 +188,7 @@ def embed_and_score(args, trials, rerank, by_camera):
         checkpoints = {trial: ' + '.join(args.onnx) for trial in trials}
     else:
         checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
+    gaps = check_test_set(args, data_path, trials)
     device = select_device(args.gpu)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, batch_size=args.test_batch,
                    workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device),
@@ -223,7 +239,7 @@ def embed_and_score(args, trials, rerank, by_camera):
         print(f'features written to {args.save_features}')
     setting = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch, 'protocol': args.protocol,
                'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots}
-    return setting, results, per_trial, titles
+    return setting, results, per_trial, titles, gaps
 
 
 def print_trials(dataset, mode, problems, per_trial):
@@ -254,15 +270,19 @@ def main(argv=None):
     args = parse_args(argv)
     # Every input is checked before the first image is embedded.
     check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    for flag, path in (('--results', args.results), ('--save-features', args.save_features)):
+        if path:
+            check_output_file(path, flag)
     rerank = Rerank(args.k1, args.k2, args.lambda_value) if args.rerank else None
     by_camera = {} if args.results or args.per_camera else None
     if args.from_features:
         check_test_time_options(args)
         setting, trials, results, per_trial, titles = score_saved(args, rerank, by_camera)
+        gaps = []
     else:
         trials = select_trials(args)
         check_test_time_options(args, args.dataset)
-        setting, results, per_trial, titles = embed_and_score(args, trials, rerank, by_camera)
+        setting, results, per_trial, titles, gaps = embed_and_score(args, trials, rerank, by_camera)
     dataset, mode = setting['dataset'], setting['mode']
     mean, std = mean_scores(per_trial), std_scores(per_trial)
     print(format_table(mean_title(dataset, titles, mode, setting['protocol']), mean), flush=True)
@@ -280,7 +300,8 @@ def main(argv=None):
                   'direction': direction(dataset, next(iter(titles.values()))), 'tvsearch': setting['tvsearch'],
                   'protocol': setting['protocol'], 'flip': setting['flip'], 'gallery': setting['gallery'],
                   'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
-                  'cmc': cmc_report(results), 'per_camera': cameras, 'rerank': rerank._asdict() if rerank else None}
+                  'cmc': cmc_report(results), 'per_camera': cameras, 'rerank': rerank._asdict() if rerank else None,
+                  **({'warnings': gaps} if gaps else {})}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')
     return mean

@@ -17,17 +17,21 @@ import numpy as np
 import torch
 
 import distributed
-from checkpoint import checkpoint_model_args, load_state, read_checkpoint, resolve_checkpoint, save_checkpoint
-from data_loader import TrainBatchSampler, build_train_set, make_train_loader
+from checkpoint import (checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, resolve_checkpoint,
+                        save_checkpoint)
+from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from device import autocast_dtype, memory_format
 from evaluation import embed, format_table, score_trials, summarise_trials, trial_title
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from interrupt import Interrupted, located
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
-from training import (gathered_rng, keeps_epoch, make_optimizer, restore_rng, run_name, set_seed, train_epoch,
-                      warmup_warning)
-from utils import ReIDError, plural, run_main, tee_stdout
+from outputs import check_output_dir, tee_stdout
+from runs import check_run_name, claim, resolve_resume, resume_hint, run_stem
+from training import (check_optimizer_state, gathered_rng, keeps_epoch, make_optimizer, restore_rng, set_seed,
+                      train_epoch, warmup_warning)
+from utils import ReIDError, plural, run_main
 
 
 def parse_args(argv=None):
@@ -43,6 +47,12 @@ def parse_args(argv=None):
              help="middle-modality squeeze-excitation: 'release' (zero hidden units, fixed channels: the "
                   "release's behaviour) or 'working' (one hidden unit)")
     add_flag(group, '--print-freq', default=50, type=int, help='log every N steps')
+    add_flag(group, '--run-name', default=None, metavar='NAME',
+             help="the stem of the run's files in --model_path and its log (default: the release's name, "
+                  '<dataset>_p<num_pos>_n<batch>_lr_<lr>_seed_<seed>[_<optim>][_trial_<t>])')
+    add_flag(group, '--overwrite', action='store_true',
+             help="start afresh even though the run's checkpoints exist: they are removed first (default: "
+                  'refuse, saying what is there)')
     group = parser.add_argument_group('several processes (torchrun --nproc_per_node=N train.py ...)')
     add_flag(group, '--sync-bn', action='store_true',
              help='BatchNorm statistics over the batches of all processes (SyncBatchNorm, CUDA only); '
@@ -76,7 +86,9 @@ def open_tensorboard(path):
 
 def check_inputs(args):
     """Refuse bad input before anything is written, the log file included: counts, the data root
-    and its layout, the RegDB split, the checkpoint to resume and the ImageNet weights file."""
+    and its layout, the RegDB split, the output folders, the run name, the checkpoint to resume (its
+    class count, weights and optimizer state) and the ImageNet weights file. Returns the checkpoint
+    to resume, or None."""
     check_counts(args, {'--epochs': 1, '--warmup-epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
                         '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
     if args.dataset == 'regdb' and not 1 <= args.trial <= 10:
@@ -85,25 +97,52 @@ def check_inputs(args):
                                   trials=[args.trial], training=True)
     if args.dataset == 'sysu':
         check_sysu_prepared(args.data_path)
-    if args.resume:
-        args.resume = resolve_checkpoint(args.resume, args.model_path)
+    for flag in ('--model_path', '--log_path', '--vis_log_path'):
+        check_output_dir(getattr(args, flag[2:]), flag)
+    check_run_name(args.run_name)
+    n_class = count_train_identities(args.dataset, args.data_path, args.trial)   # reads the labels, not the images
+    ckpt = check_resume(args, n_class) if args.resume else None
     if args.se_channels and args.se == 'working':
         raise ReIDError('--se-channels applies to the release squeeze-excitation (--se release) only')
     if args.pretrained not in ('imagenet', 'none') and not os.path.isfile(args.pretrained):
         raise ReIDError(f"--pretrained {args.pretrained}: no such file; expected 'imagenet', 'none' or the "
                         "path of torchvision's ResNet-50 ImageNet weights")
+    return ckpt
+
+
+def check_resume(args, n_class):
+    """The checkpoint of --resume (`auto`: the run's _last.t, if any), read and checked against this
+    run: its classes, finite weights, and an optimizer state that fits --optim."""
+    args.resume = resolve_resume(args)
+    if not args.resume:
+        return None
+    args.resume = resolve_checkpoint(args.resume, args.model_path)
+    ckpt = read_checkpoint(args.resume)
+    model_args = checkpoint_model_args(ckpt, args.resume)
+    if model_args['class_num'] != n_class:
+        raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
+                        f'training set has {n_class}')
+    refuse_nonfinite(ckpt['net'], args.resume)
+    check_optimizer_state(ckpt, args, args.resume)
+    return ckpt
 
 
 def main(argv=None):
     args = parse_args(argv)
-    check_inputs(args)
-    log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{run_name(args)}_os.txt')
-    # Under torchrun only rank 0 prints and writes the log (errors still reach stderr).
-    with tee_stdout(log_file) if distributed.is_main() else silenced_stdout():
-        try:
-            train(args)
-        finally:
-            distributed.cleanup()
+    ckpt = check_inputs(args)
+    name = run_stem(args)
+    log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{name}_os.txt')
+    # Under torchrun only rank 0 claims the run's files, prints and writes the log (errors still
+    # reach stderr).
+    with claim(args, name) if distributed.is_main() else contextlib.nullcontext():
+        with tee_stdout(log_file) if distributed.is_main() else silenced_stdout():
+            try:
+                train(args, ckpt)
+            except Interrupted as err:
+                err.hint = resume_hint(args.model_path, name)
+                raise
+            finally:
+                distributed.cleanup()
 
 
 @contextlib.contextmanager
@@ -112,8 +151,9 @@ def silenced_stdout():
         yield
 
 
-def train(args):
-    name = run_name(args)
+def train(args, ckpt=None):
+    """Train; `ckpt` is the checkpoint of --resume, read and checked by `check_inputs`."""
+    name = run_stem(args)
     print('arguments:', ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())), flush=True)
     device = distributed.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
     world, rank = distributed.world_size(), distributed.rank()
@@ -139,11 +179,9 @@ def train(args):
               f'(--lr {args.lr} is used as given, not scaled)', flush=True)
 
     start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}
-    if args.resume:
-        ckpt = read_checkpoint(resolve_checkpoint(args.resume, args.model_path))
-        pretrained = 'none'  # the checkpoint replaces every weight
-    else:
-        ckpt, pretrained = None, args.pretrained
+    if args.resume and ckpt is None:
+        ckpt = check_resume(args, n_class)
+    pretrained = 'none' if ckpt is not None else args.pretrained   # a checkpoint replaces every weight
     with distributed.local_main_first():   # one ImageNet download per node
         net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working')
     net = net.to(device, memory_format=memory_format(args.channels_last))
@@ -151,10 +189,6 @@ def train(args):
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     se_channels = args.se_channels
     if ckpt is not None:
-        model_args = checkpoint_model_args(ckpt, args.resume)
-        if model_args['class_num'] != n_class:
-            raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
-                            f'training set has {n_class}')
         load_state(net, ckpt['net'], args.resume)
         se_channels = se_channels or ckpt.get('se_channels')
         start_epoch = int(ckpt.get('epoch', -1)) + 1
@@ -175,6 +209,10 @@ def train(args):
                 # that a worse epoch does not replace the run's _best.t.
                 best = {'rank1': float(ckpt['cmc'][0]), 'mAP': float(ckpt['mAP']), 'epoch': start_epoch - 1}
         print(f'resuming at epoch {start_epoch} of {args.epochs}', flush=True)
+        if start_epoch >= args.epochs:
+            print(f'nothing is left to train: {args.resume} holds epoch {start_epoch - 1}, the last of --epochs '
+                  f'{args.epochs} (epochs 0..{args.epochs - 1}); give a larger --epochs to train further', flush=True)
+            return
     if args.se == 'release':
         # Fixed once and stored in every checkpoint, so testing on another device uses the same channels.
         se_channels = net.SEnet.set_channels(se_channels)
@@ -186,34 +224,38 @@ def train(args):
     writer = open_tensorboard(os.path.join(args.vis_log_path, name)) if distributed.is_main() else None
     criteria = (OriTripletLoss(args.batch_size * args.num_pos, args.margin), TcaLoss())
     for epoch in range(start_epoch, args.epochs):
-        epoch_start = time.time()
-        stats = train_epoch(trained, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype)
-        print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
-        validated = epoch > 0 and distributed.is_main()
-        cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if validated else (None, None, None)
-        rng = gathered_rng()   # the other processes wait here while rank 0 validates
-        if not distributed.is_main():
-            continue   # rank 0 alone saves and logs; the others meet it again in the next step
+        with located(f'epoch {epoch}, after its last step'):   # where a signal stopped it
+            epoch_start = time.time()
+            stats = train_epoch(trained, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype)
+            print(f'epoch {epoch} done in {time.time() - epoch_start:.1f}s', flush=True)
+            refuse_nonfinite(net.state_dict(), f'training diverged: after epoch {epoch}',
+                             '; nothing of this epoch is saved (the last _last.t, if any, is the last good state); '
+                             'lower --lr')
+            validated = epoch > 0 and distributed.is_main()
+            cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if validated else (None, None, None)
+            rng = gathered_rng()   # the other processes wait here while rank 0 validates
+            if not distributed.is_main():
+                continue   # rank 0 alone saves and logs; the others meet it again in the next step
 
-        # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
-        # only _last.t, the resume point, adds what an exact continuation needs.
-        ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
-                'se_channels': net.se_channels, 'args': vars(args)}
-        if cmc is not None and cmc[0] > best['rank1']:
-            best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
-            save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_best.t'))
-            print(f'new best Rank-1 {100 * best["rank1"]:.2f}% at epoch {epoch}', flush=True)
-        if keeps_epoch(epoch, args.save_epoch):
-            save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
-        save_checkpoint({**ckpt, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'best': best,
-                         **rng}, os.path.join(args.model_path, f'{name}_last.t'))
+            # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
+            # only _last.t, the resume point, adds what an exact continuation needs.
+            ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
+                    'se_channels': net.se_channels, 'args': vars(args)}
+            if cmc is not None and cmc[0] > best['rank1']:
+                best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
+                save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_best.t'))
+                print(f'new best Rank-1 {100 * best["rank1"]:.2f}% at epoch {epoch}', flush=True)
+            if keeps_epoch(epoch, args.save_epoch):
+                save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
+            save_checkpoint({**ckpt, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'best': best,
+                             **rng}, os.path.join(args.model_path, f'{name}_last.t'))
 
-        if writer is not None:
-            for key, value in stats.items():
-                writer.add_scalar(f'train/{key}', value, epoch)
-            if cmc is not None:
-                writer.add_scalar('val/rank1', cmc[0], epoch)
-                writer.add_scalar('val/mAP', mAP, epoch)
+            if writer is not None:
+                for key, value in stats.items():
+                    writer.add_scalar(f'train/{key}', value, epoch)
+                if cmc is not None:
+                    writer.add_scalar('val/rank1', cmc[0], epoch)
+                    writer.add_scalar('val/mAP', mAP, epoch)
     distributed.barrier()   # every process ends after rank 0 has written its last checkpoint
     if best['epoch'] >= 0:
         print(f'best Rank-1 {100 * best["rank1"]:.2f}% (mAP {100 * best["mAP"]:.2f}%) at epoch {best["epoch"]}')

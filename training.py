@@ -14,8 +14,10 @@ import torch
 
 import distributed
 from device import autocast, memory_format
+from interrupt import Interrupted
 from loss import total_loss
 from model import Modal
+from utils import ReIDError
 
 
 def lr_at(epoch, lr, warmup=10, steps=(20, 60, 90)):
@@ -48,6 +50,21 @@ def make_optimizer(net, args):
     if args.optim == 'sgd':
         return torch.optim.SGD(groups, lr=args.lr, weight_decay=5e-4, momentum=0.9, nesterov=True)
     return torch.optim.Adam(groups, lr=args.lr, weight_decay=5e-4)
+
+
+def check_optimizer_state(ckpt, args, source):
+    """Refuse, before training, a checkpoint whose optimizer state does not fit `args`' optimizer
+    (another --optim: SGD keeps one momentum buffer per weight, Adam two moments, and their settings
+    differ)."""
+    groups = ckpt['optimizer'].get('param_groups', []) if isinstance(ckpt.get('optimizer'), dict) else []
+    if not groups:
+        return
+    saved = 'adam' if 'betas' in groups[0] else 'sgd'
+    if saved != args.optim or len(groups) != 3:
+        layout = f'{len(groups)} parameter groups' if len(groups) != 3 else f'--optim {saved}'
+        raise ReIDError(f'{source} holds the optimizer state of {layout}, which does not fit --optim {args.optim}: '
+                        f'resume with --optim {saved}' + (', or start a new run (--run-name NAME)' if
+                                                          len(groups) == 3 else ''))
 
 
 def set_lr(optimizer, epoch, args):
@@ -114,13 +131,22 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
+def diverged(epoch, step, steps, lr, loss, parts):
+    """The error that stops a run whose loss is no longer finite, before the weights it broke are saved."""
+    detail = ' '.join(f'{k} {float(parts[k]):.4g}' for k in ('id', 'tri', 'tca'))
+    return ReIDError(f'training diverged: the loss is {float(loss.detach())} ({detail}) at epoch {epoch} step {step}/{steps}, '
+                     f'learning rate {lr:.5g}; nothing of this epoch is saved (the last _last.t, if any, is the '
+                     'last good state); lower --lr')
+
+
 PROGRESS_SECONDS = 30   # a progress line at least this often, whatever --print-freq says
 
 
 def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, amp_dtype=None):
     """One epoch; returns the mean of each loss part, the identity accuracy, the learning rate and
     the seconds spent waiting for data and computing. Prints the first step, every --print-freq
-    steps or PROGRESS_SECONDS (whichever comes first) and the last step."""
+    steps or PROGRESS_SECONDS (whichever comes first) and the last step. A loss that is not finite
+    stops it (ReIDError); a signal's `Interrupted` leaves with the epoch and step in it."""
     lr = set_lr(optimizer, epoch, args)
     loader.batch_sampler.set_epoch(epoch)
     fmt = memory_format(args.channels_last)
@@ -128,33 +154,41 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
     sums, correct, total = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0
     steps, waited, computed = len(loader), 0.0, 0.0
     start = last_print = tick = time.perf_counter()
-    for step, (v1, v2, t1, t2, label_v, label_t) in enumerate(loader, start=1):
-        data_ready = time.perf_counter()
-        waited += data_ready - tick
-        v1, v2, t1, t2 = (x.to(device, non_blocking=True, memory_format=fmt) for x in (v1, v2, t1, t2))
-        label_v, label_t = label_v.to(device, non_blocking=True), label_t.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
-        # The losses run in float32 whatever the network's precision.
-        loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+    current = 1   # the step in progress (its batch being made, or computed), for an interruption's line
+    try:
+        for step, (v1, v2, t1, t2, label_v, label_t) in enumerate(loader, start=1):
+            data_ready = time.perf_counter()
+            waited += data_ready - tick
+            v1, v2, t1, t2 = (x.to(device, non_blocking=True, memory_format=fmt) for x in (v1, v2, t1, t2))
+            label_v, label_t = label_v.to(device, non_blocking=True), label_t.to(device, non_blocking=True)
+            with autocast(device, amp_dtype):
+                feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
+            # The losses run in float32 whatever the network's precision.
+            loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1)
+            if not torch.isfinite(loss):
+                raise diverged(epoch, step, steps, lr, loss, parts)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
-        labels = torch.cat([label_v, label_v, label_t, label_t])
-        correct += (logits.argmax(1) == labels).sum().item()
-        total += labels.numel()
-        sums['loss'] += loss.item()
-        for key in ('id', 'tri', 'tca'):
-            sums[key] += parts[key]
-        tick = time.perf_counter()
-        computed += tick - data_ready
-        if step == 1 or step % args.print_freq == 0 or step == steps or tick - last_print >= PROGRESS_SECONDS:
-            last_print = tick
-            print(f'Epoch: [{epoch}][{step}/{steps}] time {tick - start:.1f}s (data wait {waited:.1f}s, '
-                  f'compute {computed:.1f}s) lr {lr:.5f} loss {sums["loss"] / step:.4f} '
-                  f'(id {sums["id"] / step:.4f} tri {sums["tri"] / step:.4f} tca {sums["tca"] / step:.4f}) '
-                  f'accu {100 * correct / total:.2f}%', flush=True)
+            labels = torch.cat([label_v, label_v, label_t, label_t])
+            correct += (logits.argmax(1) == labels).sum().item()
+            total += labels.numel()
+            sums['loss'] += loss.item()
+            for key in ('id', 'tri', 'tca'):
+                sums[key] += parts[key]
+            tick = time.perf_counter()
+            computed += tick - data_ready
+            current = step + 1
+            if step == 1 or step % args.print_freq == 0 or step == steps or tick - last_print >= PROGRESS_SECONDS:
+                last_print = tick
+                print(f'Epoch: [{epoch}][{step}/{steps}] time {tick - start:.1f}s (data wait {waited:.1f}s, '
+                      f'compute {computed:.1f}s) lr {lr:.5f} loss {sums["loss"] / step:.4f} '
+                      f'(id {sums["id"] / step:.4f} tri {sums["tri"] / step:.4f} tca {sums["tca"] / step:.4f}) '
+                      f'accu {100 * correct / total:.2f}%', flush=True)
+    except Interrupted as err:
+        err.where = f'epoch {epoch} step {min(current, steps)}/{steps}'
+        raise
     return {**{k: v / steps for k, v in sums.items()}, 'accuracy': correct / total, 'lr': lr,
             'data_wait': waited, 'compute': computed}

@@ -1,12 +1,13 @@
-"""Small general helpers: the project's error type, atomic file writes, a script's exit, the log tee.
-
-Checkpoints live in checkpoint.py, command-line flags in flags.py, device and precision in
-device.py.
+"""Small general helpers: the project's error type, atomic file writes (a failed write as one
+line), a script's exit (errors and signals). Checkpoints live in checkpoint.py,
+command-line flags in flags.py, device and precision in device.py, output paths in outputs.py.
 """
-import contextlib
+import errno
 import os
 import sys
 import tempfile
+
+import interrupt
 
 class ReIDError(Exception):
     """A problem with the user's input (paths, files, checkpoints) that deserves a plain message."""
@@ -44,22 +45,56 @@ def temp_file_beside(path):
     return fd, tmp
 
 
+class _RecordingFile:
+    """A file that keeps the OSError of a failed write (torch.save hides it in a RuntimeError)."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+
+def write_error(path, err):
+    """The one-line ReIDError of an OSError while writing `path` (ENOSPC, EROFS, EACCES, EISDIR)."""
+    code = f' [{errno.errorcode[err.errno]}]' if err.errno in errno.errorcode else ''
+    return ReIDError(f'cannot write {os.fspath(path)}: {err.strerror or err}{code}')
+
+
 def atomic_write(path, write_fn, mode='wb'):
     """Write `path` through `write_fn(file_object)` so that readers see the old file or the new one.
 
     The data goes to a temporary file in the same directory (same file system), is flushed to
     disk, and then replaces `path` in one `os.replace`; an interruption leaves `path` untouched.
+    SIGTERM and SIGINT wait until the write is done (see interrupt.deferred). A system error
+    (full disk, read-only file system) becomes a ReIDError naming `path` and the system's reason.
     """
-    fd, tmp = temp_file_beside(path)
+    recording = None
     try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with interrupt.deferred():
+            fd, tmp = temp_file_beside(path)
+            try:
+                with os.fdopen(fd, mode) as f:
+                    recording = _RecordingFile(f)
+                    write_fn(recording)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
+    except (OSError, RuntimeError) as err:
+        cause = recording.error if recording is not None and recording.error is not None else err
+        if isinstance(cause, OSError):
+            raise write_error(path, cause) from err
         raise
 
 
@@ -75,7 +110,9 @@ def loud(message):
 
 
 def run_main(main):
-    """Run a script's `main()`, turning a ReIDError into a one-line message and exit status 2."""
+    """Run a script's `main()`: a ReIDError becomes a one-line message and exit status 2, SIGTERM and
+    SIGINT one line and 143 / 130."""
+    interrupt.install()
     try:
         main()
     except ReIDError as err:
@@ -84,35 +121,9 @@ def run_main(main):
         message = str(err).strip().splitlines()[-1] if 'Original Traceback' in str(err) else str(err)
         print(f'error: {message}', file=sys.stderr)
         sys.exit(2)
+    except interrupt.Interrupted as err:
+        print(err, file=sys.stderr)
+        sys.exit(err.exit_status)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
-
-
-class Tee:
-    """A text stream that writes to the console and to a log file."""
-
-    def __init__(self, console, file):
-        self.console, self.file = console, file
-
-    def write(self, text):
-        self.console.write(text)
-        self.file.write(text)
-
-    def flush(self):
-        self.console.flush()
-        self.file.flush()
-
-
-@contextlib.contextmanager
-def tee_stdout(path):
-    """Copy everything printed inside the block to `path` (appended to, so a resumed run keeps its
-    history)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    console = sys.stdout
-    with open(path, 'a', buffering=1) as f:
-        sys.stdout = Tee(console, f)
-        try:
-            yield
-        finally:
-            sys.stdout = console

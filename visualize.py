@@ -29,6 +29,7 @@ from device import select_device
 from eval_metrics import llcm_removal, sysu_removal
 from features import Features
 from model import Modal
+from outputs import check_output_dir, check_output_file
 from utils import ReIDError, atomic_write, run_main
 
 PIP_HINT = 'pip install -r requirements-vis.txt'
@@ -602,6 +603,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # --out is checked before anything is read, embedded or drawn.
+    if args.command == 'ranking' and not args.out.lower().endswith('.png'):
+        check_output_dir(args.out, '--out')
+    else:
+        check_output_file(args.out, '--out')
     args.func(args)
 
 

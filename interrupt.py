@@ -1,0 +1,82 @@
+"""SIGTERM and SIGINT as one exception, saves that a signal cannot cut, and quiet loader workers.
+
+Schedulers (SLURM, Kubernetes, torchrun's elastic agent) stop a job with SIGTERM first; a user
+with Ctrl-C (SIGINT). Once `install` ran (every script does, through `utils.run_main`), both raise
+`Interrupted` in the main thread, so `finally` blocks and temporary-file clean-up run as for any
+error, and the script ends with one line and the shell's status for the signal (143, 130).
+`deferred` holds the signals while a file is written, so a save is finished rather than cut
+(then the signal takes effect); `quiet_worker` makes DataLoader workers leave the signals to the
+main process, which shuts them down (no worker tracebacks).
+"""
+import contextlib
+import signal
+import threading
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """A SIGTERM or SIGINT; `where` and `hint` (set by whoever knows them) complete its line."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum, self.where, self.hint = signum, None, None
+
+    @property
+    def exit_status(self):
+        return 128 + self.signum   # what a shell reports for a process ended by the signal
+
+    def __str__(self):
+        name = signal.Signals(self.signum).name
+        if self.where is None and self.hint is None:
+            return 'interrupted' if self.signum == signal.SIGINT else f'interrupted by {name}'
+        return f'interrupted by {name}' + (f' at {self.where}' if self.where else '') + \
+            (f'; {self.hint}' if self.hint else '')
+
+
+def _raise(signum, frame):
+    # A second signal while the first unwinds (clean-up, a deferred save) must not cut that short.
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def install():
+    """SIGTERM and SIGINT raise `Interrupted` in the main thread from now on."""
+    for s in SIGNALS:
+        signal.signal(s, _raise)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Hold SIGTERM and SIGINT during the block; one that arrived is delivered when it ends (to the
+    handler in place before). Outside the main thread (where handlers cannot be set) a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+@contextlib.contextmanager
+def located(where):
+    """An `Interrupted` raised in the block says it came at `where`, unless it already says where."""
+    try:
+        yield
+    except Interrupted as err:
+        err.where = err.where or where
+        raise
+
+
+def quiet_worker(worker_id=None):
+    """DataLoader `worker_init_fn`: a worker ignores SIGINT and SIGTERM (Ctrl-C and schedulers signal
+    the whole process group); the main process stops it."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)

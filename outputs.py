@@ -1,0 +1,104 @@
+"""Output paths, checked before any work: folders a script will create and files it will write
+(a read-only or full file system, a file where a folder is expected, a folder given as a file),
+so a bad `--model_path` or `--results` fails in a second, not after an epoch or a whole
+evaluation. Also removes the temporary files a killed write leaves (see utils.atomic_write), and
+copies what a run prints to its log file (`tee_stdout`).
+"""
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+from utils import ReIDError, write_error
+
+
+def _existing_ancestor(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _probe(folder, flag, given):
+    """Create and remove a file in `folder`: the one test that also holds for root and for
+    read-only mounts (os.access does not)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix='.write-check.', suffix='.tmp')
+        os.close(fd)
+        os.remove(name)
+    except OSError as err:
+        raise ReIDError(f'{flag} {given}: {write_error(folder, err)}') from None
+
+
+def check_output_dir(path, flag, given=None):
+    """A folder that will be created (with its parents) or written into: refuse, before anything is
+    written, a path that is a file, or whose nearest existing folder cannot be written."""
+    path = os.fspath(path)
+    given = path if given is None else given
+    base = _existing_ancestor(path)
+    if not os.path.isdir(base):
+        what = 'is a file' if base == os.path.abspath(given) else f'is inside {base}, which is a file'
+        raise ReIDError(f'{flag} {given} {what}; expected a folder' if given == path else
+                        f'{flag} {given} {what}; expected a file in a folder')
+    _probe(base, flag, given)
+    return path
+
+
+def check_output_file(path, flag):
+    """A file that will be written (atomically, beside itself): refuse a folder, and a place where no
+    file can be made."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ReIDError(f'{flag} {path} is a folder; expected a file name')
+    check_output_dir(os.path.dirname(os.path.abspath(path)), flag, path)
+    return path
+
+
+def remove_stale_temp_files(directory, name_pattern):
+    """Remove the temporary files that a write killed before it could clean up leaves beside the
+    files of `directory` whose names fully match the regular expression `name_pattern`; returns
+    their paths."""
+    if not os.path.isdir(directory):
+        return []
+    stale = re.compile(r'\.(' + name_pattern + r')\.[a-z0-9_]+\.tmp')
+    removed = [os.path.join(directory, f) for f in sorted(os.listdir(directory)) if stale.fullmatch(f)]
+    for path in removed:
+        os.remove(path)
+    return removed
+
+
+def note_removed(removed):
+    """Print the note for `remove_stale_temp_files`' result."""
+    if removed:
+        print(f'note: removed {len(removed)} temporary file(s) left by an interrupted write: '
+              + ', '.join(removed), flush=True)
+
+
+class Tee:
+    """A text stream that writes to the console and to a log file."""
+
+    def __init__(self, console, file):
+        self.console, self.file = console, file
+
+    def write(self, text):
+        self.console.write(text)
+        self.file.write(text)
+
+    def flush(self):
+        self.console.flush()
+        self.file.flush()
+
+
+@contextlib.contextmanager
+def tee_stdout(path):
+    """Copy everything printed inside the block to `path` (appended to, so a resumed run keeps its
+    history)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    console = sys.stdout
+    with open(path, 'a', buffering=1) as f:
+        sys.stdout = Tee(console, f)
+        try:
+            yield
+        finally:
+            sys.stdout = console

@@ -1,0 +1,187 @@
+"""A training run's files in --model_path: one run, one set of files.
+
+The run's name (`run_stem`: --run-name, else the release's name from training.run_name) is the stem
+of `<name>_best.t`, `<name>_last.t`, `<name>_epoch_<e>.t` and `<name>.lock`. `claim` is what
+train.py holds while it trains: the lock file (host and PID; a second run with the same name
+refuses at once, the lock of a process that is gone is taken over with a note), the refusal of a
+fresh run whose files already exist (saying what is there and which arguments differ, offering
+--resume, --run-name and --overwrite), and the removal of temporary files a killed write left. Under torchrun rank 0 alone claims the run; a
+restart by torchrun's elastic agent takes over the lock of the attempt before.
+`resolve_resume` turns `--resume auto` into the run's `_last.t` when there is one.
+"""
+import contextlib
+import glob
+import json
+import os
+import re
+import socket
+import time
+
+import distributed
+from checkpoint import read_checkpoint
+from outputs import note_removed, remove_stale_temp_files
+from training import run_name
+from utils import ReIDError
+
+AUTO = 'auto'
+# Arguments that do not change what a run computes: a run resumed or requeued with other values of
+# these is the same run.
+NOT_COMPARED = {'resume', 'gpu', 'workers', 'print_freq', 'overwrite', 'run_name', 'log_path', 'vis_log_path',
+                'model_path', 'test_batch', 'dist_timeout', 'dist_backend'}
+
+
+def run_stem(args):
+    return args.run_name or run_name(args)
+
+
+def check_run_name(name):
+    if name is not None and not re.fullmatch(r'[A-Za-z0-9][\w.+=-]*', name):
+        raise ReIDError(f'--run-name {name!r}: expected a file stem of letters, digits and . _ + = - (no folders)')
+
+
+def checkpoint_files(model_path, name):
+    """The run's checkpoints that exist: _best.t, _last.t and every _epoch_<e>.t."""
+    stem = os.path.join(model_path, name)
+    epochs = [p for p in glob.glob(glob.escape(stem) + '_epoch_*.t') if re.fullmatch(r'_epoch_\d+\.t', p[len(stem):])]
+    return [p for p in (f'{stem}_best.t', f'{stem}_last.t') if os.path.isfile(p)] + sorted(epochs)
+
+
+def last_checkpoint(model_path, name):
+    return os.path.join(model_path, f'{name}_last.t')
+
+
+def resume_hint(model_path, name):
+    """How to go on after an interruption: the run's _last.t, or the same command when none was saved."""
+    last = last_checkpoint(model_path, name)
+    if os.path.isfile(last):
+        return f'resume with --resume {last}'
+    return 'no epoch was saved yet: run the same command again (or add --resume auto)'
+
+
+def resolve_resume(args):
+    """`--resume auto`: the run's _last.t if it exists (printed), else '' (a fresh start)."""
+    if args.resume != AUTO:
+        return args.resume
+    last = last_checkpoint(args.model_path, run_stem(args))
+    found = os.path.isfile(last)
+    if distributed.is_main():
+        print(f'--resume auto: continuing from {last}' if found else f'--resume auto: no {last} yet, starting afresh',
+              flush=True)
+    return last if found else ''
+
+
+def differing_arguments(saved, args):
+    """'--flag value (that run: value)' for the arguments of `args` that a run saved with `saved` had
+    otherwise."""
+    now = vars(args)
+    return [f'--{k} {now[k]} (that run: {saved[k]})' for k in sorted(set(saved) & set(now) - NOT_COMPARED)
+            if saved[k] != now[k]]
+
+
+def describe_run(files):
+    """What the run's files hold: the epoch of its latest checkpoint, and the arguments it was trained
+    with (None when no file can be read)."""
+    for path in files[::-1] if files[-1].endswith('_last.t') else files:
+        try:
+            ckpt = read_checkpoint(path, mmap=True)
+        except ReIDError:
+            continue
+        return ckpt.get('epoch'), ckpt.get('args')
+    return None, None
+
+
+def refuse_existing(args, name, files):
+    epoch, saved = describe_run(files)
+    held = ', '.join(os.path.basename(f) for f in files)
+    what = f'{held}' + (f', trained to epoch {epoch}' if epoch is not None else '')
+    differ = differing_arguments(saved, args) if saved else []
+    differences = ('; arguments that differ from it: ' + ', '.join(differ)) if differ else \
+        ('; the same arguments' if saved else '')
+    raise ReIDError(f'--model_path {args.model_path} already holds the run {name} ({what}){differences}. '
+                    f'Continue it with --resume auto (or --resume {last_checkpoint(args.model_path, name)}), '
+                    'give this run its own name with --run-name NAME, or replace it with --overwrite')
+
+
+@contextlib.contextmanager
+def claim(args, name):
+    """Hold the run `name` in --model_path for the block: its lock, the check that a fresh run
+    overwrites nothing (or, with --overwrite, the removal of the old run's checkpoints) and the
+    removal of its stale temporary files."""
+    created = new_folders(args.model_path)
+    os.makedirs(args.model_path, exist_ok=True)
+    try:
+        with run_lock(os.path.join(args.model_path, f'{name}.lock')):
+            files = checkpoint_files(args.model_path, name)
+            if files and not args.resume:
+                if not args.overwrite:
+                    refuse_existing(args, name, files)
+                for path in files:
+                    os.remove(path)
+                print(f'--overwrite: removed the earlier run\'s {", ".join(os.path.basename(f) for f in files)}',
+                      flush=True)
+            note_removed(remove_stale_temp_files(args.model_path, re.escape(name) + r'_(best|last|epoch_\d+)\.t'))
+            yield
+    finally:
+        for folder in created:   # a run that saved nothing leaves no empty --model_path behind
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def new_folders(path):
+    """The folders `os.makedirs(path)` would create, deepest first."""
+    path, missing = os.path.abspath(path), []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _process_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False   # it exists, under another user
+    return False
+
+
+@contextlib.contextmanager
+def run_lock(path):
+    """The lock file `path` (JSON: host, pid, start time), created atomically for the block and then
+    removed. One held by a live process (or one on another host) is refused; one whose process is gone
+    from this host is taken over, with a note."""
+    me = {'host': socket.gethostname(), 'pid': os.getpid(), 'started': time.strftime('%Y-%m-%d %H:%M:%S')}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            pass
+        try:
+            with open(path) as f:
+                owner = json.load(f)
+            host, pid = owner['host'], int(owner['pid'])
+        except (OSError, ValueError, KeyError, TypeError):
+            owner, host, pid = None, None, None   # unreadable: cut short while it was written
+        # After a failure torchrun's elastic agent stops every process before it restarts them (rank 0
+        # perhaps on another node): the lock of the attempt before is stale wherever it was taken.
+        restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
+        if owner is not None and not restarted and (host != me['host'] or not _process_gone(pid)) and pid != me['pid']:
+            where = f'process {pid} on {host}' + (f' (since {owner.get("started")})' if owner.get('started') else '')
+            raise ReIDError(f'the run is already being trained by {where}: its lock file {path} exists. Wait for '
+                            'it, give this run another --run-name, or, if that process is gone (another host), '
+                            'remove the lock file')
+        gone = ' (torchrun restarted the run)' if restarted else ', which is gone'
+        print(f'note: taking over the lock {path}' + (f' of process {pid} on {host}{gone}' if owner else ''), flush=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    else:
+        raise ReIDError(f'cannot take the lock file {path}: another process keeps creating it')
+    with os.fdopen(fd, 'w') as f:
+        json.dump(me, f)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)

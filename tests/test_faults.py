@@ -1,0 +1,499 @@
+"""Nothing lost, nothing silent: divergence, runs that would overwrite each other, signals, full or
+read-only file systems, resume mismatches, partial test sets, deep images and damaged files."""
+import contextlib
+import errno
+import json
+import os
+import pathlib
+import pickle
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import coverage
+import data_manager as dm
+import interrupt
+import outputs
+import process_sysu
+import runs
+import test as test_script
+import train as train_script
+import utils
+import visualize
+from checkpoint import nonfinite_tensors, read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint
+from features import Features
+from synthetic import make_regdb, make_sysu
+from utils import ReIDError, atomic_write
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
+TRAIN = FAST + ['--pretrained', 'none', '--batch-size', '2', '--num_pos', '2', '--lr', '0.01', '--print-freq', '1']
+NAME = 'sysu_p2_n2_lr_0.01_seed_0'
+
+
+@pytest.fixture(scope='module')
+def sysu_small(tmp_path_factory):
+    # two training identities: 8 visible images, 3 steps an epoch
+    root = make_sysu(tmp_path_factory.mktemp('sysu_faults'), train_ids=(1,), val_ids=(2,), test_ids=(5, 6, 7),
+                     images_per_cam=1, size=(32, 16))
+    process_sysu.prepare_sysu(root)
+    return root
+
+
+def train_args(out, data_path, *extra):
+    return ['--dataset', 'sysu', '--data-path', str(data_path), '--model_path', str(out / 'models'),
+            '--log_path', str(out / 'log'), '--vis_log_path', str(out / 'vis'), *TRAIN, *extra]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, sysu_small):
+    """The _last.t of a one-epoch run (epoch 0)."""
+    out = tmp_path_factory.mktemp('trained')
+    train_script.main(train_args(out, sysu_small, '--epochs', '1'))
+    return out / 'models' / f'{NAME}_last.t'
+
+
+def copy_run(tmp_path, last):
+    (tmp_path / 'models').mkdir()
+    return shutil.copy(last, tmp_path / 'models' / last.name)
+
+
+def temp_files(folder):
+    return [f for f in os.listdir(folder) if f.endswith('.tmp')]
+
+
+# ----------------------------------------------------------------------------------- divergence
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, sysu_small, trained):
+    last = copy_run(tmp_path, trained)
+    before = open(last, 'rb').read()
+    with pytest.raises(ReIDError) as err:
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', str(last), '--lr', '1e8',
+                                     '--run-name', NAME))
+    assert re.fullmatch(r'training diverged: the loss is (nan|inf) \(id \S+ tri \S+ tca \S+\) at epoch 1 step '
+                        r'\d/3, learning rate 2e\+07; nothing of this epoch is saved \(the last _last.t, if any, is '
+                        r'the last good state\); lower --lr', str(err.value)), str(err.value)
+    assert sorted(os.listdir(tmp_path / 'models')) == [f'{NAME}_last.t']   # no _best.t, no lock, no temp file
+    assert open(last, 'rb').read() == before
+    assert not nonfinite_tensors(read_checkpoint(last)['net'])
+
+
+def test_diverged_weights_are_refused_after_an_epoch():
+    net = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        net.weight[0, 0] = float('inf')
+    with pytest.raises(ReIDError, match=r'^training diverged: after epoch 3: 1 of 2 weight tensors hold NaN or inf '
+                                        r'values \(weight\); nothing'):
+        refuse_nonfinite(net.state_dict(), 'training diverged: after epoch 3', '; nothing')
+
+
+def test_test_refuses_nonfinite_weights_and_features(tmp_path, sysu_small, trained):
+    ckpt = read_checkpoint(trained)
+    state = {k: v.clone() for k, v in ckpt['net'].items()}
+    state['classifier.weight'][0, 0] = float('nan')
+    state['bottleneck.weight'][:] = float('inf')
+    save_checkpoint({'net': state, 'epoch': 0}, tmp_path / 'nan.t')
+    argv = ['--dataset', 'sysu', '--data-path', str(sysu_small), '--trials', '0', *FAST]
+    with pytest.raises(ReIDError) as err:
+        test_script.main([*argv, '--resume', str(tmp_path / 'nan.t')])
+    assert str(err.value).startswith(f'{tmp_path / "nan.t"}: 2 of {len(state)} weight tensors hold NaN or inf values (')
+    assert 'classifier.weight' in str(err.value) and 'bottleneck.weight' in str(err.value)
+    # Finite weights whose features are not (a negative running variance): an error, not a table.
+    state = dict(ckpt['net'], **{'bottleneck.running_var': -torch.ones(2048)})
+    save_checkpoint({'net': state, 'epoch': 0}, tmp_path / 'nan_features.t')
+    with pytest.raises(ReIDError, match=r'^the network produces NaN/inf features \(\d+ of \d+ query infrared images\)'):
+        test_script.main([*argv, '--resume', str(tmp_path / 'nan_features.t'), '--results', str(tmp_path / 'r.json')])
+    assert not (tmp_path / 'r.json').exists()
+
+
+# ----------------------------------------------------------------------------------- one run, one set of files
+
+def test_a_fresh_run_refuses_to_overwrite_a_run_and_the_ways_out(tmp_path, sysu_small, trained, capsys):
+    copy_run(tmp_path, trained)
+    models = tmp_path / 'models'
+    with pytest.raises(ReIDError) as err:
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--margin', '0.5'))
+    assert str(err.value) == (
+        f'--model_path {models} already holds the run {NAME} ({NAME}_last.t, trained to epoch 0); arguments that '
+        'differ from it: --epochs 2 (that run: 1), --margin 0.5 (that run: 0.3). Continue it with --resume auto '
+        f'(or --resume {models / NAME}_last.t), give this run its own name with --run-name NAME, or replace it '
+        'with --overwrite')
+    assert os.listdir(models) == [f'{NAME}_last.t'] and not (tmp_path / 'log').exists()
+
+    # --resume auto on a finished run: nothing left to train. A dead process's lock is taken over and
+    # the temporary file of a killed write is removed.
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    (models / f'{NAME}.lock').write_text(json.dumps({'host': socket.gethostname(), 'pid': dead.pid}))
+    (models / f'.{NAME}_last.t.abc123_x.tmp').write_bytes(b'half')
+    (models / f'.{NAME}_adam_last.t.abc123_x.tmp').write_bytes(b'another run')
+    capsys.readouterr()
+    train_script.main(train_args(tmp_path, sysu_small, '--epochs', '1', '--resume', 'auto'))
+    out = capsys.readouterr().out
+    assert f'--resume auto: continuing from {models / NAME}_last.t' in out
+    assert f'note: taking over the lock {models / NAME}.lock of process {dead.pid} on {socket.gethostname()}, ' \
+           'which is gone' in out
+    assert f'note: removed 1 temporary file(s) left by an interrupted write: {models}/.{NAME}_last.t.abc123_x.tmp' in out
+    assert f'nothing is left to train: {models / NAME}_last.t holds epoch 0, the last of --epochs 1' in out
+    assert sorted(os.listdir(models)) == sorted([f'{NAME}_last.t', f'.{NAME}_adam_last.t.abc123_x.tmp'])
+
+    # A run of its own name starts afresh under --resume auto; --overwrite replaces a run's checkpoints
+    # (one training run for both: the ablation's stale _last.t is replaced by a fresh epoch 0).
+    shutil.copy(models / f'{NAME}_last.t', models / 'ablation_last.t')
+    old = os.stat(models / 'ablation_last.t').st_mtime_ns
+    args = train_script.parse_args(train_args(tmp_path, sysu_small, '--resume', 'auto', '--run-name', 'fresh'))
+    assert runs.resolve_resume(args) == ''
+    assert f'--resume auto: no {models}/fresh_last.t yet, starting afresh' in capsys.readouterr().out
+    train_script.main(train_args(tmp_path, sysu_small, '--epochs', '1', '--run-name', 'ablation', '--overwrite',
+                                 '--margin', '0.5'))
+    assert "--overwrite: removed the earlier run's ablation_last.t" in capsys.readouterr().out
+    ckpt = read_checkpoint(models / 'ablation_last.t')
+    assert ckpt['args']['margin'] == 0.5 and ckpt['args']['run_name'] == 'ablation'
+    assert os.stat(models / 'ablation_last.t').st_mtime_ns != old
+    assert (tmp_path / 'log' / 'sysu_log' / 'ablation_os.txt').is_file()
+    assert not [f for f in os.listdir(models) if f.endswith('.lock')]
+
+
+@pytest.mark.parametrize('owner', ['live process here', 'another host'])
+def test_a_concurrent_run_of_the_same_name_refuses_by_its_lock(tmp_path, sysu_small, owner):
+    (tmp_path / 'models').mkdir()
+    lock = tmp_path / 'models' / f'{NAME}.lock'
+    with subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']) as other:
+        try:
+            host = socket.gethostname() if owner == 'live process here' else 'node17'
+            lock.write_text(json.dumps({'host': host, 'pid': other.pid, 'started': '2026-01-01 10:00:00'}))
+            with pytest.raises(ReIDError) as err:
+                train_script.main(train_args(tmp_path, sysu_small, '--epochs', '1'))
+        finally:
+            other.kill()
+    assert str(err.value).startswith(f'the run is already being trained by process {other.pid} on {host} (since '
+                                     f'2026-01-01 10:00:00): its lock file {lock} exists')
+    assert os.listdir(tmp_path / 'models') == [lock.name] and not (tmp_path / 'log').exists()
+
+
+def test_run_name_is_checked(tmp_path, sysu_small):
+    with pytest.raises(ReIDError, match=r"--run-name '../x': expected a file stem"):
+        train_script.main(train_args(tmp_path, sysu_small, '--run-name', '../x'))
+
+
+# ----------------------------------------------------------------------------------- signals
+
+def start_train(tmp_path, sysu_small, *extra, helper=None, env=None):
+    script = [os.path.join('tests', 'signal_during_save.py')] if helper else ['train.py']
+    return subprocess.Popen([sys.executable, *script, *train_args(tmp_path, sysu_small, *extra)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+
+
+def wait_for(proc, text):
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f'{text!r} never printed:\n' + ''.join(lines) + proc.stderr.read())
+
+
+def test_sigterm_at_a_step_with_loader_workers_leaves_the_resume_point(tmp_path, sysu_small, trained):
+    last = copy_run(tmp_path, trained)
+    before = open(last, 'rb').read()
+    proc = start_train(tmp_path, sysu_small, '--epochs', '2', '--workers', '2', '--resume', 'auto')
+    wait_for(proc, 'Epoch: [1][1/3]')
+    os.killpg(proc.pid, signal.SIGTERM)   # as a scheduler does: the whole process group, workers included
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert re.fullmatch(rf'interrupted by SIGTERM at epoch 1 step [23]/3; resume with --resume {re.escape(str(last))}\n',
+                        err), err
+    assert 'Traceback' not in out
+    assert sorted(os.listdir(tmp_path / 'models')) == [last.name]   # no temp file, no lock
+    # The resume point is epoch 0's, untouched (test_pipeline checks that a resume continues exactly).
+    assert open(last, 'rb').read() == before and read_checkpoint(last)['epoch'] == 0
+
+
+def test_sigint_before_anything_is_saved(tmp_path, sysu_small):
+    proc = start_train(tmp_path, sysu_small, '--epochs', '1')
+    wait_for(proc, 'Epoch: [0][1/3]')
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert re.fullmatch(r'interrupted by SIGINT at epoch 0 step [23]/3; no epoch was saved yet: run the same command '
+                        r'again \(or add --resume auto\)\n', err), err
+    assert not (tmp_path / 'models').exists()   # the folder it made for the run is gone again
+
+
+@pytest.mark.parametrize('name, status', [('SIGINT', 130)])   # SIGTERM: test_deferred_signals_arrive_after_the_block
+def test_a_signal_during_a_save_lets_the_save_finish(tmp_path, sysu_small, name, status):
+    proc = start_train(tmp_path, sysu_small, '--epochs', '2', helper=True, env={'SAVE_SIGNAL': name})
+    out, err = proc.communicate(timeout=180)
+    last = tmp_path / 'models' / f'{NAME}_last.t'
+    assert proc.returncode == status, err
+    assert err == f'interrupted by {name} at epoch 0, after its last step; resume with --resume {last}\n'
+    assert sorted(os.listdir(tmp_path / 'models')) == [last.name]
+    assert read_checkpoint(last)['epoch'] == 0   # complete: the resume point of epoch 0
+
+
+def test_deferred_signals_arrive_after_the_block():
+    previous = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
+    try:
+        interrupt.install()
+        order = []
+        with pytest.raises(interrupt.Interrupted) as err:
+            with interrupt.deferred():
+                signal.raise_signal(signal.SIGTERM)
+                order.append('block finished')
+        assert order == ['block finished'] and err.value.exit_status == 143 and str(err.value) == 'interrupted by SIGTERM'
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+@contextlib.contextmanager
+def small_file_system(folder, options):
+    """A tmpfs mounted at `folder` where this test may mount one (root), else None."""
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and shutil.which('mount') and subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(folder)], capture_output=True).returncode == 0
+    try:
+        yield folder if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(['umount', '-l', str(folder)], check=True)
+
+
+def failing_writes(monkeypatch, code, after=0):
+    """Mock a file system that fails with `code` once `after` bytes are written (where no tmpfs can be mounted)."""
+    real = os.fdopen
+
+    class Failing:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > after:
+                raise OSError(code, os.strerror(code))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(utils.os, 'fdopen', lambda fd, mode: Failing(real(fd, mode)))
+
+
+def test_a_full_disk_is_one_line_at_the_write_and_keeps_the_earlier_file(tmp_path, monkeypatch):
+    with small_file_system(tmp_path / 'full', 'size=256k') as fs:
+        folder = fs or tmp_path / 'full'
+        save_checkpoint({'net': {'w': torch.ones(10)}}, folder / 'model.t')
+        atomic_write(folder / 'f.npz', lambda f: np.savez(f, a=np.ones(3)))
+        if fs is None:
+            failing_writes(monkeypatch, errno.ENOSPC, after=1000)
+        for path, write in ((folder / 'model.t', lambda: save_checkpoint({'net': {'w': torch.ones(200_000)}},
+                                                                            folder / 'model.t')),
+                            (folder / 'f.npz', lambda: atomic_write(folder / 'f.npz',
+                                                                    lambda f: np.savez(f, a=np.ones(100_000))))):
+            with pytest.raises(ReIDError) as err:
+                write()
+            assert str(err.value) == f'cannot write {path}: No space left on device [ENOSPC]'
+        monkeypatch.undo()
+        assert torch.equal(read_checkpoint(folder / 'model.t')['net']['w'], torch.ones(10))
+        assert np.load(folder / 'f.npz')['a'].shape == (3,) and not temp_files(folder)
+
+
+@pytest.mark.parametrize('case', ['read-only model_path', 'file model_path', 'results folder', 'features in a file',
+                                  'visualize out'])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, sysu_small, trained, case):
+    with small_file_system(tmp_path / 'ro', 'ro,size=64k') as fs:
+        if fs is None and case in ('read-only model_path', 'visualize out'):   # no mount here: mocked at the check
+            def read_only(*args, **kwargs):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+            monkeypatch.setattr(outputs.tempfile, 'mkstemp', read_only)
+        (tmp_path / 'file').write_text('x')
+        test_argv = ['--dataset', 'sysu', '--data-path', str(sysu_small), '--resume', str(trained), *FAST]
+        run, message = {
+            'read-only model_path': (
+                lambda: train_script.main(train_args(tmp_path, sysu_small) + ['--model_path', str(tmp_path / 'ro/m')]),
+                f'--model_path {tmp_path}/ro/m: cannot write {tmp_path}/ro: Read-only file system [EROFS]'),
+            'file model_path': (
+                lambda: train_script.main(train_args(tmp_path, sysu_small) + ['--model_path', str(tmp_path / 'file')]),
+                f'--model_path {tmp_path}/file is a file; expected a folder'),
+            'results folder': (lambda: test_script.main([*test_argv, '--results', str(tmp_path)]),
+                               f'--results {tmp_path} is a folder; expected a file name'),
+            'features in a file': (lambda: test_script.main([*test_argv, '--save-features', str(tmp_path / 'file/f.npz')]),
+                                   f'--save-features {tmp_path}/file/f.npz is inside {tmp_path}/file, which is a file; '
+                                   'expected a file in a folder'),
+            'visualize out': (lambda: visualize.main(['cmc', str(tmp_path / 'r.json'), '--out', str(tmp_path / 'ro/c.png')]),
+                              f'--out {tmp_path}/ro/c.png: cannot write {tmp_path}/ro: Read-only file system [EROFS]'),
+        }[case]
+        with pytest.raises(ReIDError) as err:
+            run()
+        assert str(err.value) == message
+        assert not (tmp_path / 'log').exists() and not (tmp_path / 'models').exists()
+
+
+# ----------------------------------------------------------------------------------- resume mismatches
+
+def test_resuming_another_optimizers_state_is_refused_before_anything(tmp_path, sysu_small, trained):
+    ckpt = read_checkpoint(trained)
+    groups = [{'lr': 0.01, 'betas': (0.9, 0.999), 'eps': 1e-8, 'weight_decay': 5e-4, 'params': [i]} for i in range(3)]
+    del ckpt['optimizer']
+    save_checkpoint({**ckpt, 'optimizer': {'state': {}, 'param_groups': groups}}, tmp_path / 'adam_last.t')
+    with pytest.raises(ReIDError) as err:
+        train_script.main(train_args(tmp_path, sysu_small, '--resume', str(tmp_path / 'adam_last.t')))
+    assert str(err.value) == (f'{tmp_path}/adam_last.t holds the optimizer state of --optim adam, which does not fit '
+                              '--optim sgd: resume with --optim adam, or start a new run (--run-name NAME)')
+    # another dataset's checkpoint (another class count) is refused before the log exists too
+    ckpt['net']['classifier.weight'] = torch.zeros(7, 2048)
+    save_checkpoint({'net': ckpt['net'], 'epoch': 0}, tmp_path / 'other.t')
+    with pytest.raises(ReIDError, match=r'other.t has 7 classes but the sysu training set has 2$'):
+        train_script.main(train_args(tmp_path, sysu_small, '--resume', str(tmp_path / 'other.t')))
+    assert not (tmp_path / 'log').exists() and not (tmp_path / 'models').exists()
+
+
+# ----------------------------------------------------------------------------------- partial test sets
+
+def test_an_incomplete_test_set_is_a_loud_warning_or_with_strict_an_error(tmp_path, sysu_small, trained, capsys):
+    root = tmp_path / 'SYSU-MM01'
+    shutil.copytree(sysu_small, root, ignore=shutil.ignore_patterns('*.npy'))
+    shutil.rmtree(root / 'cam6')
+    shutil.rmtree(root / 'cam3' / '0006')   # identity 6 has no infrared image left
+    argv = ['--dataset', 'sysu', '--data-path', str(root), '--resume', str(trained), '--trials', '0', *FAST]
+    gaps = ['1 camera folder(s) of the protocol missing: cam6', '1 of 3 test identities have no query image: 0006']
+    with pytest.raises(ReIDError) as err:
+        test_script.main([*argv, '--strict'])
+    assert str(err.value) == f'--strict: the test set in {root} is incomplete: ' + '; '.join(gaps)
+    assert 'embedded' not in capsys.readouterr().out
+    test_script.main([*argv, '--results', str(tmp_path / 'r.json')])
+    out = capsys.readouterr().out
+    assert f'WARNING: the test set in {root} is incomplete' in out and all(f'  {g}\n' in out for g in gaps)
+    assert json.loads((tmp_path / 'r.json').read_text())['warnings'] == gaps
+
+
+def test_complete_test_sets_have_no_gaps_and_regdb_counts_listed_images(tmp_path, sysu_root, llcm_root, regdb_root):
+    # The shared fixtures lack some (identity, camera) folders, as the real datasets do: no gap.
+    assert coverage.test_set_gaps('sysu', sysu_root, range(10)) == []
+    assert coverage.test_set_gaps('sysu', sysu_root, [0], mode='indoor') == []
+    assert coverage.test_set_gaps('llcm', llcm_root, [0, 1]) == []
+    assert coverage.test_set_gaps('regdb', regdb_root, [1, 2]) == []
+    regdb = make_regdb(tmp_path / 'regdb', num_ids=4, images_per_id=1, size=(16, 8))
+    paths, _ = dm.process_test_regdb(regdb, 1, 'thermal')
+    os.remove(paths[0])
+    assert coverage.test_set_gaps('regdb', regdb, [1]) == [f'1 listed test image(s) do not exist: {paths[0]}']
+
+
+# ----------------------------------------------------------------------------------- images and files
+
+@pytest.mark.parametrize('mode, fmt', [('I;16', 'PNG'), ('I', 'TIFF'), ('F', 'TIFF')])
+def test_deep_images_are_scaled_to_8_bits_by_their_range(tmp_path, mode, fmt):
+    values = np.linspace(1000, 3000, 32 * 16).reshape(32, 16)
+    path = tmp_path / f'deep.{fmt.lower()}'
+    dtype = {'I;16': np.uint16, 'I': np.int32, 'F': np.float32}[mode]
+    Image.fromarray(values.astype(dtype)).save(path, fmt)
+    assert Image.open(path).mode in dm.DEEP_MODES
+    img = np.asarray(dm.open_rgb(path))
+    assert img.shape == (32, 16, 3) and img.dtype == np.uint8
+    assert img.min() == 0 and img.max() == 255 and (np.diff(img[..., 0].ravel().astype(int)) >= 0).all()
+    expected = np.rint((values - 1000) * 255 / 2000)
+    assert np.abs(img[..., 0] - expected).max() <= 1
+
+
+def test_a_nonfinite_float_image_is_refused(tmp_path):
+    values = np.ones((8, 4), np.float32)
+    values[0, 0] = np.nan
+    Image.fromarray(values).save(tmp_path / 'nan.tiff')
+    with pytest.raises(ReIDError, match=r'cannot read image .*nan.tiff: it holds NaN or inf values'):
+        dm.open_rgb(tmp_path / 'nan.tiff')
+
+
+class Foreign:
+    pass
+
+
+@pytest.mark.parametrize('case', ['empty', 'folder', 'foreign', 'garbage', 'truncated', 'plain pickle'])
+def test_bad_checkpoint_files_are_one_clear_line(tmp_path, case):
+    path = tmp_path / 'c.t'
+    good = tmp_path / 'good.t'
+    torch.save({'net': {'w': torch.zeros(1000)}}, good)
+    write = {'empty': lambda: path.write_bytes(b''), 'folder': lambda: path.mkdir(),
+             'foreign': lambda: torch.save({'net': {}, 'obj': Foreign()}, path),
+             'garbage': lambda: path.write_bytes(b'hello, not a checkpoint'),
+             'truncated': lambda: path.write_bytes(good.read_bytes()[:2000]),
+             'plain pickle': lambda: path.write_bytes(pickle.dumps({'net': {'w': Foreign}}))}[case]
+    write()
+    expected = {'empty': f'cannot read checkpoint {path}: the file is empty (0 bytes)',
+                'folder': f'{path} is a folder; expected a checkpoint file',
+                'foreign': f'cannot read checkpoint {path}: it holds objects other than tensors and plain values (',
+                'garbage': f'cannot read checkpoint {path}: not a PyTorch checkpoint file (',
+                'truncated': f'cannot read checkpoint {path}: the file is damaged or incomplete',
+                'plain pickle': f'cannot read checkpoint {path}: it holds objects other than tensors and plain values ('}
+    with pytest.raises(ReIDError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(expected[case]) and '\n' not in message and 'weights_only' not in message, message
+    if case == 'folder':   # --resume with a folder says so too
+        with pytest.raises(ReIDError, match=f'^{re.escape(str(path))} is a folder; expected a checkpoint file$'):
+            resolve_checkpoint(str(path), str(tmp_path))
+
+
+def test_zero_byte_and_nonfinite_arrays_are_refused(tmp_path, sysu_small):
+    root = tmp_path / 'SYSU-MM01'
+    shutil.copytree(sysu_small, root)
+    (root / 'train_rgb_resized_label.npy').write_bytes(b'')
+    with pytest.raises(ReIDError, match=r'train_rgb_resized_label.npy is empty \(0 bytes\); run `python process_sysu.py'):
+        train_script.main(train_args(tmp_path, root))
+    assert not (tmp_path / 'log').exists()
+    (tmp_path / 'f.npz').write_bytes(b'')
+    with pytest.raises(ReIDError, match=r'f.npz is empty \(0 bytes\); expected a features file'):
+        Features(tmp_path / 'f.npz')
+    with pytest.raises(ReIDError, match=r'is a folder; expected a features file'):
+        Features(tmp_path)
+
+
+def test_index_and_id_files_with_a_byte_order_mark(tmp_path):
+    (tmp_path / 'a.jpg').write_bytes(b'')
+    (tmp_path / 'idx.txt').write_text('a.jpg 3\n', encoding='utf-8-sig')
+    paths, labels = dm.read_index_file(str(tmp_path / 'idx.txt'), str(tmp_path), 'layout')
+    assert paths == [os.path.join(str(tmp_path), 'a.jpg')] and os.path.isfile(paths[0]) and labels.tolist() == [3]
+    (tmp_path / 'ids.txt').write_text('5,7\n', encoding='utf-8-sig')
+    assert dm.read_id_file(str(tmp_path / 'ids.txt'), 'layout') == ['0005', '0007']
+
+
+def test_process_sysu_removes_the_temporary_files_of_a_killed_run(tmp_path, capsys):
+    root = pathlib.Path(make_sysu(tmp_path / 'SYSU-MM01', train_ids=(1, 2), val_ids=(3,), test_ids=(4,),
+                                  images_per_cam=1, size=(16, 8)))
+    stale = root / '.train_rgb_resized_img.npy.k1ll3d_0.tmp'
+    other = root / '.notes.txt.k1ll3d_0.tmp'
+    stale.write_bytes(b'x' * 100)
+    other.write_bytes(b'not ours')
+    process_sysu.prepare_sysu(root, 16, 8)
+    assert f'note: removed 1 temporary file(s) left by an interrupted write: {stale}' in capsys.readouterr().out
+    assert not stale.exists() and other.exists()
+
+
+def test_process_sysu_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    with small_file_system(tmp_path / 'full', 'size=512k') as fs:
+        root = pathlib.Path(make_sysu((fs or tmp_path / 'full') / 'SYSU-MM01', train_ids=(1, 2), val_ids=(3,),
+                                      test_ids=(4,), images_per_cam=1, size=(16, 8)))
+        if fs is None:
+            def full(*args):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            monkeypatch.setattr(process_sysu.os, 'posix_fallocate', full)
+        with pytest.raises(ReIDError) as err:
+            process_sysu.prepare_sysu(root)   # 12 visible images at 384x192: 2.7 MB
+        assert str(err.value) == f'cannot write {root / "train_rgb_resized_img.npy"}: No space left on device [ENOSPC]'
+        assert not temp_files(root) and not list(root.glob('*.npy'))
