@@ -147,7 +147,7 @@ class FeatureBank:
             torch.cuda.synchronize()   # the last non-blocking copies
         bad = int((~np.isfinite(out.numpy())).any(axis=(1, 2)).sum())
         if bad:
-            raise ReIDError(f'the network produces NaN/inf features ({bad} of {len(todo)} {what}): its weights or '
+            raise ReIDError(f'the network produces NaN/inf features ({bad} of {plural(len(todo), what)}): its weights or '
                             'activations are not finite (a diverged training?), so no score would mean anything')
         first = len(self.features.get(modal, ()))
         self.features[modal] = np.concatenate([self.features[modal], out.numpy()]) if first else out.numpy()

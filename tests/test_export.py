@@ -159,8 +159,9 @@ def test_test_py_with_exported_files_gives_the_checkpoint_scores(tmp_path, sysu_
 def test_exported_files_are_checked_against_the_test(sysu_root, exported):
     visible, thermal, _ = exported['onnx']
     common = ['--data-path', sysu_root, '--workers', '0', '--gpu', '']
-    with pytest.raises(ReIDError, match=rf'{re.escape(visible)} takes 32x16 images: pass --img_h 32 --img_w 16'):
-        test_script.main([*common, '--onnx', visible, thermal])
+    with pytest.raises(ReIDError, match=rf'{re.escape(visible)} takes 32x16 images: pass --img_h 32 --img_w 16 '
+                                        r'\(got 64x32\)'):
+        test_script.main([*common, '--img_h', '64', '--img_w', '32', '--onnx', visible, thermal])
     with pytest.raises(ReIDError, match=f'takes the visible file, then the thermal one; {re.escape(thermal)} is the '
                                         'thermal branch'):
         test_script.main([*common, *SIZE, '--onnx', thermal, visible])
