@@ -197,7 +197,7 @@ def embed_and_score(args, trials, rerank, by_camera):
     if args.dataset == 'sysu' and args.tvsearch:
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
-    sizes = []   # the test size of each model (the features file records the first)
+    sizes, trained = [], []   # each model's test size (the features file records the first), what it was trained on
 
     def load_and_embed(path, tested):
         if args.onnx:   # exported files test at the size they were exported for
@@ -206,6 +206,7 @@ def embed_and_score(args, trials, rerank, by_camera):
         else:
             net = load_model(path, **model)
             sizes.append(fit_to_checkpoint(net, path, args, tested))
+            trained.append({'checkpoint': path, **net.trained_on, 'dataset': net.trained_on['dataset'] or 'unknown'})
         return embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1], **options)
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
@@ -238,7 +239,7 @@ def embed_and_score(args, trials, rerank, by_camera):
         save_features(args.save_features, runs, data_path, meta)
         print(f'features written to {args.save_features}')
     setting = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch, 'protocol': args.protocol,
-               'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots}
+               'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots, 'trained_on': trained or None}
     return setting, results, per_trial, titles, gaps
 
 
@@ -262,7 +263,7 @@ def score_saved(args, rerank, by_camera):
     print_trials(features.dataset, meta['mode'], problems, per_trial)
     setting = {'dataset': features.dataset, 'mode': meta['mode'], 'tvsearch': meta['tvsearch'],
                'protocol': meta['protocol'], 'flip': meta.get('flip', False),
-               'gallery': meta.get('gallery', 'random'), 'shots': meta.get('shots', 1)}
+               'gallery': meta.get('gallery', 'random'), 'shots': meta.get('shots', 1), 'trained_on': None}
     return setting, trials, results, per_trial, problems
 
 
@@ -285,7 +286,9 @@ def main(argv=None):
         setting, results, per_trial, titles, gaps = embed_and_score(args, trials, rerank, by_camera)
     dataset, mode = setting['dataset'], setting['mode']
     mean, std = mean_scores(per_trial), std_scores(per_trial)
-    print(format_table(mean_title(dataset, titles, mode, setting['protocol']), mean), flush=True)
+    others = sorted({m['dataset'] for m in setting['trained_on'] or () if m['dataset'] not in (dataset, 'unknown')})
+    cross = f' (model trained on {", ".join(dm.DATASET_NAMES[d] for d in others)})' if others else ''
+    print(format_table(mean_title(dataset, titles, mode, setting['protocol']) + cross, mean), flush=True)
     if len(trials) > 1:
         print(format_spread(f'Spread over {len(trials)} trials: mean ± standard deviation', mean, std), flush=True)
     cameras = camera_report(by_camera) if by_camera else None
@@ -301,6 +304,7 @@ def main(argv=None):
                   'protocol': setting['protocol'], 'flip': setting['flip'], 'gallery': setting['gallery'],
                   'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
                   'cmc': cmc_report(results), 'per_camera': cameras, 'rerank': rerank._asdict() if rerank else None,
+                  'trained_on': setting['trained_on'],
                   **({'warnings': gaps} if gaps else {})}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')

@@ -244,3 +244,23 @@ def test_bad_re_ranking_parameters(checkpoint):
         test_script.main(['--resume', checkpoint, '--rerank', '--lambda-value', '2', *FAST])
     with pytest.raises(ReIDError, match='--k1 must be at least 1, got 0'):
         test_script.main(['--resume', checkpoint, '--rerank', '--k1', '0', *FAST])
+
+
+# ----------------------------------------------------------------------------- cross-dataset
+def test_a_sysu_checkpoint_tests_on_regdb_and_llcm(tmp_path, regdb_root, llcm_root, capsys):
+    torch.manual_seed(0)
+    sysu = tmp_path / 'sysu_last.t'
+    save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': 3,
+                     'args': {'dataset': 'sysu', 'trial': 1, 'img_h': 32, 'img_w': 16}}, sysu)
+    for dataset, root, trials in (('regdb', regdb_root, '1'), ('llcm', llcm_root, '0')):
+        report = run(tmp_path, dataset, root, str(sysu), '--trials', trials, dataset=dataset)
+        out = capsys.readouterr().out
+        assert report['dataset'] == dataset and report['trained_on'] == [
+            {'checkpoint': str(sysu), 'dataset': 'sysu', 'trial': None, 'img_h': 32, 'img_w': 16, 'epoch': 3}]
+        assert 'this is a cross-dataset test on' in out and '(model trained on SYSU-MM01)' in out
+        assert 0 <= report['mean']['ALL']['rank1'] <= 1
+
+
+def test_a_release_checkpoint_was_trained_on_unknown(saved_run, checkpoint):
+    _, _, report = saved_run
+    assert report['trained_on'][0]['dataset'] == 'unknown' and report['trained_on'][0]['checkpoint'] == checkpoint
