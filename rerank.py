@@ -37,15 +37,14 @@ def nearest(dist, k, rows=1024):
         return np.argsort(dist, axis=1, kind='stable').astype(np.int32)
     part = np.argpartition(dist, k - 1, axis=1)[:, :k]
     kth = np.take_along_axis(dist, part, axis=1).max(axis=1, keepdims=True)   # the k-th smallest value
-    # Everything below the k-th value, and of the values equal to it the lowest columns.
     below = dist < kth
     tied = dist == kth
     wanted = k - below.sum(axis=1, keepdims=True)
-    chosen = below | tied
-    crowded = np.nonzero(tied.sum(axis=1, keepdims=True) > wanted)[0]   # rows with more ties than places
-    if len(crowded):
-        chosen[crowded] = below[crowded] | (tied[crowded] & (np.cumsum(tied[crowded], axis=1) <= wanted[crowded]))
-    columns = np.nonzero(chosen)[1].reshape(n, k)    # ascending column order within each row
+    columns = np.sort(part, axis=1)                  # the k columns, in ascending column order
+    crowded = np.nonzero(tied.sum(axis=1) > wanted[:, 0])[0]   # more ties at the k-th value than places left
+    if len(crowded):   # there, everything below the k-th value and of the values equal to it the lowest columns
+        chosen = below[crowded] | (tied[crowded] & (np.cumsum(tied[crowded], axis=1) <= wanted[crowded]))
+        columns[crowded] = np.nonzero(chosen)[1].reshape(len(crowded), k)
     order = np.argsort(np.take_along_axis(dist, columns, axis=1), axis=1, kind='stable')
     return np.take_along_axis(columns, order, axis=1).astype(np.int32)
 
