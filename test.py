@@ -44,9 +44,9 @@ def parse_args(argv=None):
     add_flag(group, '--rerank', action='store_true',
              help='k-reciprocal re-ranking (Zhong et al., CVPR 2017) of every score, on the Euclidean distances '
                   "of the score's query- and gallery-side vectors (see the README)")
-    add_flag(group, '--k1', default=20, type=int, help='re-ranking: size of the k-reciprocal neighbour sets')
-    add_flag(group, '--k2', default=6, type=int, help='re-ranking: neighbours of the local query expansion')
-    add_flag(group, '--lambda-value', default=0.3, type=float,
+    add_flag(group, '--k1', default=Rerank._field_defaults['k1'], type=int, help='re-ranking: size of the k-reciprocal neighbour sets')
+    add_flag(group, '--k2', default=Rerank._field_defaults['k2'], type=int, help='re-ranking: neighbours of the local query expansion')
+    add_flag(group, '--lambda-value', default=Rerank._field_defaults['lambda_value'], type=float,
              help='re-ranking: weight of the original distance in the final one (0..1)')
     add_flag(group, '--flip', action='store_true',
              help="add each test image's horizontal mirror: the two images' features are summed and scaled back "
