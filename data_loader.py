@@ -233,15 +233,47 @@ def _load_sysu_arrays(root, modality):
     return images, check_labels(labels, os.path.join(root, f'train_{modality}_resized_label.npy'))
 
 
+class Rows:
+    """Rows `rows` of an array, read one at a time (`rows[i]` of the base for item i): a training set
+    without some identities that leaves a memory map unread and uncopied."""
+
+    def __init__(self, base, rows):
+        self.base, self.rows = base, np.asarray(rows)
+
+    def __getitem__(self, i):
+        return self.base[self.rows[i]]
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def without_labels(labels, held_out):
+    """(rows kept, their labels renumbered 0..K'-1 in ascending order) once the labels `held_out` are
+    left out."""
+    rows = np.flatnonzero(~np.isin(labels, held_out))
+    kept = labels[rows]
+    return rows, np.searchsorted(np.unique(kept), kept).astype(labels.dtype)
+
+
 class SYSUData(TrainData):
     """SYSU-MM01 training set from the four arrays of process_sysu.py, memory-mapped (no copy in RAM).
 
-    Images stored at another size than (img_h, img_w) are resized per item with LANCZOS.
+    Images stored at another size than (img_h, img_w) are resized per item with LANCZOS. `held_out`
+    (labels of the arrays) leaves those identities out (`--select val`); the rest are renumbered
+    0..K'-1 and `rows` holds, per modality, the array row of each item (None: every row).
     """
 
-    def __init__(self, data_path, img_h=384, img_w=192):
+    def __init__(self, data_path, img_h=384, img_w=192, held_out=()):
         self.root = data_root(data_path, SYSU_LAYOUT)
-        super().__init__(*_load_sysu_arrays(self.root, 'rgb'), *_load_sysu_arrays(self.root, 'ir'), img_h, img_w)
+        (color, color_labels), (thermal, thermal_labels) = (_load_sysu_arrays(self.root, m) for m in ('rgb', 'ir'))
+        self.rows = {'rgb': None, 'ir': None}
+        if len(held_out):
+            (self.rows['rgb'], color_labels), (self.rows['ir'], thermal_labels) = (
+                without_labels(color_labels, held_out), without_labels(thermal_labels, held_out))
+        super().__init__(self._view(color, 'rgb'), color_labels, self._view(thermal, 'ir'), thermal_labels, img_h, img_w)
+
+    def _view(self, images, modality):
+        return images if self.rows[modality] is None else Rows(images, self.rows[modality])
 
     # Pickling a memory map copies all of its data; DataLoader workers started by spawn or
     # forkserver receive the root instead and map the files again.
@@ -252,13 +284,16 @@ class SYSUData(TrainData):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.train_color_image = _load_sysu_arrays(self.root, 'rgb')[0]
-        self.train_thermal_image = _load_sysu_arrays(self.root, 'ir')[0]
+        self.train_color_image = self._view(_load_sysu_arrays(self.root, 'rgb')[0], 'rgb')
+        self.train_thermal_image = self._view(_load_sysu_arrays(self.root, 'ir')[0], 'ir')
 
 
-def _load_listed(index_file, root, layout, img_h, img_w, desc):
+def _load_listed(index_file, root, layout, img_h, img_w, desc, held_out=()):
     paths, labels = read_index_file(index_file, root, layout)
     check_labels(labels, index_file)
+    if len(held_out):   # left out before decoding: their images are never read
+        rows, labels = without_labels(labels, held_out)
+        paths = [paths[i] for i in rows]
     for path in paths:
         if not os.path.isfile(path):
             raise ReIDError(f'{index_file} lists {path}, which does not exist')
@@ -268,11 +303,12 @@ def _load_listed(index_file, root, layout, img_h, img_w, desc):
 
 class ListedTrainData(TrainData):
     """Training set given by two `relative/path label` index files (RegDB, LLCM); the images are
-    decoded once and resized to (img_h, img_w) at construction, as the release does."""
+    decoded once and resized to (img_h, img_w) at construction, as the release does. `held_out`
+    (training labels) leaves those identities out, the rest renumbered 0..K'-1."""
 
-    def __init__(self, root, color_index, thermal_index, layout, img_h, img_w, second='thermal'):
-        color = _load_listed(color_index, root, layout, img_h, img_w, 'visible images')
-        thermal = _load_listed(thermal_index, root, layout, img_h, img_w, f'{second} images')
+    def __init__(self, root, color_index, thermal_index, layout, img_h, img_w, second='thermal', held_out=()):
+        color = _load_listed(color_index, root, layout, img_h, img_w, 'visible images', held_out)
+        thermal = _load_listed(thermal_index, root, layout, img_h, img_w, f'{second} images', held_out)
         super().__init__(*color, *thermal, img_h, img_w)
 
 
@@ -287,33 +323,37 @@ def listed_index_files(dataset, data_path, trial=1):
 
 
 class RegDBData(ListedTrainData):
-    def __init__(self, data_path, trial, img_h=288, img_w=144):
-        super().__init__(*listed_index_files('regdb', data_path, trial), REGDB_LAYOUT, img_h, img_w)
+    def __init__(self, data_path, trial, img_h=288, img_w=144, held_out=()):
+        super().__init__(*listed_index_files('regdb', data_path, trial), REGDB_LAYOUT, img_h, img_w, held_out=held_out)
 
 
 class LLCMData(ListedTrainData):
-    def __init__(self, data_path, img_h=384, img_w=192):
-        super().__init__(*listed_index_files('llcm', data_path), LLCM_LAYOUT, img_h, img_w, SECOND_MODALITY['llcm'])
+    def __init__(self, data_path, img_h=384, img_w=192, held_out=()):
+        super().__init__(*listed_index_files('llcm', data_path), LLCM_LAYOUT, img_h, img_w, SECOND_MODALITY['llcm'],
+                         held_out)
 
 
-def build_train_set(dataset, data_path, img_h, img_w, trial=1):
-    """The training set of `dataset` ('sysu', 'regdb' or 'llcm'); `trial` is RegDB's split."""
+def build_train_set(dataset, data_path, img_h, img_w, trial=1, held_out=()):
+    """The training set of `dataset` ('sysu', 'regdb' or 'llcm'); `trial` is RegDB's split; `held_out`
+    the training labels to leave out (train.py --select val, see heldout.py)."""
     if dataset == 'sysu':
-        return SYSUData(data_path, img_h, img_w)
+        return SYSUData(data_path, img_h, img_w, held_out)
     if dataset == 'regdb':
-        return RegDBData(data_path, trial, img_h, img_w)
+        return RegDBData(data_path, trial, img_h, img_w, held_out)
     if dataset == 'llcm':
-        return LLCMData(data_path, img_h, img_w)
+        return LLCMData(data_path, img_h, img_w, held_out)
     raise ReIDError(f"unknown dataset {dataset!r}; expected 'sysu', 'regdb' or 'llcm'")
 
-def count_train_identities(dataset, data_path, trial=1):
+def count_train_identities(dataset, data_path, trial=1, held_out=()):
     """The number of training identities (the classifier's classes) from the labels alone, no image
-    decoded: what train.py checks a checkpoint against before it starts."""
+    decoded, less the `held_out` labels: what train.py checks a checkpoint against before it starts."""
     if dataset == 'sysu':
-        return len(np.unique(_load_sysu_arrays(data_root(data_path, SYSU_LAYOUT), 'rgb')[1]))
-    root, color_index, _ = listed_index_files(dataset, data_path, trial)
-    layout = REGDB_LAYOUT if dataset == 'regdb' else LLCM_LAYOUT
-    return len(np.unique(check_labels(read_index_file(color_index, root, layout)[1], color_index)))
+        labels = _load_sysu_arrays(data_root(data_path, SYSU_LAYOUT), 'rgb')[1]
+    else:
+        root, color_index, _ = listed_index_files(dataset, data_path, trial)
+        layout = REGDB_LAYOUT if dataset == 'regdb' else LLCM_LAYOUT
+        labels = check_labels(read_index_file(color_index, root, layout)[1], color_index)
+    return len(np.setdiff1d(np.unique(labels), held_out))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,28 +51,31 @@ def data_root(data_path, layout):
     return root
 
 
-def layout_files(dataset, trials=(1,), training=False):
+def layout_files(dataset, trials=(1,), training=False, test=True):
     """The files, relative to the root, that a test run (or a training run, which also validates)
-    reads first: they tell whether a folder holds the dataset's layout. RegDB's depend on the splits."""
+    reads first: they tell whether a folder holds the dataset's layout. RegDB's depend on the splits.
+    `test=False` (a training run validated on held-out identities) leaves out the test set's."""
     if dataset == 'sysu':
-        return [os.path.join('exp', f'{split}_id.txt') for split in (('train', 'val', 'test') if training else ('test',))]
+        splits = ('train', 'val', 'test') if training else ('test',)
+        return [os.path.join('exp', f'{split}_id.txt') for split in splits if test or split != 'test']
     if dataset == 'llcm':
-        return [os.path.join('idx', name) for name in
-                (('train_vis.txt', 'train_nir.txt', 'test_id.txt') if training else ('test_id.txt',))]
+        names = ('train_vis.txt', 'train_nir.txt', 'test_id.txt') if training else ('test_id.txt',)
+        return [os.path.join('idx', name) for name in names if test or name != 'test_id.txt']
     _choose(LAYOUTS, dataset, 'dataset')
-    splits = ('train', 'test') if training else ('test',)
+    splits = tuple(s for s in (('train', 'test') if training else ('test',)) if test or s != 'test')
     return [os.path.join('idx', f'{split}_{modal}_{trial}.txt')
             for trial in trials for split in splits for modal in ('visible', 'thermal')]
 
 
-def check_layout(dataset, data_path, trials=(1,), training=False, flag='--data-path'):
+def check_layout(dataset, data_path, trials=(1,), training=False, flag='--data-path', test=True):
     """Check, before a script reads or writes anything, that `data_path` holds the dataset's layout
-    (for the RegDB splits `trials`). When the folder lacks it but one of its subfolders has it (the
-    dataset's parent passed as the root), the message names that subfolder. Returns the root in
+    (for the RegDB splits `trials`; without the test set's files if not `test`). When the folder
+    lacks it but one of its subfolders has it (the dataset's parent passed as the root), the message
+    names that subfolder. Returns the root in
     `data_root`'s form."""
     layout, name = _choose(LAYOUTS, dataset, 'dataset'), DATASET_NAMES[dataset]
     root = data_root(data_path, layout)
-    needed = layout_files(dataset, trials, training)
+    needed = layout_files(dataset, trials, training, test)
     has_layout = lambda folder: all(os.path.isfile(os.path.join(folder, f)) for f in needed)
     if not has_layout(root):
         missing = [f for f in needed if not os.path.isfile(os.path.join(root, f))]

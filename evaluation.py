@@ -3,8 +3,8 @@ visualize.py and bench.py alike.
 
 - the test problem of each dataset, protocol and trial (`build_problem`: query and gallery image
   sets, the metric, the release's LLCM pool-feature quirk);
-- the feature bank (`FeatureBank`: each test image embedded once, whatever the trials share) and
-  `embed`, which fills it for a set of trials;
+- the feature bank (`FeatureBank`: each test image embedded once, whatever the trials share),
+  `embed`, which fills it for a set of trials, and `embed_problems`, for problems built elsewhere;
 - the six similarity matrices the release reports (`score_similarities`), the query- and
   gallery-side vectors behind each (`score_vectors`), k-reciprocal re-ranking of a score
   (`rerank_distances`, with rerank.py), scoring per trial (`score_trials`, `evaluate`), per query
@@ -247,12 +247,20 @@ def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, p
     dtype or None; `flip` adds each image's mirror (see FeatureBank); `gallery` and `shots` as for
     `build_problem`."""
     problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol, gallery, shots) for t in trials}
+    return problems, embed_problems(net, dataset, problems, device, img_h, img_w, batch_size, workers, channels_last,
+                                    amp_dtype, flip)
+
+
+def embed_problems(net, dataset, problems, device, img_h=384, img_w=192, batch_size=64, workers=4,
+                   channels_last=True, amp_dtype=None, flip=False):
+    """A FeatureBank holding every image of `problems` ({trial: Problem}, built by `build_problem` or
+    otherwise, e.g. heldout.validation_problem); the options as for `embed`."""
     bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype, flip)
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
             bank.add(paths, modal, f'{side} {modality_word(dataset, modal)} image')
-    return problems, bank
+    return bank
 
 
 def score_vectors(q, g, llcm_pool_quirk=False):

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 import distributed
+import heldout
 from checkpoint import (checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, resolve_checkpoint,
                         save_checkpoint)
 from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from device import autocast_dtype, memory_format
-from evaluation import embed, format_table, score_trials, summarise_trials, trial_title
+from evaluation import embed, embed_problems, format_table, score_trials, summarise_trials, trial_title
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from interrupt import Interrupted, located
 from loss import OriTripletLoss, TcaLoss
@@ -50,6 +51,13 @@ def parse_args(argv=None):
     add_flag(group, '--run-name', default=None, metavar='NAME',
              help="the stem of the run's files in --model_path and its log (default: the release's name, "
                   '<dataset>_p<num_pos>_n<batch>_lr_<lr>_seed_<seed>[_<optim>][_trial_<t>])')
+    add_flag(group, '--select', default='test', choices=('test', 'val'),
+             help="what picks <run>_best.t: 'test' (the release's: Rank-1 on gallery trial 0 of the test set) or "
+                  "'val' (Rank-1 on identities held out of training: SYSU-MM01's exp/val_id.txt ids, RegDB and "
+                  'LLCM --val-ids of the training identities; the test set is not read; see heldout.py)')
+    add_flag(group, '--val-ids', default=None, type=int, metavar='N',
+             help='with --select val on RegDB or LLCM: hold out N training identities, drawn with a fixed seed '
+                  '(default: 10%% of them)')
     add_flag(group, '--overwrite', action='store_true',
              help="start afresh even though the run's checkpoints exist: they are removed first (default: "
                   'refuse, saying what is there)')
@@ -64,14 +72,22 @@ def parse_args(argv=None):
                   'checkpoint writing at the end of an epoch)')
     return parser.parse_args(argv)
 
-def validate(net, data_path, epoch, args, device, amp_dtype=None):
-    """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol."""
-    trial = args.trial if args.dataset == 'regdb' else 0
-    problems, bank = embed(net, args.dataset, data_path, [trial], device, mode=args.mode, tvsearch=args.tvsearch,
-                           protocol='release', img_h=args.img_h, img_w=args.img_w, batch_size=args.test_batch,
-                           workers=args.workers, channels_last=args.channels_last, amp_dtype=amp_dtype)
-    (_, raw), = score_trials(problems, bank)
-    title = f'Validation after epoch {epoch}: {trial_title(args.dataset, trial, problems[trial], args.mode)}'
+def validate(net, data_path, epoch, args, device, amp_dtype=None, selection=None):
+    """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol, or with
+    `selection` (--select val, a heldout.Selection) on the held-out identities."""
+    options = dict(img_h=args.img_h, img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
+                   channels_last=args.channels_last, amp_dtype=amp_dtype)
+    if selection is None:
+        trial = args.trial if args.dataset == 'regdb' else 0
+        problems, bank = embed(net, args.dataset, data_path, [trial], device, mode=args.mode, tvsearch=args.tvsearch,
+                               protocol='release', **options)
+        title = f'Validation after epoch {epoch}: {trial_title(args.dataset, trial, problems[trial], args.mode)}'
+    else:
+        problems = {0: selection.problem}
+        bank = embed_problems(net, args.dataset, problems, device, **options)
+        title = (f'Validation on the held-out identities after epoch {epoch}: '
+                 f'{heldout.title(args.dataset, selection, args.mode)}')
+    (trial, raw), = score_trials(problems, bank)
     print(format_table(title, summarise_trials([(trial, raw)])[0]), flush=True)
     return raw['ALL']
 
@@ -87,38 +103,56 @@ def open_tensorboard(path):
 def check_inputs(args):
     """Refuse bad input before anything is written, the log file included: counts, the data root
     and its layout, the RegDB split, the output folders, the run name, the checkpoint to resume (its
-    class count, weights and optimizer state) and the ImageNet weights file. Returns the checkpoint
-    to resume, or None."""
+    class count, weights and optimizer state), the ImageNet weights file and, with --select val, the
+    held-out identities. Returns the checkpoint to resume (or None) and the heldout.Selection (or None)."""
     check_counts(args, {'--epochs': 1, '--warmup-epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
                         '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
     if args.dataset == 'regdb' and not 1 <= args.trial <= 10:
         raise ReIDError(f'--trial {args.trial}: RegDB splits are 1..10')
     args.data_path = check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path),
-                                  trials=[args.trial], training=True)
+                                  trials=[args.trial], training=True, test=args.select == 'test')
     if args.dataset == 'sysu':
         check_sysu_prepared(args.data_path)
     for flag in ('--model_path', '--log_path', '--vis_log_path'):
         check_output_dir(getattr(args, flag[2:]), flag)
     check_run_name(args.run_name)
-    n_class = count_train_identities(args.dataset, args.data_path, args.trial)   # reads the labels, not the images
-    ckpt = check_resume(args, n_class) if args.resume else None
+    selection = check_selection(args)
+    n_class = count_train_identities(args.dataset, args.data_path, args.trial,   # reads the labels, not the images
+                                     selection.held.labels if selection else ())
+    ckpt = check_resume(args, n_class, selection) if args.resume else None
     if args.se_channels and args.se == 'working':
         raise ReIDError('--se-channels applies to the release squeeze-excitation (--se release) only')
     if args.pretrained not in ('imagenet', 'none') and not os.path.isfile(args.pretrained):
         raise ReIDError(f"--pretrained {args.pretrained}: no such file; expected 'imagenet', 'none' or the "
                         "path of torchvision's ResNet-50 ImageNet weights")
-    return ckpt
+    return ckpt, selection
 
 
-def check_resume(args, n_class):
+def check_selection(args):
+    """--select val: the held-out identities and their validation problem (a heldout.Selection);
+    --select test: None."""
+    if args.select != 'val':
+        if args.val_ids is not None:
+            raise ReIDError(f'--val-ids {args.val_ids} applies to --select val only')
+        return None
+    return heldout.selection(args.dataset, args.data_path, args.trial, args.val_ids, args.mode, args.batch_size)
+
+
+def check_resume(args, n_class, selection=None):
     """The checkpoint of --resume (`auto`: the run's _last.t, if any), read and checked against this
-    run: its classes, finite weights, and an optimizer state that fits --optim."""
+    run: the identities it held out, its classes, finite weights, and an optimizer state that fits --optim."""
     args.resume = resolve_resume(args)
     if not args.resume:
         return None
     args.resume = resolve_checkpoint(args.resume, args.model_path)
     ckpt = read_checkpoint(args.resume)
     model_args = checkpoint_model_args(ckpt, args.resume)
+    saved, ours = ckpt.get('held_out'), selection.held.ids if selection else None
+    if isinstance(ckpt.get('args'), dict) and saved != ours:   # one of our runs, trained on other identities
+        them = f'holding out identities {",".join(map(str, saved))}' if saved else 'on every training identity'
+        now = f'holds out {",".join(map(str, ours))}' if ours else 'trains on every training identity (--select test)'
+        raise ReIDError(f'{args.resume} was trained {them}, but this run {now}: resume with the --select and '
+                        '--val-ids of that run')
     if model_args['class_num'] != n_class:
         raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
                         f'training set has {n_class}')
@@ -129,7 +163,7 @@ def check_resume(args, n_class):
 
 def main(argv=None):
     args = parse_args(argv)
-    ckpt = check_inputs(args)
+    ckpt, selection = check_inputs(args)
     name = run_stem(args)
     log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{name}_os.txt')
     # Under torchrun only rank 0 claims the run's files, prints and writes the log (errors still
@@ -137,7 +171,7 @@ def main(argv=None):
     with claim(args, name) if distributed.is_main() else contextlib.nullcontext():
         with tee_stdout(log_file) if distributed.is_main() else silenced_stdout():
             try:
-                train(args, ckpt)
+                train(args, ckpt, selection)
             except Interrupted as err:
                 err.hint = resume_hint(args.model_path, name)
                 raise
@@ -151,8 +185,9 @@ def silenced_stdout():
         yield
 
 
-def train(args, ckpt=None):
-    """Train; `ckpt` is the checkpoint of --resume, read and checked by `check_inputs`."""
+def train(args, ckpt=None, selection=None):
+    """Train; `ckpt` is the checkpoint of --resume and `selection` the held-out identities of
+    --select val, both read and checked by `check_inputs`."""
     name = run_stem(args)
     print('arguments:', ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())), flush=True)
     device = distributed.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
@@ -163,8 +198,13 @@ def train(args, ckpt=None):
     set_seed(args.seed + rank)  # dropout differs between processes; the weights are rank 0's (DDP copies them)
     data_path = args.data_path   # resolved and checked by check_inputs
 
+    if selection is None and args.select == 'val':
+        selection = check_selection(args)
+    if selection is not None:
+        print(heldout.describe(args.dataset, selection.held, selection.problem), flush=True)
     start = time.time()
-    trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial)
+    trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial,
+                               selection.held.labels if selection else ())
     n_class = len(np.unique(trainset.train_color_label))
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
           f'{len(trainset.train_thermal_label)} {SECOND_MODALITY[args.dataset]} images, loaded in '
@@ -180,7 +220,7 @@ def train(args, ckpt=None):
 
     start_epoch, best = 0, {'rank1': -1.0, 'epoch': -1}
     if args.resume and ckpt is None:
-        ckpt = check_resume(args, n_class)
+        ckpt = check_resume(args, n_class, selection)
     pretrained = 'none' if ckpt is not None else args.pretrained   # a checkpoint replaces every weight
     with distributed.local_main_first():   # one ImageNet download per node
         net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working')
@@ -232,7 +272,8 @@ def train(args, ckpt=None):
                              '; nothing of this epoch is saved (the last _last.t, if any, is the last good state); '
                              'lower --lr')
             validated = epoch > 0 and distributed.is_main()
-            cmc, mAP, mINP = validate(net, data_path, epoch, args, device, amp_dtype) if validated else (None, None, None)
+            cmc, mAP, mINP = (validate(net, data_path, epoch, args, device, amp_dtype, selection) if validated
+                              else (None, None, None))
             rng = gathered_rng()   # the other processes wait here while rank 0 validates
             if not distributed.is_main():
                 continue   # rank 0 alone saves and logs; the others meet it again in the next step
@@ -240,7 +281,8 @@ def train(args, ckpt=None):
             # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
             # only _last.t, the resume point, adds what an exact continuation needs.
             ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
-                    'se_channels': net.se_channels, 'args': vars(args)}
+                    'se_channels': net.se_channels, 'args': vars(args),
+                    **({'held_out': selection.held.ids} if selection else {})}
             if cmc is not None and cmc[0] > best['rank1']:
                 best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}
                 save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_best.t'))

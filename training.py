@@ -84,6 +84,8 @@ def run_name(args):
     name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
     if args.optim != 'sgd':
         name += f'_{args.optim}'
+    if getattr(args, 'select', 'test') == 'val':   # selected on held-out identities (train.py --select val)
+        name += '_val'
     if args.dataset == 'regdb':
         name += f'_trial_{args.trial}'
     return name
