@@ -84,7 +84,7 @@ SPELLING_CASES = {
     '--channels-last': (None, True), '--sync-bn': (None, True), '--dist-backend': ('gloo', 'gloo'),
     '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'), '--warmup-epochs': ('3', 3),
     '--lr-steps': ('5,8', (5, 8)), '--lambda-value': ('0.5', 0.5), '--per-camera': (None, True),
-    '--from-features': ('f.npz', 'f.npz'), '--run-name': ('ab', 'ab'),
+    '--from-features': ('f.npz', 'f.npz'), '--run-name': ('ab', 'ab'), '--val-ids': ('3', 3),
 }
 
 
@@ -121,7 +121,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
     with_separator = {flag for flag in entries if re.search(r'\w[-_]\w', flag)}
     # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from flags.add_flag).
     train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout', '--warmup-epochs', '--lr-steps',
-                  '--run-name'}
+                  '--run-name', '--val-ids'}
     test_only = {'--save-features', '--lambda-value', '--per-camera', '--from-features'}
     assert with_separator == set(SPELLING_CASES) - (train_only if script == 'test' else test_only)
     for flag in with_separator:

@@ -1,5 +1,6 @@
 """train.py --select val: model selection on held-out identities (heldout.py), never on the test set."""
 import os
+import pickle
 import random
 import re
 import shutil
@@ -134,6 +135,20 @@ def test_a_resumed_select_val_run_ends_with_the_same_weights(tmp_path, sysu_with
     assert a['epoch'] == b['epoch'] == 2 and a['best'] == b['best'] and b['held_out'] == [4, 5]
     for key, value in a['net'].items():
         assert torch.equal(value, b['net'][key]), key
+
+
+def test_sysu_training_set_without_the_val_ids_survives_pickling(sysu_without_test_set):
+    """Loader workers started by spawn receive the set pickled: the memory maps are mapped again and
+    the held-out rows stay left out."""
+    data = build_train_set('sysu', sysu_without_test_set, 32, 16, held_out=[3, 4])
+    labels = np.load(os.path.join(sysu_without_test_set, 'train_ir_resized_label.npy'))
+    assert data.rows['ir'].tolist() == np.flatnonzero(labels < 3).tolist()
+    assert data.train_thermal_label.tolist() == labels[labels < 3].tolist()
+    copy = pickle.loads(pickle.dumps(data))
+    images = np.load(os.path.join(sysu_without_test_set, 'train_ir_resized_img.npy'))
+    for i, row in enumerate(data.rows['ir']):
+        assert np.array_equal(copy.train_thermal_image[i], images[row])
+    assert len(copy.train_thermal_image) == len(data.rows['ir']) == 6
 
 
 def test_without_select_val_the_test_set_is_required(tmp_path, sysu_without_test_set):
