@@ -50,7 +50,7 @@ def parse_args(argv=None):
     add_flag(group, '--print-freq', default=50, type=int, help='log every N steps')
     add_flag(group, '--run-name', default=None, metavar='NAME',
              help="the stem of the run's files in --model_path and its log (default: the release's name, "
-                  '<dataset>_p<num_pos>_n<batch>_lr_<lr>_seed_<seed>[_<optim>][_trial_<t>])')
+                  '<dataset>_p<num_pos>_n<batch>_lr_<lr>_seed_<seed>[_<optim>][_val][_trial_<t>])')
     add_flag(group, '--select', default='test', choices=('test', 'val'),
              help="what picks <run>_best.t: 'test' (the release's: Rank-1 on gallery trial 0 of the test set) or "
                   "'val' (Rank-1 on identities held out of training: SYSU-MM01's exp/val_id.txt ids, RegDB and "

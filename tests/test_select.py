@@ -53,7 +53,7 @@ def sysu_without_test_set(tmp_path_factory):
 @pytest.fixture(scope='module')
 def sysu_val_run(tmp_path_factory, sysu_without_test_set):
     """Three epochs with --select val, recording the array rows of every training item and keeping a
-    copy of the resume point written after epoch 1."""
+    copy of the resume point written after epoch 1. Its checkpoints (about 1 GB) go at teardown."""
     tmp = tmp_path_factory.mktemp('sysu_val_run')
     items, kept = [], tmp / 'epoch1_last.t'
     get_item, save = data_loader.TrainData.__getitem__, train_script.save_checkpoint
@@ -73,7 +73,8 @@ def sysu_val_run(tmp_path_factory, sysu_without_test_set):
         mp.setattr(train_script, 'save_checkpoint', keeping_save)
         train_script.main(run_args(tmp, 'sysu', sysu_without_test_set, '--epochs', '3', '--select', 'val'))
     log = (tmp / 'log' / 'sysu_log' / f'{NAME}_os.txt').read_text()
-    return tmp / 'models', log, items, kept
+    yield tmp / 'models', log, items, kept
+    shutil.rmtree(tmp)
 
 
 def test_sysu_val_ids_are_held_out_and_the_test_set_is_not_read(sysu_without_test_set, sysu_val_run):
@@ -135,6 +136,7 @@ def test_a_resumed_select_val_run_ends_with_the_same_weights(tmp_path, sysu_with
     assert a['epoch'] == b['epoch'] == 2 and a['best'] == b['best'] and b['held_out'] == [4, 5]
     for key, value in a['net'].items():
         assert torch.equal(value, b['net'][key]), key
+    shutil.rmtree(tmp_path / 'models')   # 600 MB
 
 
 def test_sysu_training_set_without_the_val_ids_survives_pickling(sysu_without_test_set):
@@ -232,9 +234,9 @@ def regdb_without_test_set(tmp_path_factory):
     return root
 
 
-def test_regdb_select_val_trains_without_the_test_lists(tmp_path, regdb_without_test_set, capsys):
-    train_script.main(run_args(tmp_path, 'regdb', regdb_without_test_set, '--epochs', '2', '--select', 'val',
-                               '--val-ids', '1'))
+def test_regdb_select_val_trains_and_validates_without_the_test_lists(tmp_path, regdb_without_test_set, capsys):
+    argv = run_args(tmp_path, 'regdb', regdb_without_test_set, '--epochs', '1', '--select', 'val', '--val-ids', '1')
+    train_script.main(argv)
     out = capsys.readouterr().out
     held = heldout.held_out_identities('regdb', regdb_without_test_set, 1, 1)
     assert (f'--select val: 1 of the 4 RegDB training identities held out for model selection (ids {held.ids[0]}), 3 '
@@ -242,12 +244,21 @@ def test_regdb_select_val_trains_without_the_test_lists(tmp_path, regdb_without_
     name = 'regdb_p2_n2_lr_0.01_seed_0_val_trial_1'
     last = read_checkpoint(tmp_path / 'models' / f'{name}_last.t')
     assert last['held_out'] == held.ids and last['net']['classifier.weight'].shape == (3, 2048)
+    # its validation (one epoch is not validated: scored here with the run's own function)
+    args = train_script.parse_args(argv)
+    selection = heldout.selection('regdb', regdb_without_test_set, 1, 1, batch_size=2)
+    net = evaluation.load_model(tmp_path / 'models' / f'{name}_last.t', torch.device('cpu'))
+    cmc, mAP, _ = train_script.validate(net, regdb_without_test_set, 0, args, torch.device('cpu'), selection=selection)
+    assert len(cmc) == 1 and 0 <= mAP <= 1   # one gallery image
+    assert (f'Validation on the held-out identities after epoch 0: RegDB thermal -> visible, 2 queries x 1 gallery '
+            f'(held-out ids {held.ids[0]})\n') in capsys.readouterr().out
     # Resuming it with other held-out identities, or without --select val, is refused before anything runs.
     for extra, message in ((['--select', 'val', '--val-ids', '2'], 'but this run holds out'),
                            ([], 'no idx/test_visible_1.txt')):
         with pytest.raises(ReIDError, match=message):
             train_script.main(run_args(tmp_path, 'regdb', regdb_without_test_set, '--epochs', '3', *extra,
                                        '--resume', str(tmp_path / 'models' / f'{name}_last.t')))
+    shutil.rmtree(tmp_path / 'models')   # 600 MB
 
 
 @pytest.mark.parametrize('extra, message', [
