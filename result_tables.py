@@ -80,13 +80,12 @@ def describe_setting(report):
 def run_config(report, group_seeds):
     """What identifies the run(s) of a results file, as comparable JSON text, or None when it cannot be
     told (a file without "checkpoints", a checkpoint without training arguments: its own row).
-    Ignored: the bookkeeping arguments, RegDB's split (`trial`: the splits of one run combine), and
-    with `group_seeds` the seed."""
+    Ignored: the bookkeeping arguments, `trial` (RegDB's split: the splits of one run combine; it does
+    nothing for the other datasets), and with `group_seeds` the seed."""
     checkpoints = report.get('checkpoints')
     if not checkpoints or any(not isinstance(c, dict) or not isinstance(c.get('args'), dict) for c in checkpoints):
         return None
-    ignored = set(BOOKKEEPING) | ({'trial'} if report['dataset'] == 'regdb' else set()) | (
-        {'seed'} if group_seeds else set())
+    ignored = set(BOOKKEEPING) | {'trial'} | ({'seed'} if group_seeds else set())
     configs = set()
     for c in checkpoints:
         args = {k: v for k, v in c['args'].items() if k not in ignored}

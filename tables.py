@@ -6,17 +6,18 @@ mAP and mINP as mean ± std over trials (over seeds with --group-seeds), as Mark
 
 This is the command line; reading, grouping and formatting live in result_tables.py.
 """
+from evaluation import SCORES
 from flags import add_flag, make_parser
 from outputs import check_output_file
 from result_tables import table
 from utils import atomic_write, run_main
-from evaluation import SCORES
 
 
 def parse_args(argv=None):
     parser = make_parser("A table of test.py's results files: one row per run, mean ± std over trials.")
     parser.add_argument('results', nargs='+', metavar='RESULTS.json', help='results files of test.py --results')
-    add_flag(parser, '--score', default='ALL', choices=SCORES, help='the score the table shows (the paper reports ALL)')
+    add_flag(parser, '--score', default='ALL', choices=SCORES, metavar='SCORE',
+             help=f'the score the table shows: {", ".join(SCORES)} (the paper reports ALL)')
     add_flag(parser, '--labels', nargs='+', default=None, metavar='NAME',
              help='row names, one per row in order (default: the file names; a row of several files: their '
                   'common part around "*")')

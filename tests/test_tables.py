@@ -115,7 +115,7 @@ def test_a_real_results_files_row_is_its_mean_and_std(results):
             assert float(row[f'{key}_std']) == pytest.approx(100 * report['std'][score][key], rel=1e-15, abs=1e-15)
 
 
-def test_group_seeds_averages_each_seeds_mean(results):
+def test_group_seeds_averages_each_seeds_mean(results, tmp_path):
     _, files = results
     paths = [str(p) for k, p in files.items() if k != 'real']
     rows = csv_rows(tables.main([*paths, '--csv', '--group-seeds']))
@@ -131,6 +131,12 @@ def test_group_seeds_averages_each_seeds_mean(results):
         assert float(rows[0][f'{key}_std']) == pytest.approx(std, abs=1e-12)
     # the other spelling of the flag
     assert tables.main([*paths, '--csv', '--group_seeds']) == tables.main([*paths, '--csv', '--group-seeds'])
+    # another checkpoint of the same run (its _last.t instead of its _best.t) is another row
+    last = load(files['regdb_seed_1'])
+    last['checkpoints'] = [{**c, 'path': c['path'].replace('_best.t', '_last.t')} for c in last['checkpoints']]
+    (tmp_path / 'regdb_last.json').write_text(json.dumps(last))
+    rows = csv_rows(tables.main([*paths, str(tmp_path / 'regdb_last.json'), '--csv', '--group-seeds']))
+    assert [r['run'] for r in rows] == ['regdb_seed_*', 'regdb_lr', 'regdb_last']
 
 
 def markdown_cells(line):
