@@ -3,10 +3,12 @@
 Owns the format of ours and of the release's: `read_checkpoint` (weights_only, with the numpy
 objects a release checkpoint pickles allowed and nothing else), `save_checkpoint` (atomic),
 `resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
-implies (`checkpoint_model_args`), what it was trained on (`trained_on`, `describe_training`),
+implies (`checkpoint_model_args`), what it was trained on (`trained_on`, `describe_training`)
+and the training arguments it stores (`training_args`),
 and `load_state`, which drops the release's unused weights and refuses any other difference with
 a list of what differs; `refuse_nonfinite` refuses weights that hold NaN or inf.
 """
+import json
 import os
 import pickle
 import re
@@ -105,6 +107,15 @@ def trained_on(ckpt):
     dataset = args.get('dataset')
     return {'dataset': dataset, 'trial': args.get('trial') if dataset == 'regdb' else None,
             'img_h': args.get('img_h'), 'img_w': args.get('img_w'), 'epoch': ckpt.get('epoch')}
+
+
+def training_args(ckpt):
+    """The training arguments a checkpoint stores (train.py's `vars(args)`), as JSON values (tuples
+    as lists, anything else as its text), or None for a checkpoint that stores none (the release's)."""
+    args = ckpt.get('args')
+    if not isinstance(args, dict):
+        return None
+    return json.loads(json.dumps(args, default=str))
 
 
 def describe_training(info):

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import data_manager as dm
-from checkpoint import checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, trained_on
+from checkpoint import checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, trained_on, training_args
 from data_loader import TestData
 from device import autocast, memory_format
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu, llcm_removal, sysu_removal
@@ -474,6 +474,7 @@ def load_model(path, device, arch='resnet50', se_channels=None, channels_last=Tr
     print(f'loaded {path}' + (f' (epoch {epoch})' if epoch is not None else ''), flush=True)
     net = net.to(device, memory_format=memory_format(channels_last))
     net.trained_on = trained_on(ckpt)   # what test.py checks against what it is asked to test
+    net.training_args = training_args(ckpt)   # recorded in test.py's results file (tables.py groups runs by them)
     stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
     if not net.SEnet.constant:
         if se_channels:

@@ -198,15 +198,18 @@ def embed_and_score(args, trials, rerank, by_camera):
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
     sizes, trained = [], []   # each model's test size (the features file records the first), what it was trained on
+    used = []   # each model's path, the trials it scored and its training arguments (the results file's "checkpoints")
 
     def load_and_embed(path, tested):
         if args.onnx:   # exported files test at the size they were exported for
             net = exported
             sizes.append((exported.img_h, exported.img_w))
+            used.append({'path': path, 'trials': list(tested), 'args': None})
         else:
             net = load_model(path, **model)
             sizes.append(fit_to_checkpoint(net, path, args, tested))
             trained.append({'checkpoint': path, **net.trained_on, 'dataset': net.trained_on['dataset'] or 'unknown'})
+            used.append({'path': path, 'trials': list(tested), 'args': net.training_args})
         return embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1], **options)
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
@@ -239,7 +242,8 @@ def embed_and_score(args, trials, rerank, by_camera):
         save_features(args.save_features, runs, data_path, meta)
         print(f'features written to {args.save_features}')
     setting = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch, 'protocol': args.protocol,
-               'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots, 'trained_on': trained or None}
+               'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots, 'trained_on': trained or None,
+               'checkpoints': used}
     return setting, results, per_trial, titles, gaps
 
 
@@ -263,8 +267,17 @@ def score_saved(args, rerank, by_camera):
     print_trials(features.dataset, meta['mode'], problems, per_trial)
     setting = {'dataset': features.dataset, 'mode': meta['mode'], 'tvsearch': meta['tvsearch'],
                'protocol': meta['protocol'], 'flip': meta.get('flip', False),
-               'gallery': meta.get('gallery', 'random'), 'shots': meta.get('shots', 1), 'trained_on': None}
+               'gallery': meta.get('gallery', 'random'), 'shots': meta.get('shots', 1), 'trained_on': None,
+               'checkpoints': saved_checkpoints(meta, trials)}
     return setting, trials, results, per_trial, problems
+
+
+def saved_checkpoints(meta, trials):
+    """The results file's "checkpoints" of a features file: the paths it names and the trials each
+    embedded (the file keeps no training arguments: null)."""
+    models = dict(zip(meta['trials'], meta['trial_models']))
+    return [{'path': path, 'trials': [t for t in trials if models.get(t) == k], 'args': None}
+            for k, path in enumerate(meta['checkpoints']) if any(models.get(t) == k for t in trials)]
 
 
 def main(argv=None):
@@ -304,7 +317,7 @@ def main(argv=None):
                   'protocol': setting['protocol'], 'flip': setting['flip'], 'gallery': setting['gallery'],
                   'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
                   'cmc': cmc_report(results), 'per_camera': cameras, 'rerank': rerank._asdict() if rerank else None,
-                  'trained_on': setting['trained_on'],
+                  'trained_on': setting['trained_on'], 'checkpoints': setting['checkpoints'],
                   **({'warnings': gaps} if gaps else {})}
         atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'results written to {args.results}')

@@ -1,7 +1,8 @@
-"""See what the model learned: middle-modality images, ranking lists, t-SNE, distance histograms,
-CMC curves, and ranking one's own images.
+"""See what the model learned: middle-modality images, attention maps, ranking lists, t-SNE, distance
+histograms, CMC curves, and ranking one's own images.
 
     python visualize.py middle --resume CKPT a.jpg b.jpg --modality visible --out middle.png
+    python visualize.py attention --resume CKPT a.jpg b.jpg --modality visible --out attention.png
     python visualize.py ranking --features feats.npz --queries 3 --out ranking/
     python visualize.py tsne --features feats.npz --ids 10 --out tsne.png
     python visualize.py distances --features feats.npz --out distances.png
@@ -9,9 +10,9 @@ CMC curves, and ranking one's own images.
     python visualize.py rank --resume CKPT --query me.jpg --query-modality visible --gallery DIR --out rank.png
 
 `ranking`, `tsne` and `distances` read the features file of `test.py --save-features` (nothing is
-embedded again); `cmc` reads results files of `test.py --results`; `middle` and `rank` run a
-checkpoint. Image grids use Pillow; the plots need matplotlib, t-SNE also scikit-learn (both
-optional: pip install -r requirements-vis.txt).
+embedded again); `cmc` reads results files of `test.py --results`; `middle`, `attention` and `rank` run a
+checkpoint (attention.py reads the maps). Image grids use Pillow; the plots and the attention
+colours need matplotlib, t-SNE also scikit-learn (both optional: pip install -r requirements-vis.txt).
 """
 import argparse
 import importlib
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+import attention
 import evaluation
 from data_loader import test_transform
 from data_manager import open_rgb
@@ -50,6 +52,7 @@ WHITE, BLACK, BLUE = (255, 255, 255), (0, 0, 0), (40, 90, 200)
 GREEN, RED = (0, 170, 0), (220, 0, 0)
 # What each score sums (the similarity's largest value): cosines of unit-length features.
 SCORE_TERMS = {'VIS-IR FC': 1, 'VIS-MR FC': 1, 'MIS-IR FC': 1, 'MIS-MR FC': 1, 'ALL FC': 4, 'ALL': 8}
+ATTENTION_COLORMAP = 'jet'   # the attention overlays' colours (matplotlib's; torchreid's activation maps use jet too)
 PLOT_FORMATS = ('png', 'pdf', 'svg')   # --out of the plots: PNG, or vector PDF / SVG
 FONT, TITLE_FONT, SMALL_FONT = 10, 11, 9   # plot text sizes (points)
 # t-SNE groups: (name, marker); the name's "{}" is the dataset's second-modality word.
@@ -140,12 +143,18 @@ def save_figure(fig, path, dpi):
 
 
 # ----------------------------------------------------------------------------- middle
+def network_inputs(paths, img_h, img_w, device):
+    """The images resized as test.py resizes them (PIL images of (img_w, img_h)) and the batch the
+    network gets from them, (n, 3, H, W) on `device`."""
+    inputs = [load_tile(path, (img_w, img_h)) for path in paths]
+    transform = test_transform()
+    return inputs, torch.stack([transform(img) for img in inputs]).to(device)
+
+
 def middle_images(net, paths, modal, img_h, img_w, device):
     """The network inputs (resized as test.py resizes them) and the middle-modality image the
     generator makes from each, min-max scaled per image to 0..255; PIL images of (img_w, img_h)."""
-    inputs = [load_tile(path, (img_w, img_h)) for path in paths]
-    transform = test_transform()
-    x = torch.stack([transform(img) for img in inputs]).to(device)      # (n, 3, H, W)
+    inputs, x = network_inputs(paths, img_h, img_w, device)              # x: (n, 3, H, W)
     net.eval()
     with torch.no_grad():
         middle, _ = net.middle_modality(x, x, modal)                      # (n, 3, H, W)
@@ -173,6 +182,27 @@ def cmd_middle(args):
     grid = draw_grid(tiles, captions, [None] * len(tiles), 2 * args.columns)
     save_png(grid, args.out)
     print(f'{len(inputs)} {args.modality} image(s) and their middle-modality images written to {args.out}')
+
+
+# ----------------------------------------------------------------------------- attention
+def cmd_attention(args):
+    colormaps = optional('matplotlib', 'attention').colormaps
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise ReIDError(f'image not found: {path}')
+    device = select_device(args.gpu)
+    net = evaluation.load_model(args.resume, device, args.arch)
+    inputs, x = network_inputs(args.images, args.img_h, args.img_w, device)
+    maps = attention.attention_maps(net, x, MODALITIES[args.modality])
+    size = tile_size(args.height, args.img_h, args.img_w)
+    rows = attention.attention_tiles(inputs, maps, size, colormaps[ATTENTION_COLORMAP])
+    tiles = [tile for row in rows for tile, _ in row]
+    captions = [caption or folder_and_name(path) for path, row in zip(args.images, rows) for _, caption in row]
+    key = [f'colours: {ATTENTION_COLORMAP}, blue low to red high, over the image',
+           'MIA spatial attention: fixed scale 0..1 (a sigmoid)',
+           "energy: layer 4's sum of squares over channels,", 'min-max scaled per tile']
+    save_png(draw_grid(tiles, captions, [None] * len(tiles), len(rows[0]), key), args.out)
+    print(f'attention maps of {len(inputs)} {args.modality} image(s) written to {args.out}')
 
 
 # ----------------------------------------------------------------------------- ranking
@@ -547,6 +577,15 @@ def parse_args(argv=None):
     p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
     p.add_argument('--out', required=True, help='PNG file to write')
     p.set_defaults(func=cmd_middle)
+
+    p = sub.add_parser('attention', help="the spatial attention of each MIA and the layer-4 feature energy")
+    add_model_args(p)
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='images to show')
+    p.add_argument('--modality', required=True, choices=tuple(MODALITIES),
+                   help="the images' modality: the branch they go through (thermal = infrared)")
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
+    p.add_argument('--out', required=True, help='PNG file to write')
+    p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser('ranking', help='ranking lists of test queries, from a features file')
     add_features_args(p, score=True)

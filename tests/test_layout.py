@@ -7,7 +7,7 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = {'train', 'test', 'demo', 'bench', 'bench_metrics', 'visualize', 'process_sysu', 'export'}
+SCRIPTS = {'train', 'test', 'demo', 'bench', 'bench_metrics', 'visualize', 'process_sysu', 'export', 'tables'}
 TOP_LEVEL = sorted(f[:-3] for f in os.listdir(ROOT) if f.endswith('.py'))
 
 

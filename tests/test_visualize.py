@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from threadpoolctl import threadpool_limits   # installed with scikit-learn (requirements-vis.txt)
 
+import attention
 import evaluation
+import matplotlib
 import test as test_script
 import visualize
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
@@ -172,7 +174,7 @@ def test_results_file_holds_each_scores_cmc_curve(runs):
     for dataset, (report, _, _, _) in runs.items():
         # "mode" only for SYSU-MM01 (its gallery cameras); every file says its direction
         assert set(report) == {'dataset', 'direction', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc',
-                               'std', 'per_camera', 'rerank', 'flip', 'gallery', 'shots', 'trained_on',
+                               'std', 'per_camera', 'rerank', 'flip', 'gallery', 'shots', 'trained_on', 'checkpoints',
                                *(['mode'] if dataset == 'sysu' else [])}
         assert all(set(report['mean'][s]) == SCORE_KEYS for s in evaluation.SCORES)
         assert [t['trial'] for t in report['cmc']['per_trial']] == report['trials']
@@ -368,6 +370,69 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
         np.testing.assert_allclose(grid[y0:y0 + 32, x0:x0 + 16], expected, atol=1)
 
 
+def manual_maps(net, x, modal):
+    """MIA1's spatial attention of both branches and layer 4's energy, by running the network's parts
+    by hand (no hooks)."""
+    with torch.no_grad():
+        mid_images = net.middle_modality(x, x, modal)[0]
+        stems = (net.visible_module, net.visible_moduleA) if modal == Modal.VISIBLE else (net.thermal_module,
+                                                                                           net.thermal_moduleA)
+        out = torch.cat([stems[0](x), stems[1](mid_images)])
+        residual, spatial = None, None
+        for i, mia in enumerate((net.MIA1, net.MIA2, net.MIA3), start=1):
+            out = net.base_resnet.layer(i, out)
+            if i == 1:
+                spatial = [mia.CBAM_ori.sa(g * mia.CBAM_ori.ca(g))[:, 0] for g in out.chunk(2)]
+            ori, mid, residual = mia(*out.chunk(2), residual)
+            out = torch.cat([ori, mid])
+        out = net.base_resnet.layer(4, net.MFA(out))
+    return spatial, out.pow(2).sum(1).chunk(2), mid_images
+
+
+def test_attention_maps_of_each_mia_and_layer4(checkpoints, sysu_root, tmp_path):
+    images = [os.path.join(sysu_root, 'cam1', pid, '0001.jpg') for pid in ('0003', '0004')]
+    out = tmp_path / 'attention.png'
+    ckpt = str(checkpoints / 'init_trial_1.t')
+    visualize.main(['attention', '--resume', ckpt, *images, '--modality', 'visible', '--height', '32', *MODEL,
+                    '--out', str(out)])
+    grid = np.asarray(Image.open(out).convert('RGB')).astype(np.int64)
+    # per image: the image, its middle image, MIA1..3 over each branch, the energy of each branch; 4 key lines
+    assert grid.shape[1::-1] == grid_size(10, 2, rows=2, key=4)
+    cell_h = TILE_H + 2 * B + 2 * LINE
+    tile = lambda row, col: grid[M + row * (cell_h + G) + B:][:32, M + col * (CELL_W + G) + INSET + B:][:, :16]
+    for col in range(2, 10):   # every attention tile differs between the two images
+        assert np.abs(tile(0, col) - tile(1, col)).max() > 3, col
+
+    net = evaluation.load_model(ckpt, torch.device('cpu'), 'resnet50').eval()
+    inputs, x = visualize.network_inputs(images, 32, 16, torch.device('cpu'))
+    maps = attention.attention_maps(net, x, Modal.VISIBLE)
+    assert list(maps['spatial']) == [(i, g) for i in (1, 2, 3) for g in ('original', 'middle')]
+    assert [maps['spatial'][(i, 'original')].shape for i in (1, 2, 3)] == [(2, 8, 4), (2, 4, 2), (2, 2, 1)]
+    spatial, energy, middle = manual_maps(net, x, Modal.VISIBLE)
+    for k, group in enumerate(('original', 'middle')):
+        torch.testing.assert_close(maps['spatial'][(1, group)], spatial[k])
+        torch.testing.assert_close(maps['energy'][group], energy[k])
+    torch.testing.assert_close(maps['middle'], middle)
+    # the grid's tiles are those maps: MIA1 over the image (fixed scale), energy min-max scaled over the middle image
+    jet = matplotlib.colormaps['jet']
+    for b in range(2):
+        shown = inputs[b].resize((16, 32), Image.Resampling.NEAREST)
+        expected = attention.overlay(shown, attention.upsample(spatial[0][b], (16, 32)), jet)
+        np.testing.assert_allclose(tile(b, 2), np.asarray(expected), atol=1)
+        shown = attention.scaled_image(middle[b]).resize((16, 32), Image.Resampling.NEAREST)
+        values = attention.upsample(energy[1][b], (16, 32))
+        values = (values - values.min()) / (values.max() - values.min())
+        np.testing.assert_allclose(tile(b, 9), np.asarray(attention.overlay(shown, values, jet)), atol=1)
+    # a network built without some MIAs (its architecture() says which) gets tiles for those it has
+    net.architecture = lambda: {'middle': True, 'mia': [1, 3], 'mfa': True}
+    assert list(attention.attention_maps(net, x, Modal.VISIBLE)['spatial']) == [
+        (1, 'original'), (1, 'middle'), (3, 'original'), (3, 'middle')]
+    with pytest.raises(ReIDError, match='image not found: .*none.jpg'):
+        visualize.main(['attention', '--resume', ckpt, str(tmp_path / 'none.jpg'), '--modality', 'visible', *MODEL,
+                        '--out', str(tmp_path / 'x.png')])
+    assert not (tmp_path / 'x.png').exists()
+
+
 def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     gallery = tmp_path / 'gallery'
     shutil.copytree(os.path.join(sysu_root, 'cam1', '0003'), gallery / 'a')
@@ -469,12 +534,15 @@ def test_help_describes_every_figure(capsys):
     with pytest.raises(SystemExit):
         visualize.main(['--help'])
     text = ' '.join(capsys.readouterr().out.split())
-    assert 'distance histograms, CMC curves, and ranking one\'s own images.' in text
+    assert 'middle-modality images, attention maps, ranking lists, t-SNE, distance histograms, CMC curves, and ' \
+        "ranking one's own images." in text
 
 
-@pytest.mark.parametrize('blocked, command', [('sklearn', 'tsne'), ('matplotlib', 'cmc')])
+@pytest.mark.parametrize('blocked, command', [('sklearn', 'tsne'), ('matplotlib', 'cmc'), ('matplotlib', 'attention')])
 def test_missing_optional_dependency(tmp_path, blocked, command):
-    args = {'tsne': ['tsne', '--features', str(tmp_path / 'f.npz')], 'cmc': ['cmc', str(tmp_path / 'r.json')]}[command]
+    args = {'tsne': ['tsne', '--features', str(tmp_path / 'f.npz')], 'cmc': ['cmc', str(tmp_path / 'r.json')],
+            'attention': ['attention', '--resume', str(tmp_path / 'c.t'), str(tmp_path / 'a.jpg'),
+                          '--modality', 'visible']}[command]
     code = (f'import sys; sys.modules[{blocked!r}] = None; import runpy; '
             f'sys.argv = ["visualize.py"] + {args + ["--out", str(tmp_path / "x.png")]!r}; '
             f'runpy.run_path("visualize.py", run_name="__main__")')

@@ -1,0 +1,226 @@
+"""tables.py: the results files of test.py --results as Markdown, LaTeX and CSV tables, runs of one
+configuration combined (RegDB's per-split files) and grouped over seeds; and what the results file
+records about its checkpoints. Real results files of tiny RegDB models (32x16, CPU)."""
+import csv
+import io
+import json
+import re
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+import tables
+import test as test_script
+import train as train_script
+from checkpoint import save_checkpoint, training_args
+from evaluation import SCORES, mean_scores, std_scores
+from model import embed_net
+from result_tables import METRIC_KEYS
+from utils import ReIDError
+
+FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
+
+
+def train_args(seed, trial, *extra):
+    return vars(train_script.parse_args(['--dataset', 'regdb', '--seed', str(seed), '--trial', str(trial),
+                                         '--img_h', '32', '--img_w', '16', '--pretrained', 'none', *extra]))
+
+
+@pytest.fixture(scope='module')
+def results(tmp_path_factory, regdb_root):
+    """Results files: a real one of test.py (one checkpoint, RegDB splits 1 and 2), and made ones in its
+    format: seed 0 as one file per split, seed 1 as one file of both splits (trained with other
+    bookkeeping flags: workers, run name), and a seed-0 run with another learning rate."""
+    tmp = tmp_path_factory.mktemp('tables')
+    torch.manual_seed(0)
+    save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': 3, 'args': train_args(0, 1)}, tmp / 'real_best.t')
+    files = {'real': tmp / 'real.json'}
+    test_script.main(['--dataset', 'regdb', '--data-path', str(regdb_root), '--trials', '1,2', '--resume',
+                      str(tmp / 'real_best.t'), '--results', str(files['real']), *FAST])
+    template = load(files['real'])
+    rng = np.random.default_rng(0)
+    for name, seed, trials, extra in (('regdb_seed_0_trial_1', 0, (1,), ()), ('regdb_seed_0_trial_2', 0, (2,), ()),
+                                      ('regdb_seed_1', 1, (1, 2), ('--workers', '0', '--run-name', 'mine_1')),
+                                      ('regdb_lr', 0, (1,), ('--lr', '0.05'))):
+        per_trial = [{'trial': t, **{score: dict(zip(METRIC_KEYS, rng.uniform(size=6).tolist())) for score in SCORES}}
+                     for t in trials]
+        checkpoints = [{'path': str(tmp / f'{name}_trial_{t}_best.t'), 'trials': [t],
+                        'args': json.loads(json.dumps(train_args(seed, t, *extra)))} for t in trials]
+        files[name] = tmp / f'{name}.json'
+        files[name].write_text(json.dumps({**template, 'trials': list(trials), 'per_trial': per_trial,
+                                           'mean': mean_scores(per_trial), 'std': std_scores(per_trial),
+                                           'checkpoints': checkpoints}))
+    return tmp, files
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def csv_rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def by_hand(values):
+    """Mean and population standard deviation, as percentages (the statistics module, not numpy)."""
+    return 100 * statistics.fmean(values), 100 * statistics.pstdev(values)
+
+
+def test_results_file_records_each_checkpoint_and_its_training_arguments(results):
+    tmp, files = results
+    report = load(files['real'])
+    assert report['checkpoints'] == [{'path': str(tmp / 'real_best.t'), 'trials': [1, 2],
+                                      'args': json.loads(json.dumps(train_args(0, 1)))}]
+    assert report['checkpoints'][0]['args']['lr_steps'] == [20, 60, 90]   # a tuple, as JSON
+    assert training_args({'net': {}, 'epoch': 5}) is None                # a release checkpoint: null
+    # a features file names its checkpoints but keeps no training arguments
+    meta = {'checkpoints': ['a.t', 'b.t'], 'trials': [1, 2, 3], 'trial_models': [0, 1, 1]}
+    assert test_script.saved_checkpoints(meta, [2, 3]) == [{'path': 'b.t', 'trials': [2, 3], 'args': None}]
+
+
+def test_rows_are_runs_with_the_files_numbers(results, capsys):
+    _, files = results
+    paths = [str(p) for k, p in files.items() if k != 'real']
+    rows = csv_rows(tables.main([*paths, '--csv']))
+    assert capsys.readouterr().out == tables.main([*paths, '--csv']) and len(rows) == 3
+    # RegDB: seed 0's two per-split files are one row, over the two splits' trials
+    assert [r['run'] for r in rows] == ['regdb_seed_0_trial_*', 'regdb_seed_1', 'regdb_lr']
+    assert [r['over'] for r in rows] == ['2 trials', '2 trials', '1 trial']
+    for score in ('ALL', 'VIS-IR FC'):
+        rows = csv_rows(tables.main([*paths, '--csv', '--score', score]))
+        split = [load(files[f'regdb_seed_0_trial_{t}'])['per_trial'][0][score] for t in (1, 2)]
+        one, lr = load(files['regdb_seed_1']), load(files['regdb_lr'])
+        for key in METRIC_KEYS:
+            mean, std = by_hand([s[key] for s in split])
+            assert float(rows[0][key]) == pytest.approx(mean, abs=1e-12)
+            assert float(rows[0][f'{key}_std']) == pytest.approx(std, abs=1e-12)
+            # a file of its own: exactly test.py's mean and std over its trials
+            assert float(rows[1][key]) == pytest.approx(100 * one['mean'][score][key], rel=1e-15)
+            assert float(rows[1][f'{key}_std']) == pytest.approx(100 * one['std'][score][key], rel=1e-15)
+            assert float(rows[2][key]) == pytest.approx(100 * lr['mean'][score][key], rel=1e-15)
+            assert rows[2][f'{key}_std'] == ''   # one trial: no spread
+        assert {r['score'] for r in rows} == {score}
+
+
+def test_a_real_results_files_row_is_its_mean_and_std(results):
+    _, files = results
+    report = load(files['real'])
+    for score in SCORES:
+        row, = csv_rows(tables.main([str(files['real']), '--csv', '--score', score]))
+        assert row['run'] == 'real' and row['over'] == '2 trials'
+        for key in METRIC_KEYS:
+            assert float(row[key]) == pytest.approx(100 * report['mean'][score][key], rel=1e-15)
+            assert float(row[f'{key}_std']) == pytest.approx(100 * report['std'][score][key], rel=1e-15, abs=1e-15)
+
+
+def test_group_seeds_averages_each_seeds_mean(results, tmp_path):
+    _, files = results
+    paths = [str(p) for k, p in files.items() if k != 'real']
+    rows = csv_rows(tables.main([*paths, '--csv', '--group-seeds']))
+    # the learning rate differs, so that run stays apart; workers and run name do not count
+    assert [r['run'] for r in rows] == ['regdb_seed_*', 'regdb_lr']
+    assert rows[0]['over'] == '2 seeds x 2 trials' and rows[0]['count'] == '2'
+    seed0 = [load(files[f'regdb_seed_0_trial_{t}'])['per_trial'][0]['ALL'] for t in (1, 2)]
+    seed1 = load(files['regdb_seed_1'])['mean']['ALL']
+    for key in METRIC_KEYS:
+        means = [statistics.fmean(s[key] for s in seed0), seed1[key]]
+        mean, std = by_hand(means)
+        assert float(rows[0][key]) == pytest.approx(mean, abs=1e-12)
+        assert float(rows[0][f'{key}_std']) == pytest.approx(std, abs=1e-12)
+    # the other spelling of the flag
+    assert tables.main([*paths, '--csv', '--group_seeds']) == tables.main([*paths, '--csv', '--group-seeds'])
+    # another checkpoint of the same run (its _last.t instead of its _best.t) is another row
+    last = load(files['regdb_seed_1'])
+    last['checkpoints'] = [{**c, 'path': c['path'].replace('_best.t', '_last.t')} for c in last['checkpoints']]
+    (tmp_path / 'regdb_last.json').write_text(json.dumps(last))
+    rows = csv_rows(tables.main([*paths, str(tmp_path / 'regdb_last.json'), '--csv', '--group-seeds']))
+    assert [r['run'] for r in rows] == ['regdb_seed_*', 'regdb_lr', 'regdb_last']
+
+
+def markdown_cells(line):
+    return [c.strip() for c in re.split(r'(?<!\\)\|', line.strip())[1:-1]]
+
+
+def test_markdown_latex_and_csv_parse(results, tmp_path):
+    _, files = results
+    paths = [str(p) for k, p in files.items() if k != 'real']
+    labels = ['50% a_b', 'x|y & z', 'lr #2']
+    text = tables.main([*paths, '--labels', *labels, '--paper'])
+    lines = text.splitlines()
+    assert lines[0] == ('RegDB, visible -> thermal, protocol release: ALL score, %, mean ± std over trials') and lines[1] == ''
+    table = [markdown_cells(line) for line in lines[2:]]
+    assert table[0] == ['run', 'Rank-1', 'Rank-5', 'Rank-10', 'Rank-20', 'mAP', 'mINP', 'over']
+    assert all(set(c) <= set('-:') for c in table[1]) and {len(row) for row in table} == {8}
+    assert [row[0] for row in table[2:]] == ['50% a_b', r'x\|y & z', 'lr #2', 'IFALNet (paper, visible -> thermal)']
+    assert re.fullmatch(r'\d+\.\d\d ± \d+\.\d\d', table[2][1]) and re.fullmatch(r'\d+\.\d\d', table[4][1])
+    assert table[5][1:] == ['93.90', '', '', '', '89.90', '', 'published']
+    one = load(files['regdb_seed_1'])['mean']['ALL']
+    assert table[3][5] == f'{100 * one["mAP"]:.2f} ± {100 * load(files["regdb_seed_1"])["std"]["ALL"]["mAP"]:.2f}'
+
+    tex = tables.main([*paths, '--labels', *labels, '--paper', '--latex'])
+    body = tex.splitlines()
+    assert body[0].startswith('% ') and tex.count(r'\begin{tabular}') == tex.count(r'\end{tabular}') == 1
+    columns = len(re.search(r'\\begin\{tabular\}\{(\w+)\}', tex).group(1))
+    rows = [line for line in body if line.endswith(r'\\')]
+    assert len(rows) == 5 and all(len(re.split(r'(?<!\\)&', row)) == columns for row in rows)
+    assert '±' not in tex and r'$\pm$' in tex
+    assert not any(re.search(r'(?<!\\)%', line) for line in body[1:])            # every % escaped
+    assert not any(re.search(r'(?<!\\)[_#]', line) for line in body[1:])
+    assert r'RegDB, visible $\rightarrow$ thermal' in tex and '>' not in tex
+    assert r'50\% a\_b' in tex and r'lr \#2' in tex and r'x|y \& z' in tex
+    assert tex.count('{') == tex.count('}')
+
+    rows = csv_rows(tables.main([*paths, '--labels', *labels, '--paper', '--csv']))
+    assert [r['run'] for r in rows] == [*labels, 'IFALNet (paper, visible -> thermal)']
+    assert rows[-1]['rank1'] == repr(100 * 0.939) and rows[-1]['rank5'] == rows[-1]['rank1_std'] == ''
+    # --out writes the same text, atomically
+    out = tmp_path / 'table.tex'
+    assert tables.main([*paths, '--labels', *labels, '--paper', '--latex', '--out', str(out)]) == out.read_text() == tex
+
+
+def test_bad_input_is_refused_by_name(results, tmp_path):
+    _, files = results
+    one = str(files['regdb_seed_1'])
+    out = tmp_path / 'x.md'
+    def write(name, value):
+        (tmp_path / name).write_text(json.dumps(value))
+        return str(tmp_path / name)
+    report = load(files['regdb_seed_1'])
+    cases = [
+        ([str(tmp_path / 'none.json')], 'results file not found: .*none.json'),
+        ([write('list.json', [1, 2])], r'list.json is not a results file of test.py --results'),
+        ([write('empty.json', {**report, 'per_trial': []})], 'empty.json is not a results file'),
+        ([write('partial.json', {**report, 'per_trial': [{'trial': 1, 'ALL': {'rank1': 0.5}}]})],
+         'partial.json: a "per_trial" entry lacks the VIS-IR FC scores'),
+        ([one, write('sysu.json', {**report, 'dataset': 'sysu', 'mode': 'all'})],
+         r'different datasets: RegDB \(.*regdb_seed_1.json\), SYSU-MM01 \(.*sysu.json\)'),
+        ([one, one], 'regdb_seed_1.json and .*regdb_seed_1.json both score trial 1 of the same run'),
+        ([one, '--labels', 'a', 'b'], r'--labels gives 2 names for 1 row \(regdb_seed_1\)'),
+        ([write('tv.json', {**report, 'direction': 'thermal -> visible', 'tvsearch': True}), '--paper'],
+         r"--paper: the paper's RegDB row is visible -> thermal, but .*tv.json is RegDB, thermal -> visible"),
+        ([write('indoor.json', {**report, 'dataset': 'sysu', 'mode': 'indoor'}), '--paper'],
+         "the paper's SYSU-MM01 row is all-search, but .*indoor.json is SYSU-MM01 indoor-search"),
+    ]
+    (tmp_path / 'bad.json').write_text('{not json')
+    cases.append(([str(tmp_path / 'bad.json')], 'cannot read .*bad.json as JSON'))
+    for argv, message in cases:
+        with pytest.raises(ReIDError, match=message):
+            tables.main([*argv, '--out', str(out)])
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        tables.main([one, '--latex', '--csv'])
+
+
+def test_runs_whose_arguments_are_unknown_stay_apart(results, tmp_path):
+    _, files = results
+    report = load(files['regdb_seed_1'])
+    paths = []
+    for name, trial in (('a', 1), ('b', 2)):   # release checkpoints (no arguments), older files (no key)
+        paths.append(tmp_path / f'{name}.json')
+        kept = {**report, 'per_trial': [report['per_trial'][trial - 1]], 'trials': [trial]}
+        paths[-1].write_text(json.dumps({**kept, 'checkpoints': [{'path': 'x.t', 'trials': [trial], 'args': None}]}
+                                        if name == 'a' else {k: v for k, v in kept.items() if k != 'checkpoints'}))
+    rows = csv_rows(tables.main([*map(str, paths), '--csv', '--group-seeds']))
+    assert [r['run'] for r in rows] == ['a', 'b']
