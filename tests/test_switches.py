@@ -13,7 +13,9 @@ import evaluation
 import test as test_script
 import train as train_script
 import training
+import visualize
 from checkpoint import checkpoint_architecture, checkpoint_model_args, read_checkpoint, save_checkpoint
+from exporting import Embedder
 from flags import parse_mia
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import MIA, Modal, embed_net
@@ -195,6 +197,11 @@ def test_each_configuration_trains_a_step_and_its_checkpoint_rebuilds_it(tmp_pat
         again = rebuilt(v1, v1, v1, v1, Modal.VISIBLE)
     torch.testing.assert_close(again[0], pool, rtol=0, atol=0)
     torch.testing.assert_close(again[1], bn, rtol=0, atol=0)
+    if not args.middle:   # export.py's branch: the original features, and the embedding of test.py's ALL
+        with torch.no_grad():
+            features, embedding = Embedder(rebuilt, Modal.VISIBLE)(v1)
+        torch.testing.assert_close(features, torch.stack([pool, bn], dim=1), rtol=0, atol=0)
+        torch.testing.assert_close(embedding @ embedding.T, bn @ bn.T + pool @ pool.T)
 
 
 def test_a_checkpoint_without_architecture_is_the_full_model():
@@ -245,8 +252,9 @@ def test_the_baseline_trains_and_tests_end_to_end(tmp_path, regdb_root, capsys):
     assert ' middle=False' in args_line and not any(f' {k}=' in args_line for k in ('mia', 'mfa', 'triplet_pairs',
                                                                                      'id_weight'))
     results = tmp_path / 'results.json'
+    features = tmp_path / 'features.npz'
     test_script.main(['--dataset', 'regdb', '--data-path', regdb_root, '--resume', str(last), '--trials', '1',
-                      '--results', str(results), *FAST])
+                      '--results', str(results), '--save-features', str(features), *FAST])
     out = capsys.readouterr().out
     report = json.loads(results.read_text())
     scores = ['VIS-IR FC', 'ALL']
@@ -256,6 +264,24 @@ def test_the_baseline_trains_and_tests_end_to_end(tmp_path, regdb_root, capsys):
     assert rows == set(scores)
     assert evaluation.NO_MIDDLE_NOTE in out and 'no middle modality, so only these two' in out
     assert 'two-stream baseline (no middle modality)' in out
+    # the features file holds the original features only, and scores the same again
+    assert {'pool_ori', 'bn_ori'} <= set(np.load(features).files) and 'bn_mid' not in np.load(features).files
+    again = test_script.main(['--from-features', str(features)])
+    assert again == report['mean']
+    capsys.readouterr()
+    # visualize.py: the scores and figures that exist, a clear error for the rest
+    visualize.main(['ranking', '--features', str(features), '--queries', '1', '--topk', '3', '--height', '32',
+                    '--out', str(tmp_path / 'rank.png')])
+    visualize.main(['distances', '--features', str(features), '--out', str(tmp_path / 'dist.png')])
+    assert (tmp_path / 'rank.png').is_file() and (tmp_path / 'dist.png').is_file()
+    assert 'ori:' in capsys.readouterr().out
+    with pytest.raises(ReIDError, match='no middle modality'):
+        visualize.main(['ranking', '--features', str(features), '--score', 'MIS-MR FC', '--out', str(tmp_path / 'x')])
+    # resuming it as the full network is refused before anything is written
+    with pytest.raises(ReIDError, match=r"another network .*middle False \(this run: True\)"):
+        train_script.main(['--dataset', 'regdb', '--data-path', regdb_root, '--model_path', str(models),
+                           '--log_path', str(tmp_path / 'log2'), *TRAIN, '--resume', str(last)])
+    assert not (tmp_path / 'log2').exists()
 
 
 def test_run_name_and_arguments_line_name_the_switches_that_differ():
