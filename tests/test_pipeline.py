@@ -117,7 +117,7 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     assert ckpt['se_channels'] == tuple(torch.topk(torch.full((1, 6), 0.5), 3).indices[0].tolist())
     assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
     best = read_checkpoint(models / f'{name}_best.t')
-    assert set(best) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'args'}   # the release's keys, and ours
+    assert set(best) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'architecture', 'args'}   # the release's keys, and ours
     assert best['epoch'] == ckpt['best']['epoch'] == 1 and float(best['cmc'][0]) == ckpt['best']['rank1']
     assert all(torch.equal(v, ckpt['net'][k]) for k, v in best['net'].items())
 
