@@ -3,6 +3,7 @@ layers, MFA off, and the loss switches; checkpoints of each rebuild the same net
 import itertools
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -202,6 +203,7 @@ def test_each_configuration_trains_a_step_and_its_checkpoint_rebuilds_it(tmp_pat
             features, embedding = Embedder(rebuilt, Modal.VISIBLE)(v1)
         torch.testing.assert_close(features, torch.stack([pool, bn], dim=1), rtol=0, atol=0)
         torch.testing.assert_close(embedding @ embedding.T, bn @ bn.T + pool @ pool.T)
+    path.unlink()   # 200 MB; the machine's disk is shared
 
 
 def test_a_checkpoint_without_architecture_is_the_full_model():
@@ -282,6 +284,7 @@ def test_the_baseline_trains_and_tests_end_to_end(tmp_path, regdb_root, capsys):
         train_script.main(['--dataset', 'regdb', '--data-path', regdb_root, '--model_path', str(models),
                            '--log_path', str(tmp_path / 'log2'), *TRAIN, '--resume', str(last)])
     assert not (tmp_path / 'log2').exists()
+    shutil.rmtree(models)   # 400 MB; the machine's disk is shared
 
 
 def test_run_name_and_arguments_line_name_the_switches_that_differ():
