@@ -3,7 +3,7 @@
 Owns the format of ours and of the release's: `read_checkpoint` (weights_only, with the numpy
 objects a release checkpoint pickles allowed and nothing else), `save_checkpoint` (atomic),
 `resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
-implies (`checkpoint_model_args`), what it was trained on (`trained_on`, `describe_training`)
+implies (`checkpoint_model_args`, with its component switches `checkpoint_architecture`), what it was trained on (`trained_on`, `describe_training`)
 and the training arguments it stores (`training_args`),
 and `load_state`, which drops the release's unused weights and refuses any other difference with
 a list of what differs; `refuse_nonfinite` refuses weights that hold NaN or inf.
@@ -89,14 +89,35 @@ def refuse_nonfinite(state, source, advice=': the training that wrote it diverge
                         f'({shown}){advice}')
 
 
+FULL_ARCHITECTURE = {'middle': True, 'mia': [1, 2, 3], 'mfa': True}   # the release's network
+
+
+def checkpoint_architecture(ckpt, source='checkpoint'):
+    """The component switches a checkpoint's network was built with (`embed_net.architecture()`,
+    stored by train.py as 'architecture'); a checkpoint without them (the release's, older ones) is
+    the full model."""
+    arch = ckpt.get('architecture')
+    if arch is None:
+        return dict(FULL_ARCHITECTURE)
+    try:
+        mia = sorted(int(i) for i in arch['mia'])
+        if not set(mia) <= {1, 2, 3} or len(set(mia)) != len(mia):
+            raise ValueError(mia)
+        return {'middle': bool(arch['middle']), 'mia': mia, 'mfa': bool(arch['mfa'])}
+    except (KeyError, TypeError, ValueError):
+        raise ReIDError(f'{source}: its "architecture" entry {arch!r} is not one train.py writes '
+                        "({'middle': bool, 'mia': [layers among 1, 2, 3], 'mfa': bool}): a damaged checkpoint") from None
+
+
 def checkpoint_model_args(ckpt, source='checkpoint'):
-    """The `embed_net` arguments a checkpoint was trained with: class count and SE variant."""
-    state = ckpt['net']
-    for key in ('classifier.weight', 'SEnet.fc.0.weight'):
+    """The `embed_net` arguments a checkpoint was trained with: class count, SE variant and the
+    component switches (`checkpoint_architecture`)."""
+    state, arch = ckpt['net'], checkpoint_architecture(ckpt, source)
+    for key in ('classifier.weight',) + (('SEnet.fc.0.weight',) if arch['middle'] else ()):
         if key not in state:
             raise ReIDError(f'{source} has no {key}: not an IFALNet checkpoint')
-    return {'class_num': state['classifier.weight'].shape[0],
-            'working_se': state['SEnet.fc.0.weight'].shape[0] > 0}
+    working = arch['middle'] and state['SEnet.fc.0.weight'].shape[0] > 0
+    return {'class_num': state['classifier.weight'].shape[0], 'working_se': working, **arch}
 
 
 def trained_on(ckpt):

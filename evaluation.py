@@ -5,7 +5,8 @@ visualize.py and bench.py alike.
   sets, the metric, the release's LLCM pool-feature quirk);
 - the feature bank (`FeatureBank`: each test image embedded once, whatever the trials share),
   `embed`, which fills it for a set of trials, and `embed_problems`, for problems built elsewhere;
-- the six similarity matrices the release reports (`score_similarities`), the query- and
+- the six similarity matrices the release reports (`score_similarities`; two, `ORIGINAL_SCORES`, for a
+  network without the middle modality), the query- and
   gallery-side vectors behind each (`score_vectors`), k-reciprocal re-ranking of a score
   (`rerank_distances`, with rerank.py), scoring per trial (`score_trials`, `evaluate`), per query
   camera on request, with the collapse check (`feature_spread`, `collapse_warning`);
@@ -24,16 +25,22 @@ import torch
 from torch.utils.data import DataLoader
 
 import data_manager as dm
-from checkpoint import checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, trained_on, training_args
+from checkpoint import (FULL_ARCHITECTURE, checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite,
+                        trained_on, training_args)
 from data_loader import TestData
 from device import autocast, memory_format
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu, llcm_removal, sysu_removal
 from interrupt import quiet_worker
-from model import Modal, embed_net
+from model import Modal, describe_architecture, embed_net
 from rerank import euclidean, re_ranking
 from utils import ReIDError, loud, plural
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
+# The scores of a network without the middle modality (--no-middle): ALL = bn + pool of the originals.
+ORIGINAL_SCORES = ('VIS-IR FC', 'ALL')
+ORIGINAL_FEATURES = ('pool_ori', 'bn_ori')
+NO_MIDDLE_NOTE = ('  (no middle modality: VIS-MR FC, MIS-IR FC, MIS-MR FC and ALL FC do not exist; '
+                  'ALL = bn + pool of the original features)')
 RANKS = (1, 5, 10, 20)
 MAX_RANK = 20   # length of the CMC curves in the results file
 DEFAULT_TRIALS = {'sysu': range(10), 'llcm': range(10), 'regdb': range(1, 11)}
@@ -95,10 +102,27 @@ def build_problem(dataset, data_path, trial, mode='all', tvsearch=False, protoco
     return llcm_problem(data_path, trial, tvsearch, protocol)
 
 
+def net_has_middle(net):
+    """Whether `net` (an embed_net, or anything with its `architecture()`) gives middle features."""
+    architecture = getattr(net, 'architecture', None)
+    return architecture()['middle'] if callable(architecture) else True
+
+
+def has_middle(scores):
+    """Whether a set of scores (or features) is a middle-modality network's: it has the middle ones."""
+    return 'VIS-MR FC' in scores or 'bn_mid' in scores
+
+
+def present_scores(scores):
+    """The names of SCORES that `scores` (any mapping by score name) holds, in SCORES' order."""
+    return [name for name in SCORES if name in scores]
+
+
 class FeatureBank:
     """Test features by (branch, image path), so an image shared by several trials is embedded once.
     Each image has four float32 vectors: pool/bn features of the original and the middle-modality
-    branch, kept as rows of one (n, 4, dim) array per branch. With `flip`, each vector is the sum of
+    branch, kept as rows of one (n, 4, dim) array per branch (a network without the middle modality:
+    two, pool/bn original, (n, 2, dim)). With `flip`, each vector is the sum of
     the image's and its horizontal mirror's, scaled back to unit length."""
 
     NAMES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
@@ -109,6 +133,8 @@ class FeatureBank:
         self.net, self.device = net, device
         self.img_h, self.img_w, self.batch_size, self.workers = img_h, img_w, batch_size, workers
         self.format, self.amp_dtype, self.flip = memory_format(channels_last), amp_dtype, flip
+        self.middle = net_has_middle(net)
+        self.names = self.NAMES if self.middle else ORIGINAL_FEATURES
         self.rows = {}        # (branch, path) -> row of self.features[branch]
         self.features = {}    # branch -> float32 array (n, 4, dim)
 
@@ -156,15 +182,18 @@ class FeatureBank:
         print(f'  embedded {plural(len(todo), what)} in {seconds:.1f}s ({len(todo) / seconds:.0f} images/s)', flush=True)
 
     def embed_batch(self, x, modal):
-        """(b, 4, dim) float32: the four feature vectors of each image of the batch `x`."""
-        pool, feat = self.net(x, x, x, x, modal)          # (2b, dim) each: [original; middle]
+        """(b, 4, dim) float32: the four feature vectors of each image of the batch `x` (without the
+        middle modality (b, 2, dim): pool and bn original)."""
+        pool, feat = self.net(x, x, x, x, modal)          # (2b, dim) each: [original; middle]; (b, dim) without
+        if not self.middle:
+            return torch.stack([pool, feat], dim=1).float()
         b = x.shape[0]
         return torch.stack([pool[:b], pool[b:], feat[:b], feat[b:]], dim=1).float()
 
     def get(self, image_set):
         """float64 matrices (the release's precision for similarities), keyed by feature name."""
         rows = self.features[image_set.modal][[self.rows[(image_set.modal, p)] for p in image_set.paths]]
-        return {name: rows[:, k].astype(np.float64) for k, name in enumerate(self.NAMES)}
+        return {name: rows[:, k].astype(np.float64) for k, name in enumerate(self.names)}
 
 
 class SavedBank:
@@ -197,7 +226,12 @@ def saved_problems(features, trials):
 
 
 def score_similarities(q, g, llcm_pool_quirk=False):
-    """The six similarity matrices the release reports, (num_query, num_gallery) each."""
+    """The six similarity matrices the release reports, (num_query, num_gallery) each; for the
+    features of a network without the middle modality the two that exist, VIS-IR FC and ALL (bn + pool
+    of the originals; the LLCM quirk's four original terms are that one there)."""
+    if not has_middle(q):
+        bn = q['bn_ori'] @ g['bn_ori'].T
+        return {'VIS-IR FC': bn, 'ALL': bn + q['pool_ori'] @ g['pool_ori'].T}
     terms = {f: [q[f'{kind}_ori'] @ g[f'{kind}_ori'].T, q[f'{kind}_ori'] @ g[f'{kind}_mid'].T,
                  q[f'{kind}_mid'] @ g[f'{kind}_ori'].T, q[f'{kind}_mid'] @ g[f'{kind}_mid'].T]
              for f, kind in (('bn', 'bn'), ('pool', 'pool'))}
@@ -268,7 +302,11 @@ def score_vectors(q, g, llcm_pool_quirk=False):
     similarities (`score_similarities`): {name: (query vectors, gallery vectors)}. `VIS-IR FC`: bn
     original on both sides; `VIS-MR FC`: query bn original, gallery bn middle; `MIS-*` likewise with
     the query's bn middle; `ALL FC`: bn original + bn middle on both sides; `ALL`: that bn sum and the
-    pool sum (the LLCM quirk: twice the pool original) concatenated."""
+    pool sum (the LLCM quirk: twice the pool original) concatenated. Without the middle modality:
+    `VIS-IR FC` and `ALL` = bn original and pool original concatenated."""
+    if not has_middle(q):
+        both = lambda f: np.concatenate([f['bn_ori'], f['pool_ori']], axis=1)
+        return {'VIS-IR FC': (q['bn_ori'], g['bn_ori']), 'ALL': (both(q), both(g))}
     def sides(f):
         bn = f['bn_ori'] + f['bn_mid']
         pool = 2 * f['pool_ori'] if llcm_pool_quirk else f['pool_ori'] + f['pool_mid']
@@ -326,7 +364,8 @@ def score_trials(problems, bank, rerank=None, by_camera=None):
             distances = rerank_distances(q, g, pr.llcm_pool_quirk, rerank)
             print(f'  re-ranked trial {trial} ({len(pr.query.paths)} x {len(pr.gallery.paths)}, k1 {rerank.k1}, '
                   f'k2 {rerank.k2}, lambda {rerank.lambda_value}) in {time.perf_counter() - start:.1f}s', flush=True)
-        results.append((trial, {name: pr.metric(distances[name], pr.query, pr.gallery) for name in SCORES}))
+        results.append((trial, {name: pr.metric(distances[name], pr.query, pr.gallery)
+                                for name in present_scores(distances)}))
         if by_camera is not None and pr.query.cams is not None:
             by_camera[trial] = camera_scores(pr, distances)
     if spread < COLLAPSE_SPREAD:
@@ -342,7 +381,7 @@ def evaluate(net, dataset, data_path, trials, device, rerank=None, **options):
 
 def summarise_trials(results):
     """`evaluate`'s output as the results file's per-trial entries."""
-    return [{'trial': trial, **{name: summarise(*raw[name]) for name in SCORES}} for trial, raw in results]
+    return [{'trial': trial, **{name: summarise(*raw[name]) for name in present_scores(raw)}} for trial, raw in results]
 
 
 def cmc_curve(cmc):
@@ -353,14 +392,15 @@ def cmc_curve(cmc):
 
 def cmc_report(results):
     """The results file's "cmc" entry: every score's CMC curve per trial and its mean over trials."""
-    per_trial = [{'trial': trial, **{name: cmc_curve(raw[name][0]) for name in SCORES}} for trial, raw in results]
-    mean = {name: [float(np.mean([r[name][k] for r in per_trial])) for k in range(MAX_RANK)] for name in SCORES}
+    names = present_scores(results[0][1])
+    per_trial = [{'trial': trial, **{name: cmc_curve(raw[name][0]) for name in names}} for trial, raw in results]
+    mean = {name: [float(np.mean([r[name][k] for r in per_trial])) for k in range(MAX_RANK)] for name in names}
     return {'mean': mean, 'per_trial': per_trial}
 
 
 def mean_scores(per_trial, reduce=np.mean):
     return {name: {k: float(reduce([r[name][k] for r in per_trial])) for k in per_trial[0][name]}
-            for name in SCORES}
+            for name in present_scores(per_trial[0])}
 
 
 def modality_word(dataset, modal):
@@ -402,10 +442,14 @@ def mean_title(dataset, problems, mode='all', protocol='release'):
             f'{problem_name(dataset, first, mode)}, {sizes(problems.values())}, protocol {protocol}')
 
 
-def rows_note(dataset, problem):
+def rows_note(dataset, problem, middle=True):
     """One line naming what each row compares, in the direction tested (the rows keep the release's
-    names, which read visible -> infrared whatever the direction)."""
+    names, which read visible -> infrared whatever the direction); `middle=False`: the two rows of a
+    network without the middle modality."""
     q, g = modality_word(dataset, problem.query.modal), modality_word(dataset, problem.gallery.modal)
+    if not middle:
+        return (f'rows (the release\'s names; no middle modality, so only these two): VIS-IR FC = {q} query '
+                f'original vs {g} gallery original (bn features), ALL = VIS-IR FC + the same on the pool features')
     pool = ("4 x pool original vs original, the release's LLCM quirk" if problem.llcm_pool_quirk
             else 'the same four on the pool features')
     return (f'rows (the release\'s names): VIS-IR FC = {q} query original vs {g} gallery original (bn features), '
@@ -423,7 +467,8 @@ def camera_report(by_camera):
     {rank1, mAP, mINP, queries, trials}}}, each the mean over the trials in which the camera had a
     query with a match (queries: those queries, the mean count)."""
     report = {}
-    for name in SCORES:
+    first = next(iter(by_camera.values()), {})
+    for name in present_scores(first):
         cameras = sorted({c for scores in by_camera.values() for c in scores[name]})
         report[name] = {}
         for camera in cameras:
@@ -438,10 +483,10 @@ def camera_report(by_camera):
 def format_spread(title, mean, std):
     """Rank-1 and mAP of every score as mean ± standard deviation over trials."""
     lines = [title, f'  {"score":<10}{"Rank-1":>17}{"mAP":>17}']
-    for name in SCORES:
+    for name in present_scores(mean):
         cells = [f'{100 * mean[name][k]:.2f} ± {100 * std[name][k]:.2f}%' for k in ('rank1', 'mAP')]
         lines.append(f'  {name:<10}' + ''.join(f'{c:>17}' for c in cells))
-    return '\n'.join(lines)
+    return '\n'.join(lines + ([] if has_middle(mean) else [NO_MIDDLE_NOTE]))
 
 
 def format_cameras(title, report, score):
@@ -456,11 +501,11 @@ def format_cameras(title, report, score):
 def format_table(title, scores):
     lines = [title, f'  {"score":<10}' + ''.join(f'{h:>9}' for h in ('Rank-1', 'Rank-5', 'Rank-10',
                                                                        'Rank-20', 'mAP', 'mINP'))]
-    for name in SCORES:
+    for name in present_scores(scores):
         s = scores[name]
         values = [s[f'rank{r}'] for r in RANKS] + [s['mAP'], s['mINP']]
         lines.append(f'  {name:<10}' + ''.join(f'{100 * v:8.2f}%' for v in values))
-    return '\n'.join(lines)
+    return '\n'.join(lines + ([] if has_middle(scores) else [NO_MIDDLE_NOTE]))
 
 def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):
     """The network of checkpoint `path` on `device`. The release squeeze-excitation's channels are
@@ -476,6 +521,14 @@ def load_model(path, device, arch='resnet50', se_channels=None, channels_last=Tr
     net.trained_on = trained_on(ckpt)   # what test.py checks against what it is asked to test
     net.training_args = training_args(ckpt)   # recorded in test.py's results file (tables.py groups runs by them)
     stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
+    if not net.middle:
+        if se_channels:
+            raise ReIDError(f'--se-channels chooses middle-modality channels; {path} is a network without the '
+                            'middle modality (trained with --no-middle)')
+        print(f'network: {describe_architecture(net.architecture())}', flush=True)
+        return net
+    if net.architecture() != FULL_ARCHITECTURE:
+        print(f'network: {describe_architecture(net.architecture())}', flush=True)
     if not net.SEnet.constant:
         if se_channels:
             raise ReIDError(f'--se-channels applies to the release squeeze-excitation only; {path} has the '

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from checkpoint import resolve_checkpoint
+from checkpoint import FULL_ARCHITECTURE, resolve_checkpoint
 from evaluation import load_model
 from exporting import (DEFAULT_OPSET, FORMATS, MODALITIES, TOLERANCE, Embedder, Exported, check, check_inputs,
                        export, require, runtime_available)
@@ -66,7 +66,9 @@ def main(argv=None):
     outputs = output_paths(args.out, args.modality)
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
-                'working_se': not net.SEnet.constant, 'format': args.format}
+                'working_se': net.middle and not net.SEnet.constant, 'format': args.format}
+    if net.architecture() != FULL_ARCHITECTURE:   # an ablation's network; a file without it is the full one
+        metadata['architecture'] = net.architecture()
     written = {}   # modality -> temporary file, moved into place once every branch has passed
     try:
         for modality, out in outputs.items():
@@ -92,8 +94,12 @@ def main(argv=None):
         for tmp in written.values():
             if os.path.exists(tmp):
                 os.remove(tmp)
-    print('outputs: features (B, 4, 2048) = pool original, pool middle, bn original, bn middle (unit length); '
-          "embedding (B, 4096), whose dot product is test.py's ALL similarity")
+    if net.middle:
+        print('outputs: features (B, 4, 2048) = pool original, pool middle, bn original, bn middle (unit length); '
+              "embedding (B, 4096), whose dot product is test.py's ALL similarity")
+    else:
+        print('outputs: features (B, 2, 2048) = pool original, bn original (unit length; the network has no middle '
+              "modality); embedding (B, 4096), whose dot product is test.py's ALL similarity")
 
 
 if __name__ == '__main__':

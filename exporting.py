@@ -4,7 +4,9 @@
   `(B, 3, H, W)` -> `features (B, 4, 2048)` (pool original, pool middle, bn original, bn middle,
   each unit length, as the features file stores them) and `embedding (B, 4096)` =
   [bn original + bn middle, pool original + pool middle], whose dot product between a query and a
-  gallery image is test.py's `ALL` similarity (the sum of the eight original/middle terms);
+  gallery image is test.py's `ALL` similarity (the sum of the eight original/middle terms); for a
+  network without the middle modality `features (B, 2, 2048)` (pool, bn original) and `embedding`
+  [bn original, pool original];
 - `export` writes it as ONNX (torch's TorchScript-based exporter, `dynamo=False`: the
   torch.export-based one fails in onnxscript's optimizer on this model with torch 2.14) or
   TorchScript (`torch.jit.trace`), batch size dynamic, image size fixed, with what it is in the
@@ -50,6 +52,8 @@ class Embedder(nn.Module):
 
     def forward(self, image):                                       # (B, 3, H, W)
         pool, feat = self.net(image, image, image, image, self.modal)  # (2B, 2048) each: [original; middle]
+        if not self.net.middle:   # (B, 2048) each, the original features alone
+            return torch.stack([pool, feat], dim=1), torch.cat([feat, pool], dim=1)    # (B, 2, 2048), (B, 4096)
         pool_ori, pool_mid = pool.chunk(2)
         bn_ori, bn_mid = feat.chunk(2)
         features = torch.stack([pool_ori, pool_mid, bn_ori, bn_mid], dim=1)                # (B, 4, 2048)
@@ -130,6 +134,8 @@ class Exported:
             raise ReIDError(f'{self.path} was not written by export.py (no IFALNet metadata)')
         self.modal = MODALITIES[self.metadata['modality']]
         self.img_h, self.img_w = self.metadata['img_h'], self.metadata['img_w']
+        # Files of a network without the middle modality say so (older files: the full network).
+        self.middle = bool(self.metadata.get('architecture', {}).get('middle', True))
 
     def _load_torchscript(self):
         files = {META_KEY: ''}
@@ -179,13 +185,20 @@ class ExportedNet:
     def __init__(self, visible, thermal):
         self.branches = {Modal.VISIBLE: visible, Modal.THERMAL: thermal}
         self.img_h, self.img_w = visible.img_h, visible.img_w
+        self.middle = visible.middle
 
     def eval(self):
         return self
 
+    def architecture(self):
+        """What evaluation.FeatureBank asks a network: whether it has the middle modality."""
+        return {'middle': self.middle}
+
     def __call__(self, x1_1, x1_2, x2_1, x2_2, modal):
-        features, _ = self.branches[Modal(modal)].run(x1_1.cpu().contiguous().numpy())   # (B, 4, 2048)
+        features, _ = self.branches[Modal(modal)].run(x1_1.cpu().contiguous().numpy())   # (B, 4 or 2, 2048)
         features = torch.from_numpy(features).to(x1_1.device)
+        if not self.middle:   # (pool, bn) of the originals, (B, 2048) each, as the network gives them
+            return features[:, 0], features[:, 1]
         return torch.cat([features[:, 0], features[:, 1]]), torch.cat([features[:, 2], features[:, 3]])
 
 
@@ -203,4 +216,7 @@ def exported_pair(paths, img_h, img_w, flag='--onnx'):
         print(f'loaded {path} ({exported.format}, {exported.metadata["modality"]} branch, '
               f'from {exported.metadata.get("checkpoint")})', flush=True)
         branches.append(exported)
+    if branches[0].middle != branches[1].middle:
+        raise ReIDError(f'{flag}: {paths[0]} and {paths[1]} come from different networks (one has the middle '
+                        'modality, the other not)')
     return ExportedNet(*branches)

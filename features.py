@@ -14,7 +14,8 @@ An uncompressed numpy .npz without pickled objects (`np.load(path)` reads it):
   modality        (N,) int64  network branch used: 1 = visible, 2 = thermal/infrared (model.Modal)
   model           (N,) int64  index into meta["checkpoints"] of the model that embedded the row
   pool_ori, pool_mid, bn_ori, bn_mid   (N, 2048) float32: the l2-normalised pool and bn features
-                  of the original and the middle-modality branch
+                  of the original and the middle-modality branch (a network without the middle
+                  modality, train.py --no-middle: pool_ori and bn_ori only)
   query_<t>, gallery_<t>   int64 row indices of trial t's query and gallery, in test.py's order
 
 A row is one image as embedded by one model: an image shared by several trials of one model is
@@ -34,6 +35,7 @@ from utils import ReIDError, atomic_write
 KIND = 'ifalnet-features'
 VERSION = 1
 FEATURES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
+ORIGINAL_FEATURES = ('pool_ori', 'bn_ori')   # a network without the middle modality has only these
 NO_CAMERA = -1
 META_KEYS = ('dataset', 'mode', 'protocol', 'tvsearch', 'data_root', 'img_h', 'img_w', 'arch',
              'llcm_pool_quirk', 'checkpoints', 'trials', 'trial_models')
@@ -51,7 +53,7 @@ def feature_arrays(runs, data_path, meta):
     root = os.path.abspath(data_path)
     rows = {}                                   # (model, modality, path) -> row
     columns = {name: [] for name in ('path', 'identity', 'camera', 'modality', 'model')}
-    blocks = {name: [] for name in FEATURES}
+    blocks = {}   # feature name -> blocks of rows (FEATURES, or ORIGINAL_FEATURES without the middle modality)
     arrays = {}
     for model, (_, problems, bank) in enumerate(runs):
         for trial, problem in problems.items():
@@ -63,8 +65,8 @@ def feature_arrays(runs, data_path, meta):
                     subset = images._replace(paths=[images.paths[i] for i in new],
                                              ids=np.asarray(images.ids)[new], cams=cams)
                     feats = bank.get(subset)
-                    for name in FEATURES:
-                        blocks[name].append(feats[name])
+                    for name in feats:
+                        blocks.setdefault(name, []).append(feats[name])
                     for k, i in enumerate(new):
                         path = images.paths[i]
                         rows[(model, images.modal, path)] = len(rows)
@@ -80,7 +82,9 @@ def feature_arrays(runs, data_path, meta):
                                                      dtype=np.int64)
     arrays['path'] = np.array(columns.pop('path'), dtype=str)
     arrays.update({name: np.array(values, dtype=np.int64) for name, values in columns.items()})
-    arrays.update({name: _compact(np.concatenate(blocks[name])) for name in FEATURES})
+    if len({tuple(bank.names) for _, _, bank in runs if hasattr(bank, 'names')}) > 1:
+        raise ReIDError('the models of one features file must all have the middle modality, or all lack it')
+    arrays.update({name: _compact(np.concatenate(blocks[name])) for name in blocks})
     trials = [t for _, problems, _ in runs for t in problems]
     trial_models = [m for m, (_, problems, _) in enumerate(runs) for _ in problems]
     meta = {'kind': KIND, 'version': VERSION, **meta, 'data_root': root,
@@ -132,19 +136,21 @@ class Features:
         if absent:
             raise ReIDError(f'{self.source}: "meta" lacks {", ".join(absent)}: a damaged features file')
         trial_keys = [f'{side}_{t}' for t in meta['trials'] for side in ('query', 'gallery')]
-        missing = [k for k in ('path', 'identity', 'camera', 'modality', 'model', *FEATURES, *trial_keys)
+        # A network without the middle modality (train.py --no-middle) gives the original features only.
+        names = FEATURES if any(k in arrays for k in ('pool_mid', 'bn_mid')) else ORIGINAL_FEATURES
+        missing = [k for k in ('path', 'identity', 'camera', 'modality', 'model', *names, *trial_keys)
                    if k not in arrays]
         if missing:
             raise ReIDError(f'{self.source} lacks the arrays {", ".join(missing)}: a damaged features file')
         n = len(arrays['path'])
-        if any(len(arrays[k]) != n for k in ('identity', 'camera', 'modality', 'model', *FEATURES)) or \
+        if any(len(arrays[k]) != n for k in ('identity', 'camera', 'modality', 'model', *names)) or \
                 any(arrays[k].size and (arrays[k].min() < 0 or arrays[k].max() >= n) for k in trial_keys):
             raise ReIDError(f'{self.source}: array lengths or row indices do not agree: a damaged features file')
-        nonfinite = [k for k in FEATURES if not np.isfinite(arrays[k]).all()]
+        nonfinite = [k for k in names if not np.isfinite(arrays[k]).all()]
         if nonfinite:
             raise ReIDError(f'{self.source}: the features {", ".join(nonfinite)} hold NaN or inf values (the network '
                             'that embedded them produced them); no figure or score can be made from them')
-        self.meta, self.arrays = meta, arrays
+        self.meta, self.arrays, self.names = meta, arrays, names
         self.dataset, self.trials = meta['dataset'], list(meta['trials'])
         self.path, self.identity, self.camera = arrays['path'], arrays['identity'], arrays['camera']
         self.modality, self.model = arrays['modality'], arrays['model']
@@ -163,7 +169,7 @@ class Features:
         return self.arrays[f'{side}_{trial}']
 
     def rows(self, index):
-        return {name: self.arrays[name][index].astype(np.float64) for name in FEATURES}
+        return {name: self.arrays[name][index].astype(np.float64) for name in self.names}
 
     def image_path(self, row, data_root=None):
         return os.path.join(data_root or self.meta['data_root'], str(self.path[row]))

@@ -142,6 +142,7 @@ def add_common_args(parser, training=False):
                  help="epochs from which the learning rate is divided by 10 once more (default: 20,60,90, the "
                       "release's; '' for none)")
         add_flag(train, '--trial', default=1, type=int, help='RegDB split to train on (1..10)')
+        add_component_args(parser)
     else:
         add_flag(data, '--trial', default=None, type=int,
                  help='RegDB: evaluate this split only, the same as --trials N (default: all ten)')
@@ -152,6 +153,49 @@ def add_common_args(parser, training=False):
     add_flag(train, '--log_path', default='log/', metavar='DIR', help='folder of text logs')
     add_flag(train, '--vis_log_path', default='log/vis_log/', metavar='DIR', help='folder of TensorBoard logs')
     return parser
+
+
+# The component switches of train.py and their defaults, the release's network and loss.
+COMPONENT_DEFAULTS = {'middle': True, 'mia': (1, 2, 3), 'mfa': True, 'triplet_pairs': 'all', 'id_weight': 1.0}
+
+
+def add_component_args(parser):
+    """train.py's component switches for ablations (defaults: the release's network and loss); the
+    architecture ones are stored in the checkpoint, from which test.py rebuilds the network."""
+    group = parser.add_argument_group("components (ablations; default: the release's network and loss)")
+    add_flag(group, '--middle', action=argparse.BooleanOptionalAction, default=True,
+             help='the middle-modality generator and its two stems; --no-middle: the two-stream baseline '
+                  '(visible and thermal stems, shared body, BN neck, as AGW), which needs --lambda_1 0')
+    add_flag(group, '--mia', default=(1, 2, 3), type=parse_mia, metavar='1,2,3|none',
+             help='the body layers followed by modality interactive attention (any of 1, 2, 3, or none); '
+                  'the cross-layer residual runs between MIAs of consecutive layers (default: 1,2,3)')
+    add_flag(group, '--mfa', action=argparse.BooleanOptionalAction, default=True,
+             help='multi-scale feature aggregation after layer3')
+    add_flag(group, '--triplet-pairs', default='all', choices=('all', 'original'),
+             help='stream pairs of the triplet loss: all = (v, t), (v, t_mid), (v_mid, t), (v_mid, t_mid), the '
+                  "release's; original = visible-infrared originals (v, t) only")
+    add_flag(group, '--id-weight', default=1.0, type=float, help='weight of the identity loss')
+
+
+def parse_mia(text):
+    """--mia 1,2,3 (any subset of the body layers 1, 2, 3) or none -> a sorted tuple."""
+    value = text.strip().lower()
+    if value in ('none', ''):
+        return ()
+    try:
+        layers = [int(i) for i in value.split(',')]
+    except ValueError:
+        layers = None
+    if layers is None or len(set(layers)) != len(layers) or not all(i in (1, 2, 3) for i in layers):
+        raise argparse.ArgumentTypeError(f"expected distinct body layers among 1, 2, 3 such as 1,2,3 or 2,3, or 'none'; "
+                                         f'got {text!r}')
+    return tuple(sorted(layers))
+
+
+def changed_components(args):
+    """The component switches of `args` that differ from the release's, as {name: value}."""
+    return {k: getattr(args, k) for k, default in COMPONENT_DEFAULTS.items()
+            if hasattr(args, k) and getattr(args, k) != default}
 
 
 def resolve_data_path(dataset, data_path):

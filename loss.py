@@ -2,7 +2,9 @@
 
 The features of one training batch come in four streams of n rows each, in this order:
 visible, visible-middle, thermal, thermal-middle (v, v_mid, t, t_mid). Within every stream the
-identities are contiguous blocks of `num_pos` rows, in the same order in all four streams.
+identities are contiguous blocks of `num_pos` rows, in the same order in all four streams. A network
+without the middle modality has two streams, visible and thermal (v, t); `total_loss` takes the
+component switches of the ablations (streams, triplet pairs, loss weights).
 """
 import torch
 import torch.nn as nn
@@ -138,28 +140,56 @@ class TcaLoss(nn.Module):
         return per_sample.mean()
 
 
-def stream_pairs(feat, labels_v, labels_t):
-    """The four (features, labels) pairs of the triplet term: (v, t), (v, t_mid), (v_mid, t),
-    (v_mid, t_mid), each as cat(feat_a, feat_b) with labels cat(labels_v, labels_t)."""
-    v, v_mid, t, t_mid = feat.chunk(NUM_STREAMS)
+TRIPLET_PAIRS = ('all', 'original')
+
+
+def stream_labels(labels_v, labels_t, middle=True):
+    """The labels of the streams in order: [v, v_mid, t, t_mid], or [v, t] without the middle modality."""
+    return torch.cat([labels_v, labels_v, labels_t, labels_t] if middle else [labels_v, labels_t])
+
+
+def stream_pairs(feat, labels_v, labels_t, middle=True, pairs='all'):
+    """The (features, labels) pairs of the triplet term, each as cat(feat_a, feat_b) with labels
+    cat(labels_v, labels_t): with the middle modality and `pairs='all'` the four (v, t), (v, t_mid),
+    (v_mid, t), (v_mid, t_mid); with `pairs='original'` (or without the middle modality, where the
+    streams are [v, t]) the visible-infrared originals (v, t) alone."""
+    if pairs not in TRIPLET_PAIRS:
+        raise ValueError(f'pairs: expected one of {", ".join(TRIPLET_PAIRS)}, got {pairs!r}')
     labels = torch.cat([labels_v, labels_t])
+    if not middle:
+        v, t = feat.chunk(2)
+        return [(torch.cat([v, t]), labels)]
+    v, v_mid, t, t_mid = feat.chunk(NUM_STREAMS)
+    if pairs == 'original':
+        return [(torch.cat([v, t]), labels)]
     return [(torch.cat([a, b]), labels) for a in (v, v_mid) for b in (t, t_mid)]
 
 
-def total_loss(feat, logits, labels_v, labels_t, triplet, tca, lambda_1=0.7):
-    """identity + triplet + lambda_1 * TCA over the four streams (v, v_mid, t, t_mid).
+def total_loss(feat, logits, labels_v, labels_t, triplet, tca, lambda_1=0.7, middle=True, pairs='all',
+               id_weight=1.0):
+    """id_weight * identity + triplet + lambda_1 * TCA over the streams (v, v_mid, t, t_mid).
 
     feat (4n, d) and logits (4n, C) in stream order; labels_v, labels_t (n,). `triplet` is an
     OriTripletLoss and `tca` a TcaLoss. Returns (total, parts) where parts holds python floats
     'id', 'tri', 'tca' and 'correct', the triplet's correct-anchor count of the first pair (v, t)
     (out of 2n anchors), which is what the training log reports.
+
+    The switches (defaults: the release's loss): `middle=False`, streams [v, t] (2n rows) of a
+    network without the middle modality, where TCA does not exist (`lambda_1` must be 0); `pairs`
+    the triplet's stream pairs (see `stream_pairs`); `lambda_1=0` leaves TCA out (not computed,
+    reported as 0); `id_weight` scales the identity term (unweighted, the release's sum).
     """
-    labels = torch.cat([labels_v, labels_v, labels_t, labels_t])
+    if not middle and lambda_1:
+        raise ValueError('TCA aligns the centres of four streams: a network without the middle modality '
+                         f'has two, so lambda_1 must be 0 (got {lambda_1})')
+    labels = stream_labels(labels_v, labels_t, middle)
     loss_id = F.cross_entropy(at_least_float32(logits), labels)
-    terms = [triplet(x, y) for x, y in stream_pairs(feat, labels_v, labels_t)]
+    terms = [triplet(x, y) for x, y in stream_pairs(feat, labels_v, labels_t, middle, pairs)]
     loss_tri = sum(loss for loss, _ in terms) / len(terms)
-    loss_tca = tca(feat, labels)
-    total = loss_id + loss_tri + lambda_1 * loss_tca
-    parts = {'id': loss_id.item(), 'tri': loss_tri.item(), 'tca': loss_tca.item(),
+    total = (loss_id if id_weight == 1 else id_weight * loss_id) + loss_tri
+    if lambda_1:
+        loss_tca = tca(feat, labels)
+        total = total + lambda_1 * loss_tca
+    parts = {'id': loss_id.item(), 'tri': loss_tri.item(), 'tca': loss_tca.item() if lambda_1 else 0.0,
              'correct': terms[0][1]}
     return total, parts

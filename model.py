@@ -1,5 +1,6 @@
 """IFALNet: middle-modality generation, modality interactive attention (MIA) and multi-scale feature
-aggregation (MFA) on a ResNet-50 with four stems.
+aggregation (MFA) on a ResNet-50 with four stems; each component can be switched off for ablations
+(`embed_net(..., middle, mia, mfa)`, `embed_net.architecture()`).
 
 Parameter names follow the release's checkpoints (shared/release_checkpoint_keys.txt) for every
 weight the forward pass uses, so release checkpoints load into this model; the ~110M parameters the
@@ -140,12 +141,16 @@ class MIA(nn.Module):
             self.conv_narrow1, self.conv_narrow2 = make(), make()
 
     def forward(self, ori, mid, residual=None):
-        """Returns the attended groups and the residual for the next MIA (None if `narrow` is off)."""
+        """Returns the attended groups and the residual for the next MIA (None if `narrow` is off).
+        `mid=None` (a network without the middle modality): the original group alone, mid None."""
         if residual is not None:
-            ori, mid = ori + 0.2 * residual[0], mid + 0.2 * residual[1]
-        ori, mid = self.CBAM_ori(ori), self.CBAM_ori(mid)
-        residual = (self.conv_narrow1(ori), self.conv_narrow2(mid)) if self.narrow else None
-        return ori, mid, residual
+            ori = ori + 0.2 * residual[0]
+            mid = None if mid is None else mid + 0.2 * residual[1]
+        ori = self.CBAM_ori(ori)
+        mid = None if mid is None else self.CBAM_ori(mid)
+        if not self.narrow:
+            return ori, mid, None
+        return ori, mid, (self.conv_narrow1(ori), None if mid is None else self.conv_narrow2(mid))
 
 
 # ----------------------------------------------------------------------------- MFA
@@ -213,9 +218,12 @@ class MFA(nn.Module):
 
 
 # ----------------------------------------------------------------------------- network
-def split_groups(x, modal):
+def split_groups(x, modal, middle=True):
     """Batch in stream order -> (original group, middle group).
-    BOTH: [v, v_mid, t, t_mid] -> ([v; t], [v_mid; t_mid]); one modality: [x, x_mid] -> (x, x_mid)."""
+    BOTH: [v, v_mid, t, t_mid] -> ([v; t], [v_mid; t_mid]); one modality: [x, x_mid] -> (x, x_mid).
+    Without the middle modality the batch is the original group: x -> (x, None)."""
+    if not middle:
+        return x, None
     if modal == Modal.BOTH:
         v, v_mid, t, t_mid = x.chunk(4)
         return torch.cat([v, t]), torch.cat([v_mid, t_mid])
@@ -224,10 +232,34 @@ def split_groups(x, modal):
 
 def merge_groups(ori, mid, modal):
     """Inverse of `split_groups`."""
+    if mid is None:
+        return ori
     if modal == Modal.BOTH:
         (v, t), (v_mid, t_mid) = ori.chunk(2), mid.chunk(2)
         return torch.cat([v, v_mid, t, t_mid])
     return torch.cat([ori, mid])
+
+
+MIA_LAYERS = (1, 2, 3)      # the body layers that can have a MIA after them (layer4 has none)
+MIA_CHANNELS = {1: 256, 2: 512, 3: 1024}
+
+
+def check_mia(mia):
+    """`mia` (an iterable of body layers) as a sorted tuple; refuses layers other than 1, 2, 3."""
+    given = list(mia)
+    layers = tuple(sorted({int(i) for i in given}))
+    if any(i not in MIA_LAYERS for i in layers) or len(layers) != len(given):
+        raise ValueError(f'mia: expected distinct body layers among 1, 2, 3, got {given}')
+    return layers
+
+
+def describe_architecture(arch):
+    """`embed_net.architecture()` in words: 'two-stream baseline (no middle modality), MIA after
+    layers 1, 3, no MFA'."""
+    parts = ['middle modality' if arch['middle'] else 'two-stream baseline (no middle modality)',
+             f'MIA after layer{"s" if len(arch["mia"]) > 1 else ""} {", ".join(map(str, arch["mia"]))}'
+             if arch['mia'] else 'no MIA', 'MFA' if arch['mfa'] else 'no MFA']
+    return ', '.join(parts)
 
 
 class embed_net(nn.Module):
@@ -243,33 +275,49 @@ class embed_net(nn.Module):
     channels (default: the topk tie order of the device the model first runs on; see SEnet).
     `pretrained`: None/'none', 'imagenet' or a path to
     torchvision's ResNet-50 ImageNet weights file.
+
+    Component switches (the defaults are the release's network; `architecture()` says which are on):
+    - `middle=False`: no middle-modality generator and no middle stems (`*_moduleA`): the two-stream
+      baseline of AGW (visible and thermal stems, shared body, BN neck). The streams are [v, t]
+      (training: pool (2B, 2048), logits (2B, class_num)); eval mode gives the original features
+      only, (B, 2048) each; a MIA attends the original group alone. The second views are unused.
+    - `mia`: the body layers followed by a MIA (any subset of 1, 2, 3); the cross-layer residual
+      runs only between MIAs of consecutive layers (so a MIA has `conv_narrow1/2` only when the
+      next layer has a MIA too). A MIA that is off is not created.
+    - `mfa=False`: no MFA after layer3 (not created).
     """
 
     def __init__(self, class_num, arch='resnet50', pretrained=None, working_se=False, last_stride=1,
-                 se_channels=None):
+                 se_channels=None, middle=True, mia=MIA_LAYERS, mfa=True):
         super().__init__()
         if arch != 'resnet50':
             raise ValueError(f"arch {arch!r} is not supported: IFALNet is defined on 'resnet50'")
-        # Middle-modality generator (pixel level). Top-level names as in the release's checkpoints.
-        self.encode1, self.fc1, self.bn1 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
-        self.encode2, self.fc2, self.bn2 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
-        self.encode3 = nn.Conv2d(1, 6, 1)
-        self.SEnet = SEnet(6, 16, hidden=1 if working_se else None)
-        if se_channels is not None:
-            self.SEnet.set_channels(se_channels)
-        self.decode = nn.Conv2d(3, 3, 1)
-        for conv in (self.encode1, self.fc1, self.encode2, self.fc2, self.encode3, self.decode):
-            nn.init.constant_(conv.weight, 0.333)
-            nn.init.zeros_(conv.bias)
+        self.middle, self.mia_layers, self.mfa = bool(middle), check_mia(mia), bool(mfa)
+        if self.middle:
+            # Middle-modality generator (pixel level). Top-level names as in the release's checkpoints.
+            self.encode1, self.fc1, self.bn1 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
+            self.encode2, self.fc2, self.bn2 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
+            self.encode3 = nn.Conv2d(1, 6, 1)
+            self.SEnet = SEnet(6, 16, hidden=1 if working_se else None)
+            if se_channels is not None:
+                self.SEnet.set_channels(se_channels)
+            self.decode = nn.Conv2d(3, 3, 1)
+            for conv in (self.encode1, self.fc1, self.encode2, self.fc2, self.encode3, self.decode):
+                nn.init.constant_(conv.weight, 0.333)
+                nn.init.zeros_(conv.bias)
 
         self.visible_module = NamedStem('visible')
-        self.visible_moduleA = NamedStem('visible')      # visible-middle
+        if self.middle:
+            self.visible_moduleA = NamedStem('visible')      # visible-middle
         self.thermal_module = NamedStem('thermal')
-        self.thermal_moduleA = NamedStem('thermal')      # thermal-middle
+        if self.middle:
+            self.thermal_moduleA = NamedStem('thermal')      # thermal-middle
         self.base_resnet = ResNetBody(last_stride)
 
-        self.MIA1, self.MIA2, self.MIA3 = MIA(256, True), MIA(512, True), MIA(1024, False)
-        self.MFA = MFA(1024)
+        for i in self.mia_layers:   # the residual feeds the next layer's MIA only
+            setattr(self, f'MIA{i}', MIA(MIA_CHANNELS[i], narrow=i + 1 in self.mia_layers))
+        if self.mfa:
+            self.MFA = MFA(1024)
 
         self.bottleneck = nn.BatchNorm1d(2048)
         self.bottleneck.bias.requires_grad_(False)       # BN neck without shift, as in AGW
@@ -282,18 +330,26 @@ class embed_net(nn.Module):
             stems = [m.get_submodule(m.name) for m in self.stems()]
             load_imagenet(stems, self.base_resnet, imagenet_state_dict(pretrained), pretrained)
 
+    def architecture(self):
+        """The component switches, as stored in checkpoints: {'middle', 'mia', 'mfa'}."""
+        return {'middle': self.middle, 'mia': list(self.mia_layers), 'mfa': self.mfa}
+
     @property
     def se_channels(self):
-        """The middle-modality channels of the release squeeze-excitation (None: not picked yet, or
-        the working variant, which picks per sample)."""
-        return self.SEnet.channels
+        """The middle-modality channels of the release squeeze-excitation (None: not picked yet, the
+        working variant, which picks per sample, or no middle modality)."""
+        return self.SEnet.channels if self.middle else None
 
     def stems(self):
+        if not self.middle:
+            return [self.visible_module, self.thermal_module]
         return [self.visible_module, self.visible_moduleA, self.thermal_module, self.thermal_moduleA]
 
     def middle_modality(self, x_v, x_t, modal):
         """Visible and/or thermal images -> their middle-modality images (3 channels, same size).
         Arguments of the modality not in use are ignored."""
+        if not self.middle:
+            raise ValueError('this network has no middle modality (built with middle=False)')
         encode = lambda x, enc, fc, bn: bn(F.relu(fc(F.relu(enc(x)))))          # (B, 1, H, W)
         parts = []
         if modal in (Modal.BOTH, Modal.VISIBLE):
@@ -305,24 +361,32 @@ class embed_net(nn.Module):
         x = F.relu(self.decode(gather_channels(x, top)))                         # (n, 3, H, W)
         return x.chunk(2) if modal == Modal.BOTH else (x, x)
 
-    def forward(self, x1_1, x1_2, x2_1, x2_2, modal=Modal.BOTH):
-        modal = Modal(modal)
+    def stem_features(self, x1_1, x1_2, x2_1, x2_2, modal):
+        """The stems' outputs in stream order: (N, 64, H/4, W/4)."""
+        if not self.middle:
+            if modal == Modal.BOTH:
+                return torch.cat([self.visible_module(x1_1), self.thermal_module(x2_1)])
+            return self.visible_module(x1_1) if modal == Modal.VISIBLE else self.thermal_module(x2_1)
         v_mid, t_mid = self.middle_modality(x1_2, x2_2, modal)
         if modal == Modal.BOTH:
-            x = torch.cat([self.visible_module(x1_1), self.visible_moduleA(v_mid),
-                           self.thermal_module(x2_1), self.thermal_moduleA(t_mid)])
-        elif modal == Modal.VISIBLE:
-            x = torch.cat([self.visible_module(x1_1), self.visible_moduleA(v_mid)])
-        else:
-            x = torch.cat([self.thermal_module(x2_1), self.thermal_moduleA(t_mid)])
-        # (N, 64, H/4, W/4), stream order
+            return torch.cat([self.visible_module(x1_1), self.visible_moduleA(v_mid),
+                              self.thermal_module(x2_1), self.thermal_moduleA(t_mid)])
+        if modal == Modal.VISIBLE:
+            return torch.cat([self.visible_module(x1_1), self.visible_moduleA(v_mid)])
+        return torch.cat([self.thermal_module(x2_1), self.thermal_moduleA(t_mid)])
+
+    def forward(self, x1_1, x1_2, x2_1, x2_2, modal=Modal.BOTH):
+        modal = Modal(modal)
+        x = self.stem_features(x1_1, x1_2, x2_1, x2_2, modal)                  # (N, 64, H/4, W/4)
 
         residual = None
-        for i, mia in enumerate((self.MIA1, self.MIA2, self.MIA3), start=1):
+        for i in MIA_LAYERS:
             x = self.base_resnet.layer(i, x)
-            ori, mid, residual = mia(*split_groups(x, modal), residual)
-            x = merge_groups(ori, mid, modal)
-        x = self.MFA(x)                                                          # (N, 1024, H/16, W/16)
+            if i in self.mia_layers:
+                ori, mid, residual = getattr(self, f'MIA{i}')(*split_groups(x, modal, self.middle), residual)
+                x = merge_groups(ori, mid, modal)
+        if self.mfa:
+            x = self.MFA(x)                                                      # (N, 1024, H/16, W/16)
         x = self.base_resnet.layer(4, x)                                         # (N, 2048, H/16, W/16)
 
         # The head runs in its weights' precision (float32) even under mixed precision: features

@@ -13,9 +13,9 @@ import data_manager as dm
 from checkpoint import describe_training, resolve_checkpoint
 from coverage import gaps_warning, test_set_gaps
 from device import autocast_dtype, select_device
-from evaluation import (DEFAULT_TRIALS, SCORES, Rerank, camera_report, cmc_report, direction, embed, format_cameras,
-                        format_spread, format_table, load_model, mean_scores, mean_title, rows_note, saved_problems,
-                        score_trials, std_scores, summarise_trials, trial_title)
+from evaluation import (DEFAULT_TRIALS, Rerank, camera_report, cmc_report, direction, embed, format_cameras,
+                        format_spread, format_table, has_middle, load_model, mean_scores, mean_title, rows_note,
+                        saved_problems, score_trials, std_scores, summarise_trials, trial_title)
 from exporting import exported_pair
 from features import Features, save_features
 from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
@@ -222,7 +222,7 @@ def embed_and_score(args, trials, rerank, by_camera):
             runs += [(checkpoints[trial], problems, bank)] if args.save_features else []
             per_trial += summarise_trials(results[-1:])
             if len(titles) == 1:
-                print(rows_note(args.dataset, problems[trial]))
+                print(rows_note(args.dataset, problems[trial], has_middle(per_trial[-1])))
             print(format_table(trial_title(args.dataset, trial, problems[trial], args.mode), per_trial[-1]), flush=True)
     else:
         if args.dataset == 'regdb' and len(trials) > 1:
@@ -248,7 +248,7 @@ def embed_and_score(args, trials, rerank, by_camera):
 
 
 def print_trials(dataset, mode, problems, per_trial):
-    print(rows_note(dataset, next(iter(problems.values()))))
+    print(rows_note(dataset, next(iter(problems.values())), has_middle(per_trial[0])))
     for result in per_trial:
         print(format_table(trial_title(dataset, result['trial'], problems[result['trial']], mode), result))
 
@@ -308,7 +308,7 @@ def main(argv=None):
     if args.per_camera:
         if cameras is None:
             print(f'note: --per-camera: {dataset} has no camera numbers')
-        for name in SCORES if cameras else ():
+        for name in cameras or ():
             print(format_cameras(f'{name} per query camera (mean over {len(trials)} trial(s))', cameras, name))
     if args.results:
         # "mode" (SYSU-MM01's gallery cameras) only where it means something; the direction always.

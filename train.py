@@ -18,13 +18,13 @@ import torch
 
 import distributed
 import heldout
-from checkpoint import (checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite, resolve_checkpoint,
-                        save_checkpoint)
+from checkpoint import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite,
+                        resolve_checkpoint, save_checkpoint)
 from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
 from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
 from device import autocast_dtype, memory_format
 from evaluation import embed, embed_problems, format_table, score_trials, summarise_trials, trial_title
-from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from flags import COMPONENT_DEFAULTS, add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from interrupt import Interrupted, located
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
@@ -122,6 +122,7 @@ def check_inputs(args):
     ckpt = check_resume(args, n_class, selection) if args.resume else None
     if args.se_channels and args.se == 'working':
         raise ReIDError('--se-channels applies to the release squeeze-excitation (--se release) only')
+    check_components(args)
     if args.pretrained not in ('imagenet', 'none') and not os.path.isfile(args.pretrained):
         raise ReIDError(f"--pretrained {args.pretrained}: no such file; expected 'imagenet', 'none' or the "
                         "path of torchvision's ResNet-50 ImageNet weights")
@@ -136,6 +137,33 @@ def check_selection(args):
             raise ReIDError(f'--val-ids {args.val_ids} applies to --select val only')
         return None
     return heldout.selection(args.dataset, args.data_path, args.trial, args.val_ids, args.mode, args.batch_size)
+
+
+# Arguments the arguments line leaves out at these values (the release's run prints what it always did).
+QUIET_DEFAULTS = {**COMPONENT_DEFAULTS, 'select': 'test', 'val_ids': None}
+
+
+def architecture(args):
+    """The network the component switches ask for, as `embed_net.architecture()` gives it."""
+    return {'middle': args.middle, 'mia': sorted(args.mia), 'mfa': args.mfa}
+
+
+def check_components(args):
+    """Refuse component switches that do not fit together."""
+    if not args.middle and args.lambda_1:
+        raise ReIDError(f'--no-middle with --lambda_1 {args.lambda_1}: the TCA loss aligns the centres of the '
+                        'four streams, and the network without the middle modality has two (visible, thermal); '
+                        'give --lambda_1 0')
+    if not args.middle and args.se_channels:
+        raise ReIDError('--se-channels chooses middle-modality channels: it does not apply with --no-middle')
+
+
+def arguments_line(args):
+    """The log's arguments line: every argument, except the component switches and the model selection
+    left at the release's value (so the release's run prints the line it always did, and an ablation
+    shows its switches)."""
+    shown = {k: v for k, v in vars(args).items() if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]}
+    return 'arguments: ' + ' '.join(f'{k}={v}' for k, v in sorted(shown.items()))
 
 
 def check_resume(args, n_class, selection=None):
@@ -156,6 +184,12 @@ def check_resume(args, n_class, selection=None):
     if model_args['class_num'] != n_class:
         raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
                         f'training set has {n_class}')
+    saved = checkpoint_architecture(ckpt)
+    if saved != architecture(args):
+        differ = ', '.join(f'{k} {saved[k]} (this run: {architecture(args)[k]})' for k in saved
+                           if saved[k] != architecture(args)[k])
+        raise ReIDError(f'{args.resume} holds another network than the component switches ask for: {differ}; '
+                        'resume with the switches it was trained with (--middle/--no-middle, --mia, --mfa/--no-mfa)')
     refuse_nonfinite(ckpt['net'], args.resume)
     check_optimizer_state(ckpt, args, args.resume)
     return ckpt
@@ -189,7 +223,7 @@ def train(args, ckpt=None, selection=None):
     """Train; `ckpt` is the checkpoint of --resume and `selection` the held-out identities of
     --select val, both read and checked by `check_inputs`."""
     name = run_stem(args)
-    print('arguments:', ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())), flush=True)
+    print(arguments_line(args), flush=True)
     device = distributed.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
     world, rank = distributed.world_size(), distributed.rank()
     amp_dtype = autocast_dtype(args.amp, device)
@@ -223,7 +257,8 @@ def train(args, ckpt=None, selection=None):
         ckpt = check_resume(args, n_class, selection)
     pretrained = 'none' if ckpt is not None else args.pretrained   # a checkpoint replaces every weight
     with distributed.local_main_first():   # one ImageNet download per node
-        net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working')
+        net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working',
+                        **architecture(args))
     net = net.to(device, memory_format=memory_format(args.channels_last))
     optimizer = make_optimizer(net, args)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -253,7 +288,7 @@ def train(args, ckpt=None, selection=None):
             print(f'nothing is left to train: {args.resume} holds epoch {start_epoch - 1}, the last of --epochs '
                   f'{args.epochs} (epochs 0..{args.epochs - 1}); give a larger --epochs to train further', flush=True)
             return
-    if args.se == 'release':
+    if args.se == 'release' and args.middle:
         # Fixed once and stored in every checkpoint, so testing on another device uses the same channels.
         se_channels = net.SEnet.set_channels(se_channels)
         print(f'middle-modality channels (release squeeze-excitation): {",".join(map(str, se_channels))}')
@@ -281,7 +316,7 @@ def train(args, ckpt=None, selection=None):
             # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
             # only _last.t, the resume point, adds what an exact continuation needs.
             ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
-                    'se_channels': net.se_channels, 'args': vars(args),
+                    'se_channels': net.se_channels, 'architecture': net.architecture(), 'args': vars(args),
                     **({'held_out': selection.held.ids} if selection else {})}
             if cmc is not None and cmc[0] > best['rank1']:
                 best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}

@@ -3,7 +3,8 @@ random states.
 
 `lr_at` / `set_lr` (the release's warm-up and steps), `make_optimizer` (the head at the full rate,
 the rest at 0.1x), `train_epoch` (one pass over the loader with its progress lines), `run_name`
-(the file stem of a run's checkpoints and log), `keeps_epoch` (which epochs are also kept), and
+(the file stem of a run's checkpoints and log; it names the component switches that differ from the
+release's), `keeps_epoch` (which epochs are also kept), and
 the random states an exact resume restores (`gathered_rng`, `restore_rng`, `set_seed`).
 """
 import random
@@ -15,7 +16,8 @@ import torch
 import distributed
 from device import autocast, memory_format
 from interrupt import Interrupted
-from loss import total_loss
+from flags import COMPONENT_DEFAULTS
+from loss import stream_labels, total_loss
 from model import Modal
 from utils import ReIDError
 
@@ -80,10 +82,38 @@ def keeps_epoch(epoch, save_epoch):
     return epoch > 10 and epoch % save_epoch == 0
 
 
+LAMBDA_1 = 0.7   # the release's TCA weight (flags.add_common_args' default)
+
+
+def component(args, name):
+    """A component switch of `args` (the release's value when `args` has none, as bench.py's)."""
+    return getattr(args, name, COMPONENT_DEFAULTS[name])
+
+
+def components_suffix(args):
+    """The part of the run name that says which component switches (and --lambda_1) differ from the
+    release's: '_nomiddle_mia_1_3_nomfa_pairs_original_id_0.5_lambda_0'; '' for the release's."""
+    parts = []
+    if not component(args, 'middle'):
+        parts.append('nomiddle')
+    if tuple(component(args, 'mia')) != COMPONENT_DEFAULTS['mia']:
+        parts.append('mia_' + ('_'.join(map(str, component(args, 'mia'))) or 'none'))
+    if not component(args, 'mfa'):
+        parts.append('nomfa')
+    if component(args, 'triplet_pairs') != COMPONENT_DEFAULTS['triplet_pairs']:
+        parts.append(f'pairs_{component(args, "triplet_pairs")}')
+    if component(args, 'id_weight') != COMPONENT_DEFAULTS['id_weight']:
+        parts.append(f'id_{component(args, "id_weight")}')
+    if getattr(args, 'lambda_1', LAMBDA_1) != LAMBDA_1:
+        parts.append(f'lambda_{args.lambda_1}')
+    return ''.join(f'_{p}' for p in parts)
+
+
 def run_name(args):
     name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
     if args.optim != 'sgd':
         name += f'_{args.optim}'
+    name += components_suffix(args)
     if getattr(args, 'select', 'test') == 'val':   # selected on held-out identities (train.py --select val)
         name += '_val'
     if args.dataset == 'regdb':
@@ -152,6 +182,7 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
     lr = set_lr(optimizer, epoch, args)
     loader.batch_sampler.set_epoch(epoch)
     fmt = memory_format(args.channels_last)
+    middle = component(args, 'middle')
     net.train()
     sums, correct, total = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0
     steps, waited, computed = len(loader), 0.0, 0.0
@@ -166,7 +197,9 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
             with autocast(device, amp_dtype):
                 feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
             # The losses run in float32 whatever the network's precision.
-            loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1)
+            loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1,
+                                     middle=middle, pairs=component(args, 'triplet_pairs'),
+                                     id_weight=component(args, 'id_weight'))
             if not torch.isfinite(loss):
                 raise diverged(epoch, step, steps, lr, loss, parts)
             optimizer.zero_grad(set_to_none=True)
@@ -174,7 +207,7 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
             scaler.step(optimizer)
             scaler.update()
 
-            labels = torch.cat([label_v, label_v, label_t, label_t])
+            labels = stream_labels(label_v, label_t, middle)
             correct += (logits.argmax(1) == labels).sum().item()
             total += labels.numel()
             sums['loss'] += loss.item()

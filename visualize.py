@@ -172,6 +172,9 @@ def cmd_middle(args):
             raise ReIDError(f'image not found: {path}')
     device = select_device(args.gpu)
     net = evaluation.load_model(args.resume, device, args.arch)
+    if not net.middle:
+        raise ReIDError(f'{args.resume} is a network without the middle modality (trained with --no-middle): '
+                        'it makes no middle-modality images')
     inputs, middles = middle_images(net, args.images, MODALITIES[args.modality], args.img_h, args.img_w, device)
     size = tile_size(args.height, args.img_h, args.img_w)
     tiles, captions = [], []
@@ -268,7 +271,7 @@ def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root, s
     captions = [['query', *image_text(feats, query_row)]] + [[f'#{k} {text}', *image_text(feats, g_rows[j])]
                                                              for k, (j, text) in enumerate(zip(top, shown), start=1)]
     borders = [BLUE] + [GREEN if feats.identity[g_rows[j]] == feats.identity[query_row] else RED for j in top]
-    key = [score_key(score), 'border: blue query, green its identity,', 'red another identity']
+    key = [score_key(score, evaluation.has_middle(feats.names)), 'border: blue query, green its identity,', 'red another identity']
     return draw_grid(tiles, captions, borders, len(tiles), key)
 
 
@@ -282,9 +285,10 @@ def score_labels(values):
     return texts
 
 
-def score_key(score):
-    """What the numbers under a tile are: '#rank  ALL = sum of 8 cosines, max 8'."""
-    terms = SCORE_TERMS[score]
+def score_key(score, middle=True):
+    """What the numbers under a tile are: '#rank  ALL = sum of 8 cosines, max 8' (without the middle
+    modality ALL is bn + pool of the originals: 2)."""
+    terms = SCORE_TERMS[score] if middle else len(evaluation.ORIGINAL_FEATURES) if score == 'ALL' else 1
     what = 'a cosine, max 1' if terms == 1 else f'sum of {terms} cosines, max {terms}'
     return f'#rank  {score} = {what}'
 
@@ -292,7 +296,7 @@ def score_key(score):
 def cmd_ranking(args):
     feats = Features(args.features)
     trial = feats.trial(args.trial)
-    check_score(args.score)
+    check_score(args.score, evaluation.has_middle(feats.names))
     positions = choose_queries(feats, trial, args.queries, args.query, args.data_path)
     lists, sims = ranked_lists(feats, trial, args.score, positions)
     size = tile_size(args.height, feats.meta['img_h'], feats.meta['img_w'])
@@ -321,9 +325,14 @@ def stack_rows(images):
     return canvas
 
 
-def check_score(score):
+def check_score(score, middle=True):
+    """Refuse a --score that is not one of the release's six, or (`middle=False`) not one of the two
+    a network without the middle modality has."""
     if score not in evaluation.SCORES:
         raise ReIDError(f'--score {score!r} is not one of {", ".join(evaluation.SCORES)}')
+    if not middle and score not in evaluation.ORIGINAL_SCORES:
+        raise ReIDError(f'--score {score}: the network has no middle modality (trained with --no-middle), so its only '
+                        f'scores are {", ".join(evaluation.ORIGINAL_SCORES)}')
 
 
 # ----------------------------------------------------------------------------- t-SNE
@@ -345,12 +354,15 @@ def tsne_points(feats, trial, num_ids, kind, seed):
         raise ReIDError(f'no identity of trial {trial} in {feats.source} has images of both modalities')
     chosen = both[:num_ids]
     rows = rows[np.isin(feats.identity[rows], chosen)]
-    x = np.concatenate([feats.arrays[f'{kind}_ori'][rows], feats.arrays[f'{kind}_mid'][rows]]).astype(np.float64)
+    # Without the middle modality (a --no-middle network) the original branch alone.
+    branches = ('ori', 'mid') if evaluation.has_middle(feats.names) else ('ori',)
+    x = np.concatenate([feats.arrays[f'{kind}_{b}'][rows] for b in branches]).astype(np.float64)
     thermal = (feats.modality[rows] == Modal.THERMAL).astype(np.int64) * 2
-    group = np.concatenate([thermal, thermal + 1])          # 0 visible, 1 visible middle, 2, 3
-    identity = np.concatenate([feats.identity[rows]] * 2)
+    group = np.concatenate([thermal, thermal + 1][:len(branches)])   # 0 visible, 1 visible middle, 2, 3
+    identity = np.concatenate([feats.identity[rows]] * len(branches))
     perplexity = max(1.0, min(30.0, (len(x) - 1) / 3))
-    print(f't-SNE of {len(x)} points ({len(chosen)} identities, {len(rows)} images x 2 branches)', flush=True)
+    print(f't-SNE of {len(x)} points ({len(chosen)} identities, {len(rows)} images x {len(branches)} '
+          f'branch{"es" if len(branches) > 1 else ""})', flush=True)
     tsne = manifold.TSNE(n_components=2, perplexity=perplexity, init='pca', random_state=seed)
     return tsne.fit_transform(x), identity, group
 
@@ -396,14 +408,14 @@ def cmd_tsne(args):
 # ----------------------------------------------------------------------------- distances
 def cross_modal_distances(feats, trial, kind):
     """Cosine distances between the trial's visible and second-modality images, for the original
-    and the middle branch: {branch: (intra-identity distances, inter-identity distances)}."""
+    and the middle branch (the original alone for a network without the middle modality): {branch: (intra-identity distances, inter-identity distances)}."""
     rows = trial_rows(feats, trial)
     vis, ir = rows[feats.modality[rows] == Modal.VISIBLE], rows[feats.modality[rows] == Modal.THERMAL]
     if len(vis) == 0 or len(ir) == 0:
         raise ReIDError(f'trial {trial} of {feats.source} does not have images of both modalities')
     same = feats.identity[vis][:, None] == feats.identity[ir][None, :]
     out = {}
-    for branch in ('ori', 'mid'):
+    for branch in ('ori', 'mid') if evaluation.has_middle(feats.names) else ('ori',):
         unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
         values = feats.arrays[f'{kind}_{branch}']
         dist = 1 - unit(values[vis].astype(np.float64)) @ unit(values[ir].astype(np.float64)).T
@@ -413,8 +425,8 @@ def cross_modal_distances(feats, trial, kind):
 
 def distances_figure(distances, word, title, bins=50):
     figure = optional('matplotlib.figure', 'distances')
-    fig = figure.Figure(figsize=(8, 3.2), layout='constrained')
-    axes = fig.subplots(1, 2, sharex=True)   # one x range, so the two panels compare at a glance
+    fig = figure.Figure(figsize=(4 * len(distances), 3.2), layout='constrained')
+    axes = fig.subplots(1, len(distances), sharex=True, squeeze=False)[0]   # one x range, so the two panels compare at a glance
     names = {'ori': f'visible vs {word}: original', 'mid': f'visible vs {word}: middle modality'}
     every = np.concatenate([v for pair in distances.values() for v in pair])
     edges = np.linspace(every.min(), every.max() + 1e-9, bins + 1)
@@ -521,6 +533,7 @@ def cmd_rank(args):
     g_modal = Modal.VISIBLE if q_modal == Modal.THERMAL else Modal.THERMAL
     device = select_device(args.gpu)
     net = evaluation.load_model(args.resume, device, args.arch)
+    check_score(args.score, net.middle)
     bank = evaluation.FeatureBank(net, device, args.img_h, args.img_w, args.test_batch, args.workers)
     query_set = evaluation.ImageSet([args.query], None, None, q_modal)
     gallery_set = evaluation.ImageSet(gallery, None, None, g_modal)
@@ -537,7 +550,7 @@ def cmd_rank(args):
     shown = score_labels(sims[top])
     captions = [['query', *folder_and_name(args.query)]] + [[f'#{k} {text}', *folder_and_name(gallery[j])]
                                                             for k, (j, text) in enumerate(zip(top, shown), start=1)]
-    save_png(draw_grid(tiles, captions, [None] * len(tiles), len(tiles), [score_key(args.score)]), args.out)
+    save_png(draw_grid(tiles, captions, [None] * len(tiles), len(tiles), [score_key(args.score, net.middle)]), args.out)
     print(f'wrote {args.out}')
 
 

@@ -85,6 +85,7 @@ SPELLING_CASES = {
     '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'), '--warmup-epochs': ('3', 3),
     '--lr-steps': ('5,8', (5, 8)), '--lambda-value': ('0.5', 0.5), '--per-camera': (None, True),
     '--from-features': ('f.npz', 'f.npz'), '--run-name': ('ab', 'ab'), '--val-ids': ('3', 3),
+    '--triplet-pairs': ('original', 'original'), '--id-weight': ('0.5', 0.5),
 }
 
 
@@ -121,7 +122,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
     with_separator = {flag for flag in entries if re.search(r'\w[-_]\w', flag)}
     # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from flags.add_flag).
     train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout', '--warmup-epochs', '--lr-steps',
-                  '--run-name', '--val-ids'}
+                  '--run-name', '--val-ids', '--triplet-pairs', '--id-weight'}
     test_only = {'--save-features', '--lambda-value', '--per-camera', '--from-features'}
     assert with_separator == set(SPELLING_CASES) - (train_only if script == 'test' else test_only)
     for flag in with_separator:
@@ -136,6 +137,9 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
             assert vars(parse([f'{other_spelling(flag)}={given}']))[dest] == expected
     # the negative form of a boolean option, listed in the same --help entry, takes both spellings too
     assert parse(['--no-channels-last']).channels_last is parse(['--no_channels_last']).channels_last is False
+    if script == 'train':
+        assert parse(['--no-middle']).middle is parse(['--no_middle']).middle is False
+        assert parse(['--no-mfa']).mfa is parse(['--no_mfa']).mfa is False
 
 
 def test_other_spelling_reports_errors_under_its_own_name(capsys):

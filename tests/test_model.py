@@ -263,7 +263,9 @@ def test_release_checkpoint_loads_and_drops_exactly_the_unused_keys(tmp_path, ca
     assert float(ckpt['mAP']) == 0.7
     for key, value in net.state_dict().items():
         assert torch.equal(value, saved['net'][key]), key
-    assert checkpoint_model_args(ckpt) == {'class_num': 395, 'working_se': False}
+    # a release checkpoint stores no 'architecture': it is the full network
+    assert checkpoint_model_args(ckpt) == {'class_num': 395, 'working_se': False, 'middle': True, 'mia': [1, 2, 3],
+                                           'mfa': True}
     net.eval()
     x = images(1)
     with torch.no_grad():
@@ -278,7 +280,8 @@ def test_our_checkpoint_round_trip(tmp_path):
     other = embed_net(9, working_se=True)
     ckpt = load_checkpoint(str(path), other)
     assert ckpt['args'] == {'lr': 0.1}
-    assert checkpoint_model_args(ckpt) == {'class_num': 9, 'working_se': True}
+    assert checkpoint_model_args(ckpt) == {'class_num': 9, 'working_se': True, 'middle': True, 'mia': [1, 2, 3],
+                                           'mfa': True}
     for key, value in net.state_dict().items():
         assert torch.equal(value, other.state_dict()[key])
     assert [p.name for p in tmp_path.iterdir()] == ['ours.t']  # no temp file left behind
