@@ -123,11 +123,13 @@ def checkpoint_model_args(ckpt, source='checkpoint'):
 def trained_on(ckpt):
     """What a checkpoint was trained on, from the arguments train.py stores with it: dataset, RegDB
     split, image size and epoch, None where it does not say (a release checkpoint stores no
-    arguments)."""
+    arguments); `held_out`, only for a checkpoint of train.py --select val, the number of training
+    identities it held out."""
     args = ckpt.get('args') if isinstance(ckpt.get('args'), dict) else {}
     dataset = args.get('dataset')
+    held_out = {'held_out': len(ckpt['held_out'])} if ckpt.get('held_out') else {}
     return {'dataset': dataset, 'trial': args.get('trial') if dataset == 'regdb' else None,
-            'img_h': args.get('img_h'), 'img_w': args.get('img_w'), 'epoch': ckpt.get('epoch')}
+            'img_h': args.get('img_h'), 'img_w': args.get('img_w'), 'epoch': ckpt.get('epoch'), **held_out}
 
 
 def training_args(ckpt):
@@ -147,7 +149,9 @@ def describe_training(info):
     epoch = f'epoch {info["epoch"]}' if info['epoch'] is not None and info['epoch'] >= 0 else (
         'untrained (epoch -1)' if info['epoch'] is not None else f'epoch {unknown}')
     note = '' if info['dataset'] else ' (the checkpoint stores no training arguments, as the release\'s do not)'
-    return f'dataset {dataset}, {size}, {epoch}{note}'
+    held_out = (f', selected on {info["held_out"]} held-out training identities (--select val)'
+                if info.get('held_out') else '')
+    return f'dataset {dataset}, {size}, {epoch}{held_out}{note}'
 
 
 def load_state(net, state, source):

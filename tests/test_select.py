@@ -16,7 +16,7 @@ import heldout
 import process_sysu
 import train as train_script
 import training
-from checkpoint import read_checkpoint
+from checkpoint import describe_training, read_checkpoint, trained_on
 from data_loader import TestData, build_train_set, count_train_identities
 from data_manager import layout_files, read_index_file
 from model import Modal
@@ -275,3 +275,11 @@ def test_select_flags_are_checked_before_anything_is_written(tmp_path, regdb_roo
         train_script.main(run_args(tmp_path, None, root, '--epochs', '1', *extra))
     assert message in str(err.value)
     assert not os.listdir(tmp_path)
+
+
+def test_test_py_says_a_checkpoint_was_selected_on_held_out_identities(sysu_val_run):
+    models = sysu_val_run[0]
+    info = trained_on(read_checkpoint(models / f'{NAME}_best.t'))
+    assert info['held_out'] == 2
+    assert describe_training(info).endswith(', selected on 2 held-out training identities (--select val)')
+    assert 'held_out' not in trained_on({'net': {}, 'epoch': 3, 'args': {'dataset': 'sysu'}})   # --select test
