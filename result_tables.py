@@ -38,15 +38,20 @@ Run = namedtuple('Run', 'path report')               # one results file, as read
 Row = namedtuple('Row', 'label values std count over')  # values, std: {metric: fraction or None}
 
 
-def read_results(path):
-    """A results file of test.py --results, checked: the parsed JSON."""
+def load_json(path):
+    """The parsed JSON of a file that should be a results file of test.py --results (any content)."""
     try:
         with open(path) as f:
-            report = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
         raise ReIDError(f'results file not found: {path}') from None
     except (OSError, ValueError) as err:
         raise ReIDError(f'cannot read {path} as JSON ({err}); expected a results file of test.py --results') from None
+
+
+def read_results(path):
+    """A results file of test.py --results, checked: the parsed JSON."""
+    report = load_json(path)
     if not isinstance(report, dict) or report.get('dataset') not in DATASET_NAMES or \
             not isinstance(report.get('per_trial'), list) or not report['per_trial']:
         raise ReIDError(f'{path} is not a results file of test.py --results (expected "dataset" and a non-empty '

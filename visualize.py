@@ -16,7 +16,6 @@ colours need matplotlib, t-SNE also scikit-learn (both optional: pip install -r 
 """
 import argparse
 import importlib
-import json
 import os
 
 import numpy as np
@@ -32,6 +31,7 @@ from eval_metrics import llcm_removal, sysu_removal
 from features import Features
 from model import Modal
 from outputs import check_output_dir, check_output_file
+from result_tables import load_json
 from utils import ReIDError, atomic_write, run_main
 
 PIP_HINT = 'pip install -r requirements-vis.txt'
@@ -463,13 +463,7 @@ def cmd_distances(args):
 # ----------------------------------------------------------------------------- CMC
 def read_cmc(path, score):
     """(mean CMC curve, mean Rank-1, mean mAP) of `score` from a results file of test.py."""
-    try:
-        with open(path) as f:
-            report = json.load(f)
-    except FileNotFoundError:
-        raise ReIDError(f'results file not found: {path}') from None
-    except (OSError, ValueError) as err:
-        raise ReIDError(f'cannot read {path} as JSON ({err}); expected a results file of test.py --results') from None
+    report = load_json(path)
     if not isinstance(report, dict) or not isinstance(report.get('cmc'), dict) or 'mean' not in report:
         raise ReIDError(f'{path} has no "cmc" curves: expected a results file written by test.py --results '
                         '(run test.py again to get the curves)')
