@@ -17,7 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from data_manager import DATASET_NAMES
-from evaluation import SCORES
+from evaluation import ORIGINAL_SCORES, SCORES
 from utils import ReIDError, plural
 
 METRIC_KEYS = ('rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP')
@@ -49,19 +49,24 @@ def load_json(path):
         raise ReIDError(f'cannot read {path} as JSON ({err}); expected a results file of test.py --results') from None
 
 
-def read_results(path):
-    """A results file of test.py --results, checked: the parsed JSON."""
+def read_results(path, score='ALL'):
+    """A results file of test.py --results, checked for the scores of `score`: the parsed JSON. A
+    network without the middle modality has only `ORIGINAL_SCORES`; another score is refused."""
     report = load_json(path)
     if not isinstance(report, dict) or report.get('dataset') not in DATASET_NAMES or \
-            not isinstance(report.get('per_trial'), list) or not report['per_trial']:
+            not isinstance(report.get('per_trial'), list) or not report['per_trial'] or \
+            not all(isinstance(entry, dict) for entry in report['per_trial']):
         raise ReIDError(f'{path} is not a results file of test.py --results (expected "dataset" and a non-empty '
                         '"per_trial" list)')
+    if not any(score in entry for entry in report['per_trial']):
+        held = [name for name in SCORES if name in report['per_trial'][0]]
+        raise ReIDError(f'{path} has no {score} scores (it has {", ".join(held) or "none"}; a network without the '
+                        f'middle modality has {" and ".join(ORIGINAL_SCORES)} only): choose another --score')
     for entry in report['per_trial']:
-        for name in SCORES:
-            scores = entry.get(name) if isinstance(entry, dict) else None
-            if not isinstance(scores, dict) or any(not isinstance(scores.get(k), (int, float)) for k in METRIC_KEYS):
-                raise ReIDError(f'{path}: a "per_trial" entry lacks the {name} scores ({", ".join(METRIC_KEYS)}); '
-                                'expected a results file of test.py --results')
+        scores = entry.get(score)
+        if not isinstance(scores, dict) or any(not isinstance(scores.get(k), (int, float)) for k in METRIC_KEYS):
+            raise ReIDError(f'{path}: a "per_trial" entry lacks the {score} scores ({", ".join(METRIC_KEYS)}); '
+                            'expected a results file of test.py --results')
     return report
 
 
@@ -259,7 +264,7 @@ def table(paths, score='ALL', group_seeds=False, labels=None, paper=False, kind=
     """The table of the results files `paths` as text: kind 'markdown', 'latex' or 'csv'."""
     if score not in SCORES:
         raise ReIDError(f'--score {score!r} is not one of {", ".join(SCORES)}')
-    runs = [Run(path, read_results(path)) for path in paths]
+    runs = [Run(path, read_results(path, score)) for path in paths]
     check_runs(runs)
     rows = make_rows(runs, score, group_seeds, labels)
     if paper:

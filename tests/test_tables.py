@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import result_tables
 import tables
 import test as test_script
 import train as train_script
@@ -193,7 +194,7 @@ def test_bad_input_is_refused_by_name(results, tmp_path):
         ([write('list.json', [1, 2])], r'list.json is not a results file of test.py --results'),
         ([write('empty.json', {**report, 'per_trial': []})], 'empty.json is not a results file'),
         ([write('partial.json', {**report, 'per_trial': [{'trial': 1, 'ALL': {'rank1': 0.5}}]})],
-         'partial.json: a "per_trial" entry lacks the VIS-IR FC scores'),
+         'partial.json: a "per_trial" entry lacks the ALL scores'),
         ([one, write('sysu.json', {**report, 'dataset': 'sysu', 'mode': 'all'})],
          r'different datasets: RegDB \(.*regdb_seed_1.json\), SYSU-MM01 \(.*sysu.json\)'),
         ([one, one], 'regdb_seed_1.json and .*regdb_seed_1.json both score trial 1 of the same run'),
@@ -224,3 +225,19 @@ def test_runs_whose_arguments_are_unknown_stay_apart(results, tmp_path):
                                         if name == 'a' else {k: v for k, v in kept.items() if k != 'checkpoints'}))
     rows = csv_rows(tables.main([*map(str, paths), '--csv', '--group-seeds']))
     assert [r['run'] for r in rows] == ['a', 'b']
+
+
+def test_a_network_without_the_middle_modality_has_its_two_scores(results, tmp_path):
+    """A --no-middle run's results file holds VIS-IR FC and ALL only: those make rows, the others are refused."""
+    _, files = results
+    report = load(files['regdb_seed_1'])
+    kept = [{k: v for k, v in entry.items() if k in ('trial', 'VIS-IR FC', 'ALL')} for entry in report['per_trial']]
+    path = tmp_path / 'baseline.json'
+    path.write_text(json.dumps({**report, 'per_trial': kept}))
+    for score in ('ALL', 'VIS-IR FC'):
+        row, = csv_rows(result_tables.table([str(path)], score=score, kind='csv'))
+        mean, std = by_hand([entry[score]['rank1'] for entry in kept])
+        assert float(row['rank1']) == pytest.approx(mean) and float(row['rank1_std']) == pytest.approx(std)
+    with pytest.raises(ReIDError, match=r'baseline.json has no MIS-IR FC scores \(it has VIS-IR FC, ALL; a network '
+                                        r'without the middle modality has VIS-IR FC and ALL only\)'):
+        result_tables.table([str(path)], score='MIS-IR FC')
