@@ -433,6 +433,23 @@ def test_attention_maps_of_each_mia_and_layer4(checkpoints, sysu_root, tmp_path)
     assert not (tmp_path / 'x.png').exists()
 
 
+
+def test_attention_maps_of_a_network_without_the_middle_modality():
+    """A --no-middle network with MIAs after layers 1 and 3: the original branch alone, those two MIAs."""
+    torch.manual_seed(0)
+    net = embed_net(5, middle=False, mia=(1, 3))
+    x = torch.rand(2, 3, 32, 16)
+    maps = attention.attention_maps(net, x, Modal.THERMAL)
+    assert list(maps['spatial']) == [(1, 'original'), (3, 'original')] and maps['middle'] is None
+    assert list(maps['energy']) == ['original'] and maps['energy']['original'].shape == (2, 2, 1)
+    assert maps['spatial'][(1, 'original')].shape == (2, 8, 4) and maps['spatial'][(3, 'original')].shape == (2, 2, 1)
+    # the hooked layer-1 map is MIA1's spatial attention of its channel-attended input, computed by hand
+    with torch.no_grad():
+        x1 = net.base_resnet.layer(1, net.thermal_module(x))
+        x1 = x1 * net.MIA1.CBAM_ori.ca(x1)
+        torch.testing.assert_close(maps['spatial'][(1, 'original')], net.MIA1.CBAM_ori.sa(x1)[:, 0])
+
+
 def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     gallery = tmp_path / 'gallery'
     shutil.copytree(os.path.join(sysu_root, 'cam1', '0003'), gallery / 'a')
