@@ -571,28 +571,27 @@ def positive_int(text):
     return value
 
 
+def image_grid_parser(sub, name, help, modality_help, func):
+    """A subcommand that draws a grid of the user's own images through a checkpoint's network."""
+    p = sub.add_parser(name, help=help)
+    add_model_args(p)
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='images to show')
+    p.add_argument('--modality', required=True, choices=tuple(MODALITIES), help=f"the images' modality: {modality_help}")
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
+    p.add_argument('--out', required=True, help='PNG file to write')
+    p.set_defaults(func=func)
+    return p
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=' '.join(__doc__.split('\n\n')[0].split()))
     sub = parser.add_subparsers(dest='command', required=True)
 
-    p = sub.add_parser('middle', help='images beside their middle-modality images')
-    add_model_args(p)
-    p.add_argument('images', nargs='+', metavar='IMAGE', help='images to show')
-    p.add_argument('--modality', required=True, choices=tuple(MODALITIES),
-                   help="the images' modality: the generator path they go through (thermal = infrared)")
+    p = image_grid_parser(sub, 'middle', 'images beside their middle-modality images',
+                          'the generator path they go through (thermal = infrared)', cmd_middle)
     p.add_argument('--columns', default=4, type=positive_int, help='image pairs per row')
-    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
-    p.add_argument('--out', required=True, help='PNG file to write')
-    p.set_defaults(func=cmd_middle)
-
-    p = sub.add_parser('attention', help="the spatial attention of each MIA and the layer-4 feature energy")
-    add_model_args(p)
-    p.add_argument('images', nargs='+', metavar='IMAGE', help='images to show')
-    p.add_argument('--modality', required=True, choices=tuple(MODALITIES),
-                   help="the images' modality: the branch they go through (thermal = infrared)")
-    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
-    p.add_argument('--out', required=True, help='PNG file to write')
-    p.set_defaults(func=cmd_attention)
+    image_grid_parser(sub, 'attention', 'the spatial attention of each MIA and the layer-4 feature energy',
+                      'the branch they go through (thermal = infrared)', cmd_attention)
 
     p = sub.add_parser('ranking', help='ranking lists of test queries, from a features file')
     add_features_args(p, score=True)
