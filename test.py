@@ -311,8 +311,9 @@ def main(argv=None):
         for name in cameras or ():
             print(format_cameras(f'{name} per query camera (mean over {len(trials)} trial(s))', cameras, name))
     if args.results:
-        # "mode" (SYSU-MM01's gallery cameras) only where it means something; the direction always.
-        report = {'dataset': dataset, **({'mode': mode} if dataset == 'sysu' else {}),
+        # "mode" (SYSU-MM01's gallery cameras) is kept for every dataset, as the file format has it, and is
+        # null where it means nothing (RegDB, LLCM); the direction is always written.
+        report = {'dataset': dataset, 'mode': mode if dataset == 'sysu' else None,
                   'direction': direction(dataset, next(iter(titles.values()))), 'tvsearch': setting['tvsearch'],
                   'protocol': setting['protocol'], 'flip': setting['flip'], 'gallery': setting['gallery'],
                   'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,

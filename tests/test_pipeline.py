@@ -225,7 +225,7 @@ def test_regdb_test_with_per_trial_checkpoints(tmp_path, regdb_small, regdb_trai
     check_results(report, 'regdb', [2])
     assert report['tvsearch'] is (tvsearch != 'False')
     query, gallery = ('thermal', 'visible') if tvsearch != 'False' else ('visible', 'thermal')
-    assert 'mode' not in report and report['direction'] == f'{query} -> {gallery}'
+    assert report['mode'] is None and report['direction'] == f'{query} -> {gallery}'
     out = capsys.readouterr().out
     assert f'\nRegDB {query} -> {gallery}, 8 queries x 8 gallery (split 2)\n' in out
     assert f'\nMean over 1 trial: RegDB {query} -> {gallery}, 8 queries x 8 gallery, protocol release\n' in out
@@ -251,7 +251,7 @@ def test_llcm_test_both_directions(tmp_path, llcm_small, llcm_trained, direction
     out = capsys.readouterr().out
     assert f'\n{name}, {sizes} (trial 1)\n' in out
     assert f'\nMean over 2 trials: {name}, {sizes}, protocol {protocol}\n' in out
-    assert 'mode' not in report and report['direction'] == way
+    assert report['mode'] is None and report['direction'] == way
     assert ("ALL = ALL FC + 4 x pool original vs original, the release's LLCM quirk" in out) is (direction[1] == 'False')
 
 
