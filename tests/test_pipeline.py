@@ -431,13 +431,17 @@ def test_test_uses_the_channels_the_checkpoint_stores(tmp_path, sysu_prepared, c
     assert evaluation.load_model(str(release), torch.device('cpu'), se_channels=(1, 4, 0)).se_channels == (1, 4, 0)
 
 
-def test_se_channels_flag_is_checked(tmp_path):
+def test_se_channels_flag_is_checked(tmp_path, capsys):
     assert test_script.parse_args(['--resume', 'x', '--se-channels', '5,0,3']).se_channels == (5, 0, 3)
     assert test_script.parse_args(['--resume', 'x']).se_channels is None
     assert train_script.parse_args(['--se-channels', '1,2,3']).se_channels == (1, 2, 3)
-    for bad in ('1,2', '1,1,2', '0,1,6', 'a,b,c', '1,2,3,4'):
-        run = script('test.py', '--resume', 'x', '--se-channels', bad)
-        assert run.returncode == 2 and 'three distinct channel indices in 0..5' in run.stderr
+    for bad in ('1,2', '1,1,2', '0,1,6', 'a,b,c'):   # parsed here: the usage error and its exit status 2
+        with pytest.raises(SystemExit) as stop:
+            test_script.parse_args(['--resume', 'x', '--se-channels', bad])
+        assert stop.value.code == 2 and 'three distinct channel indices in 0..5' in capsys.readouterr().err
+    run = script('test.py', '--resume', 'x', '--se-channels', '1,2,3,4')   # and once as a user runs it
+    assert run.returncode == 2 and 'three distinct channel indices in 0..5' in run.stderr
+    assert 'Traceback' not in run.stderr
     working = tmp_path / 'working.t'
     save_checkpoint({'net': embed_net(4, working_se=True).state_dict()}, working)
     with pytest.raises(ReIDError, match='--se-channels applies to the release squeeze-excitation only'):
