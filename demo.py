@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from checkpoint import save_checkpoint
-from evaluation import RANKS
+from evaluation import METRIC_KEYS
 from flags import add_flag, make_parser
 from synthetic import make_sysu
 from training import run_name
@@ -123,7 +123,7 @@ def save_untrained(path, data_root, seed):
 def comparison(untrained, trained):
     rows = ['', 'ALL scores, test identities never seen in training (mean over the gallery trials):',
             f'  {"score":<8}{"untrained":>12}{"trained":>12}{"gain":>10}']
-    for name in [f'rank{r}' for r in RANKS] + ['mAP', 'mINP']:
+    for name in METRIC_KEYS:
         u, t = untrained['ALL'][name], trained['ALL'][name]
         rows.append(f'  {name:<8}{100 * u:>11.2f}%{100 * t:>11.2f}%{100 * (t - u):>+9.2f}%')
     return '\n'.join(rows)

@@ -42,6 +42,9 @@ ORIGINAL_FEATURES = ('pool_ori', 'bn_ori')
 NO_MIDDLE_NOTE = ('  (no middle modality: VIS-MR FC, MIS-IR FC, MIS-MR FC and ALL FC do not exist; '
                   'ALL = bn + pool of the original features)')
 RANKS = (1, 5, 10, 20)
+# The values of one score (`summarise`), in the order the tables print them, and their column headers.
+METRIC_KEYS = tuple(f'rank{r}' for r in RANKS) + ('mAP', 'mINP')
+METRIC_HEADERS = tuple(f'Rank-{r}' for r in RANKS) + ('mAP', 'mINP')
 MAX_RANK = 20   # length of the CMC curves in the results file
 DEFAULT_TRIALS = {'sysu': range(10), 'llcm': range(10), 'regdb': range(1, 11)}
 
@@ -499,12 +502,9 @@ def format_cameras(title, report, score):
 
 
 def format_table(title, scores):
-    lines = [title, f'  {"score":<10}' + ''.join(f'{h:>9}' for h in ('Rank-1', 'Rank-5', 'Rank-10',
-                                                                       'Rank-20', 'mAP', 'mINP'))]
+    lines = [title, f'  {"score":<10}' + ''.join(f'{h:>9}' for h in METRIC_HEADERS)]
     for name in present_scores(scores):
-        s = scores[name]
-        values = [s[f'rank{r}'] for r in RANKS] + [s['mAP'], s['mINP']]
-        lines.append(f'  {name:<10}' + ''.join(f'{100 * v:8.2f}%' for v in values))
+        lines.append(f'  {name:<10}' + ''.join(f'{100 * scores[name][k]:8.2f}%' for k in METRIC_KEYS))
     return '\n'.join(lines + ([] if has_middle(scores) else [NO_MIDDLE_NOTE]))
 
 def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):

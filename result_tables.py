@@ -17,11 +17,9 @@ from collections import namedtuple
 import numpy as np
 
 from data_manager import DATASET_NAMES
-from evaluation import ORIGINAL_SCORES, SCORES
+from evaluation import METRIC_HEADERS as HEADERS, METRIC_KEYS, ORIGINAL_SCORES, SCORES
 from utils import ReIDError, plural
 
-METRIC_KEYS = ('rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP')
-HEADERS = ('Rank-1', 'Rank-5', 'Rank-10', 'Rank-20', 'mAP', 'mINP')
 # The paper's published Rank-1 / mAP (fractions), and the setting each was measured in.
 PAPER = {'regdb': ({'rank1': 0.939, 'mAP': 0.899}, 'visible -> thermal'),
          'sysu': ({'rank1': 0.772, 'mAP': 0.731}, 'all-search'),
