@@ -3,12 +3,12 @@
     python3 bench.py                                        # 64x32 images: a CPU-sized run
     python3 bench.py --img_h 384 --img_w 192 --json bench.json   # the real size, on a GPU
 
-- Training: a short real training loop (training.py's `train_epoch`, the release batch of 4 identities
+- Training: a short real training loop (recipe.py's `train_epoch`, the release batch of 4 identities
   x 4 images per modality, synthetic identities held in memory), time per step split into waiting
   for data and compute, for float32 contiguous, float32 channels_last, and mixed precision (on CUDA
   what `--amp` uses; on the CPU bfloat16 autocast, which `--amp` uses only where the CPU has native
   bfloat16 instructions).
-- Embedding: evaluation.py's FeatureBank (what test.py embeds with) on JPEG files of twice the test
+- Embedding: ifalnet/feature_bank.py's FeatureBank (what test.py embeds with) on JPEG files of twice the test
   size (decode, LANCZOS resize, network), images per second, for the same variants, and for the same
   weights exported by export.py and run by onnxruntime on the CPU (when requirements-export.txt is
   installed).
@@ -20,14 +20,25 @@
 
 Variants run in turn, `--repeats` times, and the best time of each is kept, so that passing load on
 a shared machine inflates all of them alike. Prints a table; `--json FILE` writes the figures.
+
+Two parts run only when asked for (`--parts loop`, `--parts rerank`; they were bench_metrics.py):
+- loop: the vectorised metrics (eval_metrics.py) against a straightforward per-query loop
+  (ifalnet/slow_metrics.py, which pays the release's argsort of the whole matrix) at SYSU-MM01 and
+  LLCM test-set sizes, with the default threads and one thread, and whether the numbers agree;
+- rerank: k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3) against the per-image version of
+  slow_metrics.py at the SYSU-MM01 size (the loop once: it takes tens of seconds), and alone at the
+  LLCM size, with the peak memory it allocates.
+A disagreement of either with its slow version ends the script with status 1.
 """
 import contextlib
+import functools
 import importlib.util
 import io
 import json
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 
@@ -37,16 +48,22 @@ from PIL import Image
 from torchvision import transforms as T
 
 import data_loader as dl
-from device import cpu_has_native_bf16, memory_format, select_device
-from eval_metrics import eval_llcm, eval_sysu
-from evaluation import FeatureBank
-from exporting import Embedder, Exported, ExportedNet, export, runtime_available
-from flags import add_common_args, add_flag, make_parser
+import eval_metrics
+from ifalnet import slow_metrics
+from ifalnet.atomic import atomic_write
+from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
+from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
+from ifalnet.feature_bank import FeatureBank
+from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
+from ifalnet.interruption import quiet_worker, run_main
+from ifalnet.rerank import euclidean, re_ranking
+from ifalnet.timing import TEST_SET_SHAPES, best_of, peak_mb, ranking_case, timed
+from ifalnet.toy_datasets import render_identity
 from loss import OriTripletLoss, TcaLoss
 from model import Modal, embed_net
-from synthetic import TEST_SET_SHAPES, parse_size, ranking_case, render_identity
-from training import make_optimizer, train_epoch
-from utils import atomic_write, run_main
+from recipe import make_optimizer, train_epoch
+
+PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank')
 
 
 def parse_args(argv=None):
@@ -61,7 +78,8 @@ def parse_args(argv=None):
              help='image size of the input-pipeline measurement')
     add_flag(parser, '--repeats', type=int, default=2, help='rounds of every variant; the best is kept')
     add_flag(parser, '--parts', default='train,embed,pipeline,metrics',
-             help='comma-separated parts to run: train, embed, pipeline, metrics')
+             help='comma-separated parts to run: train, embed, pipeline, metrics, and, only when asked for, loop '
+                  '(the metrics against a per-query loop) and rerank (re-ranking against a per-image version)')
     add_flag(parser, '--gpu', default='0', help="CUDA device (CUDA_VISIBLE_DEVICES); 'cpu' or '' for the CPU")
     add_flag(parser, '--all-variants', action='store_true',
              help='also measure variants this device cannot run natively (the CPU bfloat16 variant without '
@@ -69,9 +87,9 @@ def parse_args(argv=None):
     add_flag(parser, '--json', default=None, metavar='FILE', help='also write the figures here as JSON')
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(',') if p.strip()]
-    unknown = set(args.parts) - {'train', 'embed', 'pipeline', 'metrics'}
+    unknown = set(args.parts) - set(PARTS)
     if unknown:
-        parser.error(f'--parts: unknown part(s) {", ".join(sorted(unknown))}; expected train, embed, pipeline, metrics')
+        parser.error(f'--parts: unknown part(s) {", ".join(sorted(unknown))}; expected {", ".join(PARTS)}')
     if min(args.steps, args.embed_images, args.repeats, args.img_h, args.img_w) < 1 or args.workers < 0:
         parser.error('--steps, --embed-images, --repeats and the image size must be positive, --workers >= 0')
     return args
@@ -107,20 +125,6 @@ def rendered(n_ids, per_id, size, seed=0):
     return images['visible'], images['infrared'], labels
 
 
-def best_of(repeats, names, measure, part=None):
-    """{name: best result} with `measure(name)` -> (seconds, extra dict), the names taken in turn;
-    with `part`, a progress line before each measurement."""
-    best = {}
-    for round_ in range(1, repeats + 1):
-        for name in names:
-            if part:
-                print(f'  {part}: {name} (round {round_} of {repeats}) ...', flush=True)
-            seconds, extra = measure(name)
-            if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, extra)
-    return best
-
-
 def cuda_peak(device):
     return torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == 'cuda' else None
 
@@ -153,7 +157,7 @@ def bench_training(args, device):
         scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
         criteria = (OriTripletLoss(batch_items, options.margin), TcaLoss())
         batches = dl.TrainBatchSampler(labels, labels, 4, 4, seed=0)
-        loader = dl.make_train_loader(trainset, batches, args.workers, device)
+        loader = dl.make_train_loader(trainset, batches, args.workers, device, worker_init_fn=quiet_worker)
         with contextlib.redirect_stdout(io.StringIO()):
             train_epoch(net, loader, optimizer, scaler, criteria, 0, options, device, amp)   # warm-up
             reset_cuda_peak(device)
@@ -246,7 +250,8 @@ def bench_pipeline(args, device):
         workers = 0 if procs == '1 process' else args.workers
         if name not in loaders:   # one loader per variant, its workers kept across rounds
             batches = dl.TrainBatchSampler(labels[:n_items - 16], labels[:n_items - 16], 4, 4, seed=0)
-            loaders[name] = (dl.make_train_loader(sets[kind], batches, workers, device), batches)
+            loaders[name] = (dl.make_train_loader(sets[kind], batches, workers, device, worker_init_fn=quiet_worker),
+                             batches)
             batches.set_epoch(0)
             for _ in loaders[name][0]:   # warm-up (starts the workers)
                 pass
@@ -263,16 +268,68 @@ def bench_pipeline(args, device):
 def bench_metrics_calls(args):
     rng = np.random.default_rng(0)
     out = {}
-    for name, metric in (('SYSU-MM01', eval_sysu), ('LLCM', eval_llcm)):
+    for name, metric in (('SYSU-MM01', eval_metrics.eval_sysu), ('LLCM', eval_metrics.eval_llcm)):
         case = ranking_case(rng, *TEST_SET_SHAPES[name])
 
-        def measure(_):
-            start = time.perf_counter()
-            metric(*case)
-            return time.perf_counter() - start, {}
-
-        (seconds, _), = best_of(max(args.repeats, 3), [name], measure).values()
+        (seconds, _), = best_of(max(args.repeats, 3), [name], lambda _: timed(metric, *case)).values()
         out[f'{name} {case[0].shape[0]}x{case[0].shape[1]}'] = {'seconds': seconds}
+    return out
+
+
+# The vectorised metrics and their per-query loops: name -> (removal rule, loop).
+LOOP_CASES = {'SYSU-MM01': (eval_metrics.sysu_removal, slow_metrics.reference_sysu),
+              'LLCM': (eval_metrics.llcm_removal, slow_metrics.reference_llcm)}
+
+
+def same_numbers(a, b):
+    """CMC and mINP identical; mAP equal up to the summation order of the precisions."""
+    return np.array_equal(a[0], b[0]) and a[2] == b[2] and abs(a[1] - b[1]) <= 1e-12 * abs(b[1])
+
+
+def bench_metrics_loop(repeats, rng):
+    """The metrics against the per-query loop, with their default threads and one thread; prints a
+    table and returns {case: {seconds of each, speed-ups, same_numbers}}."""
+    print(f'{"input":<10} {"queries x gallery":>18} {"loop (s)":>9} {"vectorised (s)":>15} '
+          f'{"speed-up":>9} {"1 thread (s)":>13} {"speed-up":>9}  same numbers', flush=True)
+    out = {}
+    for name, (removal, loop) in LOOP_CASES.items():
+        num_q, num_g = TEST_SET_SHAPES[name][:2]
+        case = ranking_case(rng, *TEST_SET_SHAPES[name])
+        vectorised = lambda workers: functools.partial(eval_metrics.evaluate, max_rank=20, removal=removal,
+                                                       dedup_cmc=True, workers=workers)
+        functions = {'loop': loop, 'vectorised': vectorised(None), 'one thread': vectorised(1)}
+        best = best_of(repeats, list(functions), lambda k: timed(functions[k], *case))
+        (t_loop, ref), (t_fast, fast), (t_one, one) = ((best[k][0], best[k][1]['result']) for k in functions)
+        ok = same_numbers(fast, ref) and same_numbers(one, ref)
+        print(f'{name:<10} {f"{num_q} x {num_g}":>18} {t_loop:>9.3f} {t_fast:>15.4f} '
+              f'{t_loop / t_fast:>8.1f}x {t_one:>13.4f} {t_loop / t_one:>8.1f}x  {"yes" if ok else "NO"}', flush=True)
+        out[f'{name} {num_q}x{num_g}'] = {'loop_s': t_loop, 'vectorised_s': t_fast, 'one_thread_s': t_one,
+                                          'speed_up': t_loop / t_fast, 'same_numbers': ok}
+    return out
+
+
+def bench_rerank(repeats, rng):
+    """Re-ranking at the SYSU-MM01 and LLCM test sizes against the per-image version (SYSU-MM01 only);
+    prints a table and returns {case: {seconds, peak MB, max difference}}."""
+    print(f'{"input":<10} {"queries x gallery":>18} {"per image (s)":>14} {"vectorised (s)":>15} {"speed-up":>9} '
+          f'{"peak MB":>8}  max difference', flush=True)
+    out = {}
+    for name, loop in (('SYSU-MM01', True), ('LLCM', False)):
+        num_q, num_g = TEST_SET_SHAPES[name][:2]
+        q, g = rng.standard_normal((num_q, 64)), rng.standard_normal((num_g, 64))
+        case = euclidean(q, g), euclidean(q, q), euclidean(g, g)
+        (t_fast, fast), = best_of(max(1, repeats // 3), [name], lambda _: timed(re_ranking, *case)).values()
+        peak = peak_mb(re_ranking, *case)   # timed apart: tracing slows allocation down
+        row = {'seconds': t_fast, 'peak_mb': peak}
+        if loop:
+            t_loop, slow = timed(slow_metrics.reference_re_ranking, *case)
+            diff = float(np.abs(fast['result'] - slow['result']).max())
+            row.update(loop_s=t_loop, speed_up=t_loop / t_fast, max_difference=diff, same_numbers=diff <= 1e-5)
+            cells = f'{t_loop:>14.2f} {t_fast:>15.3f} {t_loop / t_fast:>8.1f}x {peak:>8.0f}  {diff:.1e}'
+        else:
+            cells = f'{"-":>14} {t_fast:>15.3f} {"-":>9} {peak:>8.0f}  -'
+        print(f'{name:<10} {f"{num_q} x {num_g}":>18} {cells}', flush=True)
+        out[f'{name} {num_q}x{num_g}'] = row
     return out
 
 
@@ -324,11 +381,22 @@ def main(argv=None):
     if 'metrics' in args.parts:
         report['metrics'] = bench_metrics_calls(args)
         print_table('Metrics, one call (release CMC, mAP, mINP)', report['metrics'], [('seconds', ('seconds', '.4f'))])
+    if 'loop' in args.parts:
+        print('\nMetrics against the per-query loop (best of {}):'.format(max(args.repeats, 7)), flush=True)
+        report['loop'] = bench_metrics_loop(max(args.repeats, 7), np.random.default_rng(0))
+    if 'rerank' in args.parts:
+        print('\nRe-ranking against the per-image version:', flush=True)
+        report['rerank'] = bench_rerank(max(args.repeats, 7), np.random.default_rng(0))
     report['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'\npeak resident memory {report["peak_rss_mb"]:.0f} MB')
     if args.json:
         atomic_write(args.json, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
         print(f'figures written to {args.json}')
+    agree = [row['same_numbers'] for part in ('loop', 'rerank') for row in report.get(part, {}).values()
+             if 'same_numbers' in row]
+    if not all(agree):
+        print('the vectorised version and its slow reference disagree (see above)', file=sys.stderr)
+        sys.exit(1)
     return report
 
 

@@ -15,9 +15,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from data_manager import (LLCM_LAYOUT, LUMINANCE, REGDB_LAYOUT, SECOND_MODALITY, SYSU_LAYOUT, data_root, open_rgb,
+from data_manager import (DATASETS, LLCM_LAYOUT, LUMINANCE, REGDB_LAYOUT, SYSU_LAYOUT, data_root, open_rgb,
                           read_index_file, read_resized)
-from interrupt import quiet_worker
 from utils import ReIDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -329,13 +328,13 @@ class RegDBData(ListedTrainData):
 
 class LLCMData(ListedTrainData):
     def __init__(self, data_path, img_h=384, img_w=192, held_out=()):
-        super().__init__(*listed_index_files('llcm', data_path), LLCM_LAYOUT, img_h, img_w, SECOND_MODALITY['llcm'],
+        super().__init__(*listed_index_files('llcm', data_path), LLCM_LAYOUT, img_h, img_w, DATASETS['llcm'].second_modality,
                          held_out)
 
 
 def build_train_set(dataset, data_path, img_h, img_w, trial=1, held_out=()):
     """The training set of `dataset` ('sysu', 'regdb' or 'llcm'); `trial` is RegDB's split; `held_out`
-    the training labels to leave out (train.py --select val, see heldout.py)."""
+    the training labels to leave out (train.py --select val)."""
     if dataset == 'sysu':
         return SYSUData(data_path, img_h, img_w, held_out)
     if dataset == 'regdb':
@@ -462,14 +461,15 @@ class TrainBatchSampler(Sampler):
         return self.identities.steps
 
 
-def make_train_loader(trainset, batches, workers, device):
+def make_train_loader(trainset, batches, workers, device, worker_init_fn=None):
     """The training loader: its worker processes persist across epochs (call
     `batches.set_epoch(epoch)` before each epoch), batches go to pinned memory on CUDA. The loader's
     own seed comes from a private generator, so making it leaves torch's global stream alone (the
-    augmentation draws from the seeds the batches carry)."""
+    augmentation draws from the seeds the batches carry). `worker_init_fn` runs in each worker as it
+    starts (the scripts pass one that leaves SIGINT and SIGTERM to the main process)."""
     return DataLoader(trainset, batch_sampler=batches, num_workers=workers, persistent_workers=workers > 0,
                       pin_memory=device.type == 'cuda', generator=torch.Generator(),
-                      worker_init_fn=quiet_worker)
+                      worker_init_fn=worker_init_fn)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The three datasets on disk: layouts, id files, index files, and the test lists of the release.
+"""The three datasets on disk: one record per dataset (`DATASETS`: names, default root, layout, trials,
+cameras, the test protocol's query and gallery, the metric and its removal rule, the paper's numbers),
+layouts, id files, index files, and the test lists of the release.
 
 SYSU-MM01 and LLCM test lists are built the release's way: identities in sorted order, cameras in
 the fixed order below, file names sorted; a gallery keeps one random image per (identity, camera)
@@ -11,9 +13,13 @@ import os
 import random
 import re
 
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import numpy as np
 from PIL import Image
 
+from eval_metrics import eval_llcm, eval_regdb, eval_sysu, llcm_removal, sysu_removal
 from utils import ReIDError
 
 SYSU_LAYOUT = ('SYSU-MM01 layout: cam1..cam6/<4-digit id>/<4-digit>.jpg, and exp/train_id.txt, '
@@ -24,13 +30,9 @@ LLCM_LAYOUT = ('LLCM layout: idx/train_vis.txt, idx/train_nir.txt (lines "relati
                'idx/test_id.txt (one comma-separated line of ids), test images under '
                'test_vis/cam1..cam9/<id>/ and test_nir/cam{1,2,4,5,6,7,8,9}/<id>/')
 
-LAYOUTS = {'sysu': SYSU_LAYOUT, 'regdb': REGDB_LAYOUT, 'llcm': LLCM_LAYOUT}
-DATASET_NAMES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB', 'llcm': 'LLCM'}
-# Each dataset's own word for its second modality (LLCM's cameras are near-infrared), for messages.
 # ITU-R 601 luma weights (R, G, B): the release's grey conversion of thermal views; synthetic.py's
 # infrared images invert it. Here, in a module without torch, so that synthetic.py stays light.
 LUMINANCE = (0.2989, 0.5870, 0.1140)
-SECOND_MODALITY = {'sysu': 'infrared', 'regdb': 'thermal', 'llcm': 'infrared'}
 # What process_sysu.py writes into the SYSU-MM01 root (the release's file names).
 SYSU_ARRAYS = tuple(f'train_{modality}_resized_{kind}.npy' for modality in ('rgb', 'ir') for kind in ('img', 'label'))
 
@@ -61,7 +63,7 @@ def layout_files(dataset, trials=(1,), training=False, test=True):
     if dataset == 'llcm':
         names = ('train_vis.txt', 'train_nir.txt', 'test_id.txt') if training else ('test_id.txt',)
         return [os.path.join('idx', name) for name in names if test or name != 'test_id.txt']
-    _choose(LAYOUTS, dataset, 'dataset')
+    dataset_info(dataset)
     splits = tuple(s for s in (('train', 'test') if training else ('test',)) if test or s != 'test')
     return [os.path.join('idx', f'{split}_{modal}_{trial}.txt')
             for trial in trials for split in splits for modal in ('visible', 'thermal')]
@@ -73,7 +75,8 @@ def check_layout(dataset, data_path, trials=(1,), training=False, flag='--data-p
     lacks it but one of its subfolders has it (the dataset's parent passed as the root), the message
     names that subfolder. Returns the root in
     `data_root`'s form."""
-    layout, name = _choose(LAYOUTS, dataset, 'dataset'), DATASET_NAMES[dataset]
+    info = dataset_info(dataset)
+    layout, name = info.layout, info.name
     root = data_root(data_path, layout)
     needed = layout_files(dataset, trials, training, test)
     has_layout = lambda folder: all(os.path.isfile(os.path.join(folder, f)) for f in needed)
@@ -348,3 +351,94 @@ def sysu_train_files(data_path):
     ids = [pid for split in ('train', 'val')
            for pid in read_id_file(os.path.join(root, 'exp', f'{split}_id.txt'), SYSU_LAYOUT)]
     return root, list_images(root, ids, SYSU_RGB_CAMERAS['all']), list_images(root, ids, SYSU_IR_CAMERAS)
+
+
+# ---------------------------------------------------------------------------------------------
+# The test protocols: for one trial, the query and the gallery as (paths, ids, cameras or None,
+# modality), modality 'visible' or 'thermal' (the branch: every dataset's infrared images go through
+# the thermal one), and whether the release's LLCM pool-feature quirk applies to the scores.
+
+def sysu_test_sides(data_path, trial, mode='all', tvsearch=False, protocol='release', gallery='random', shots=1):
+    """Always infrared -> visible: every cam3/cam6 image of the test ids against the trial's gallery."""
+    query = (*process_query_sysu(data_path, mode), 'thermal')
+    return query, (*process_gallery_sysu(data_path, mode, trial, gallery, shots), 'visible'), False
+
+
+def regdb_test_sides(data_path, trial, mode='all', tvsearch=False, protocol='release', gallery='random', shots=1):
+    """Split `trial`'s test images. The release's RegDB branch ranks visible queries against the thermal
+    gallery (and its --tvsearch cannot be switched off); that is the default, `tvsearch` asks for
+    thermal -> visible."""
+    visible = (*process_test_regdb(data_path, trial, 'visible'), None, 'visible')
+    thermal = (*process_test_regdb(data_path, trial, 'thermal'), None, 'thermal')
+    return (thermal, visible, False) if tvsearch else (visible, thermal, False)
+
+
+def llcm_test_sides(data_path, trial, mode='all', tvsearch=False, protocol='release', gallery='random', shots=1):
+    """`tvsearch`: infrared queries against trial's sampled visible gallery. Otherwise the release's
+    "VIS to IR" (`protocol` 'release'): the sampled infrared images are the queries and every visible test
+    image is the gallery, with its pool-feature quirk; 'standard': visible queries, sampled infrared gallery."""
+    sampled = lambda mode, modality: (*process_gallery_llcm(data_path, mode, trial), modality)
+    every = lambda mode, modality: (*process_query_llcm(data_path, mode), modality)
+    if tvsearch:
+        return every(2, 'thermal'), sampled(1, 'visible'), False
+    if protocol == 'release':
+        return sampled(2, 'thermal'), every(1, 'visible'), True
+    return every(1, 'visible'), sampled(2, 'thermal'), False
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything the scripts know about one dataset. Adding a dataset is a record here (and its readers
+    in this module and data_loader.py)."""
+    key: str                        # the --dataset value
+    name: str                       # as printed and written: 'SYSU-MM01'
+    second_modality: str            # its word for the non-visible images ('infrared', 'thermal')
+    default_path: str               # --data-path when none is given
+    layout: str                     # the expected layout, in words, for messages
+    trials: range                   # the test trials: gallery draws, or train/test splits
+    split_trials: bool              # True: a trial is a train/test split with a model of its own (RegDB)
+    test_sides: Callable            # (data_path, trial, mode, tvsearch, protocol, gallery, shots) -> see above
+    test_cameras: Callable          # mode -> the camera folders of the test protocol (() without cameras)
+    test_id_file: Optional[str]     # the test identity list, relative to the root (None: per split)
+    metric: Callable                # (distmat, q_ids, g_ids, q_cams, g_cams) -> (cmc, mAP, mINP)
+    removal: Optional[Callable]     # the gallery items a query does not see (eval_metrics), None: all seen
+    modes: tuple                    # the search modes (--mode) of its test protocol, () for none
+    gallery_options: bool           # test.py --gallery official and --shots 10 apply (SYSU-MM01)
+    prepared_arrays: bool           # training images come from process_sysu.py's arrays (SYSU-MM01)
+    paper: tuple                    # the paper's (Rank-1, mAP) and the setting they were measured in
+
+    @property
+    def has_cameras(self):
+        """Whether test images carry camera numbers (the folders camN/<id>/)."""
+        return bool(self.test_cameras('all'))
+
+    def modality_word(self, modality):
+        """'visible', or the dataset's word for the thermal branch's images."""
+        return 'visible' if modality == 'visible' else self.second_modality
+
+
+DATASETS = {
+    'sysu': Dataset(
+        key='sysu', name='SYSU-MM01', second_modality='infrared', default_path='./Datasets/SYSU-MM01/',
+        layout=SYSU_LAYOUT, trials=range(10), split_trials=False, test_sides=sysu_test_sides,
+        test_cameras=lambda mode: SYSU_IR_CAMERAS + SYSU_RGB_CAMERAS[mode],
+        test_id_file=os.path.join('exp', 'test_id.txt'), metric=eval_sysu, removal=sysu_removal,
+        modes=tuple(SYSU_RGB_CAMERAS), gallery_options=True, prepared_arrays=True, paper=(0.772, 0.731, 'all-search')),
+    'regdb': Dataset(
+        key='regdb', name='RegDB', second_modality='thermal', default_path='./Datasets/RegDB/',
+        layout=REGDB_LAYOUT, trials=range(1, 11), split_trials=True, test_sides=regdb_test_sides,
+        test_cameras=lambda mode: (), test_id_file=None,
+        metric=lambda distmat, q_ids, g_ids, q_cams=None, g_cams=None: eval_regdb(distmat, q_ids, g_ids),
+        removal=None, modes=(), gallery_options=False, prepared_arrays=False, paper=(0.939, 0.899, 'visible -> thermal')),
+    'llcm': Dataset(
+        key='llcm', name='LLCM', second_modality='infrared', default_path='./Datasets/LLCM/',
+        layout=LLCM_LAYOUT, trials=range(10), split_trials=False, test_sides=llcm_test_sides,
+        test_cameras=lambda mode: LLCM_CAMERAS[1] + LLCM_CAMERAS[2],
+        test_id_file=os.path.join('idx', 'test_id.txt'), metric=eval_llcm, removal=llcm_removal,
+        modes=(), gallery_options=False, prepared_arrays=False, paper=(0.677, 0.506, None)),
+}
+
+
+def dataset_info(key):
+    """The record of --dataset `key`, or a ReIDError naming the known ones."""
+    return _choose(DATASETS, key, 'dataset')

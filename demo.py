@@ -22,12 +22,14 @@ import time
 import numpy as np
 import torch
 
-from checkpoint import save_checkpoint
-from evaluation import METRIC_KEYS
-from flags import add_flag, make_parser
-from synthetic import make_sysu
-from training import run_name
-from utils import ReIDError, atomic_write, run_main
+from ifalnet.atomic import atomic_write
+from ifalnet.checkpoints import save_checkpoint
+from ifalnet.flags import add_flag, make_parser
+from ifalnet.interruption import run_main
+from ifalnet.runs import run_name
+from ifalnet.scoring import METRIC_KEYS
+from ifalnet.toy_datasets import make_sysu
+from utils import ReIDError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)

@@ -5,19 +5,21 @@
 
 Input `image`: float32 (B, 3, img_h, img_w), normalised as test.py does (LANCZOS resize, then ImageNet
 mean/std), any batch size. Outputs `features` (B, 4, 2048) and `embedding` (B, 4096), see
-exporting.py. `--check` (on when the runtime is installed) compares the file with the PyTorch model.
+ifalnet/deploy.py. `--check` (on when the runtime is installed) compares the file with the PyTorch model.
 """
 import argparse
 import os
 
 import torch
 
-from checkpoint import FULL_ARCHITECTURE, resolve_checkpoint
-from evaluation import load_model
-from exporting import (DEFAULT_OPSET, FORMATS, MODALITIES, TOLERANCE, Embedder, Exported, check, check_inputs,
-                       export, require, runtime_available)
-from flags import add_flag, check_counts, make_parser, parse_se_channels
-from utils import ReIDError, run_main, temp_file_beside
+from ifalnet.atomic import temp_file_beside
+from ifalnet.checkpoints import load_model, resolve_checkpoint
+from ifalnet.deploy import (DEFAULT_OPSET, FORMATS, TOLERANCE, Embedder, Exported, check, check_inputs, export, require,
+                            runtime_available)
+from ifalnet.flags import MODALITIES, add_flag, check_counts, make_parser, parse_se_channels
+from ifalnet.interruption import run_main
+from model import Architecture, Modal
+from utils import ReIDError
 
 
 def parse_args(argv=None):
@@ -67,12 +69,12 @@ def main(argv=None):
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
                 'working_se': net.middle and not net.SEnet.constant, 'format': args.format}
-    if net.architecture() != FULL_ARCHITECTURE:   # an ablation's network; a file without it is the full one
+    if net.config != Architecture():   # an ablation's network; a file without it is the full one
         metadata['architecture'] = net.architecture()
     written = {}   # modality -> temporary file, moved into place once every branch has passed
     try:
         for modality, out in outputs.items():
-            embedder = Embedder(net, MODALITIES[modality])
+            embedder = Embedder(net, Modal.named(modality))
             fd, tmp = temp_file_beside(out)
             os.close(fd)
             written[modality] = tmp

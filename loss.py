@@ -6,11 +6,40 @@ identities are contiguous blocks of `num_pos` rows, in the same order in all fou
 without the middle modality has two streams, visible and thermal (v, t); `total_loss` takes the
 component switches of the ablations (streams, triplet pairs, loss weights).
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 NUM_STREAMS = 4
+TRIPLET_PAIRS = ('all', 'original')
+
+
+@dataclass(frozen=True)
+class LossSwitches:
+    """The switches of the loss, one record (the defaults are the release's loss): `triplet_pairs`
+    (the triplet term over the four stream pairs, 'all', or the visible-infrared originals alone,
+    'original'), `id_weight` (the identity term's weight) and `lambda_1` (the TCA weight; 0: no TCA).
+    train.py's flags, run names and arguments line read it."""
+    triplet_pairs: str = 'all'
+    id_weight: float = 1.0
+    lambda_1: float = 0.7
+
+    def __post_init__(self):
+        if self.triplet_pairs not in TRIPLET_PAIRS:
+            raise ValueError(f'pairs: expected one of {", ".join(TRIPLET_PAIRS)}, got {self.triplet_pairs!r}')
+
+    def run_name_part(self):
+        """The switches that differ from the release's, as run names spell them: '_pairs_original_id_0.5_lambda_0.0'."""
+        default, parts = LossSwitches(), []
+        if self.triplet_pairs != default.triplet_pairs:
+            parts.append(f'pairs_{self.triplet_pairs}')
+        if self.id_weight != default.id_weight:
+            parts.append(f'id_{self.id_weight}')
+        if self.lambda_1 != default.lambda_1:
+            parts.append(f'lambda_{self.lambda_1}')
+        return ''.join(f'_{p}' for p in parts)
 
 
 def clamped_sqrt(squared):
@@ -140,9 +169,6 @@ class TcaLoss(nn.Module):
         return per_sample.mean()
 
 
-TRIPLET_PAIRS = ('all', 'original')
-
-
 def stream_labels(labels_v, labels_t, middle=True):
     """The labels of the streams in order: [v, v_mid, t, t_mid], or [v, t] without the middle modality."""
     return torch.cat([labels_v, labels_v, labels_t, labels_t] if middle else [labels_v, labels_t])
@@ -153,8 +179,7 @@ def stream_pairs(feat, labels_v, labels_t, middle=True, pairs='all'):
     cat(labels_v, labels_t): with the middle modality and `pairs='all'` the four (v, t), (v, t_mid),
     (v_mid, t), (v_mid, t_mid); with `pairs='original'` (or without the middle modality, where the
     streams are [v, t]) the visible-infrared originals (v, t) alone."""
-    if pairs not in TRIPLET_PAIRS:
-        raise ValueError(f'pairs: expected one of {", ".join(TRIPLET_PAIRS)}, got {pairs!r}')
+    LossSwitches(triplet_pairs=pairs)   # refuses pairs other than TRIPLET_PAIRS
     labels = torch.cat([labels_v, labels_t])
     if not middle:
         v, t = feat.chunk(2)
@@ -165,8 +190,8 @@ def stream_pairs(feat, labels_v, labels_t, middle=True, pairs='all'):
     return [(torch.cat([a, b]), labels) for a in (v, v_mid) for b in (t, t_mid)]
 
 
-def total_loss(feat, logits, labels_v, labels_t, triplet, tca, lambda_1=0.7, middle=True, pairs='all',
-               id_weight=1.0):
+def total_loss(feat, logits, labels_v, labels_t, triplet, tca, lambda_1=LossSwitches.lambda_1, middle=True,
+               pairs=LossSwitches.triplet_pairs, id_weight=LossSwitches.id_weight):
     """id_weight * identity + triplet + lambda_1 * TCA over the streams (v, v_mid, t, t_mid).
 
     feat (4n, d) and logits (4n, C) in stream order; labels_v, labels_t (n,). `triplet` is an

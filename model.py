@@ -1,12 +1,14 @@
 """IFALNet: middle-modality generation, modality interactive attention (MIA) and multi-scale feature
 aggregation (MFA) on a ResNet-50 with four stems; each component can be switched off for ablations
-(`embed_net(..., middle, mia, mfa)`, `embed_net.architecture()`).
+(`embed_net(..., middle, mia, mfa)`; the switches are one record, `Architecture`, which checkpoints
+store as `embed_net.architecture()`).
 
-Parameter names follow the release's checkpoints (shared/release_checkpoint_keys.txt) for every
+Parameter names follow the release's checkpoints (tests/golden/release_checkpoint_keys.txt) for every
 weight the forward pass uses, so release checkpoints load into this model; the ~110M parameters the
-release stores but never uses are not created (see checkpoint.load_checkpoint).
+release stores but never uses are not created (loading a release checkpoint drops them).
 """
 import warnings
+from dataclasses import dataclass
 from enum import IntEnum
 
 import torch
@@ -21,6 +23,11 @@ class Modal(IntEnum):
     BOTH = 0      # training: visible and thermal batches, each with its middle-modality copy
     VISIBLE = 1   # test: one visible batch (passed in every slot)
     THERMAL = 2   # test: one thermal/infrared batch (passed in every slot)
+
+    @classmethod
+    def named(cls, name):
+        """The branch of a modality name: 'visible', or 'thermal' (the infrared branch of every dataset)."""
+        return cls[name.upper()]
 
 
 def l2norm(x):
@@ -244,22 +251,61 @@ MIA_LAYERS = (1, 2, 3)      # the body layers that can have a MIA after them (la
 MIA_CHANNELS = {1: 256, 2: 512, 3: 1024}
 
 
-def check_mia(mia):
-    """`mia` (an iterable of body layers) as a sorted tuple; refuses layers other than 1, 2, 3."""
-    given = list(mia)
-    layers = tuple(sorted({int(i) for i in given}))
-    if any(i not in MIA_LAYERS for i in layers) or len(layers) != len(given):
-        raise ValueError(f'mia: expected distinct body layers among 1, 2, 3, got {given}')
-    return layers
+@dataclass(frozen=True)
+class Architecture:
+    """The component switches of the network, one record (as nanoGPT's GPTConfig): checkpoints store
+    it (`as_dict()`, under 'architecture'), the network is rebuilt from it, and flags, run names,
+    test.py, the figures and export read it. The defaults are the release's network.
 
+    - `middle`: the middle-modality generator and its two stems (False: the two-stream baseline);
+    - `mia`: the body layers followed by a MIA, any subset of 1, 2, 3 (stored sorted);
+    - `mfa`: the multi-scale feature aggregation after layer3.
+    """
+    middle: bool = True
+    mia: tuple = MIA_LAYERS
+    mfa: bool = True
 
-def describe_architecture(arch):
-    """`embed_net.architecture()` in words: 'two-stream baseline (no middle modality), MIA after
-    layers 1, 3, no MFA'."""
-    parts = ['middle modality' if arch['middle'] else 'two-stream baseline (no middle modality)',
-             f'MIA after layer{"s" if len(arch["mia"]) > 1 else ""} {", ".join(map(str, arch["mia"]))}'
-             if arch['mia'] else 'no MIA', 'MFA' if arch['mfa'] else 'no MFA']
-    return ', '.join(parts)
+    def __post_init__(self):
+        given = list(self.mia)
+        try:
+            layers = tuple(sorted({int(i) for i in given}))
+        except (TypeError, ValueError):
+            layers = None
+        if layers is None or any(i not in MIA_LAYERS for i in layers) or len(layers) != len(given):
+            raise ValueError(f'mia: expected distinct body layers among 1, 2, 3, got {given}')
+        object.__setattr__(self, 'mia', layers)
+        object.__setattr__(self, 'middle', bool(self.middle))
+        object.__setattr__(self, 'mfa', bool(self.mfa))
+
+    @classmethod
+    def from_dict(cls, stored):
+        """The record of a checkpoint's 'architecture' entry; None (a release checkpoint, an older one)
+        is the full network. Raises ValueError for an entry that is not one `as_dict` writes."""
+        if stored is None:
+            return cls()
+        try:
+            return cls(stored['middle'], tuple(stored['mia']), stored['mfa'])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f'not an architecture record: {stored!r}') from err
+
+    def as_dict(self):
+        """As checkpoints store it: {'middle': bool, 'mia': [layers], 'mfa': bool}."""
+        return {'middle': self.middle, 'mia': list(self.mia), 'mfa': self.mfa}
+
+    def run_name_part(self):
+        """The switches that differ from the release's, as run names spell them: '_nomiddle_mia_1_3_nomfa'."""
+        parts = ['nomiddle'] if not self.middle else []
+        if self.mia != MIA_LAYERS:
+            parts.append('mia_' + ('_'.join(map(str, self.mia)) or 'none'))
+        parts += ['nomfa'] if not self.mfa else []
+        return ''.join(f'_{p}' for p in parts)
+
+    def describe(self):
+        """In words: 'two-stream baseline (no middle modality), MIA after layers 1, 3, no MFA'."""
+        mia = (f'MIA after layer{"s" if len(self.mia) > 1 else ""} {", ".join(map(str, self.mia))}' if self.mia
+               else 'no MIA')
+        return ', '.join(['middle modality' if self.middle else 'two-stream baseline (no middle modality)', mia,
+                          'MFA' if self.mfa else 'no MFA'])
 
 
 class embed_net(nn.Module):
@@ -292,7 +338,8 @@ class embed_net(nn.Module):
         super().__init__()
         if arch != 'resnet50':
             raise ValueError(f"arch {arch!r} is not supported: IFALNet is defined on 'resnet50'")
-        self.middle, self.mia_layers, self.mfa = bool(middle), check_mia(mia), bool(mfa)
+        self.config = Architecture(middle, tuple(mia), mfa)
+        self.middle, self.mia_layers, self.mfa = self.config.middle, self.config.mia, self.config.mfa
         if self.middle:
             # Middle-modality generator (pixel level). Top-level names as in the release's checkpoints.
             self.encode1, self.fc1, self.bn1 = nn.Conv2d(3, 1, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
@@ -331,8 +378,8 @@ class embed_net(nn.Module):
             load_imagenet(stems, self.base_resnet, imagenet_state_dict(pretrained), pretrained)
 
     def architecture(self):
-        """The component switches, as stored in checkpoints: {'middle', 'mia', 'mfa'}."""
-        return {'middle': self.middle, 'mia': list(self.mia_layers), 'mfa': self.mfa}
+        """The component switches, as stored in checkpoints: {'middle', 'mia', 'mfa'} (see Architecture)."""
+        return self.config.as_dict()
 
     @property
     def se_channels(self):

@@ -15,10 +15,12 @@ import re
 
 import numpy as np
 
-from data_manager import SYSU_ARRAYS, check_layout, parse_camera_and_id, read_resized, sysu_train_files
-from flags import add_flag, make_parser
-from outputs import note_removed, remove_stale_temp_files
-from utils import ReIDError, atomic_write, run_main, temp_file_beside, write_error
+from data_manager import DATASETS, SYSU_ARRAYS, check_layout, parse_camera_and_id, read_resized, sysu_train_files
+from ifalnet.atomic import atomic_write, temp_file_beside, write_error
+from ifalnet.flags import add_flag, make_parser
+from ifalnet.interruption import run_main
+from ifalnet.output_paths import note_removed, remove_stale_temp_files
+from utils import ReIDError
 
 
 def relabel(rgb_ids, ir_ids, root):
@@ -84,7 +86,7 @@ def prepare_sysu(data_path, img_h=384, img_w=192):
 
 def main(argv=None):
     parser = make_parser(__doc__.splitlines()[0])
-    add_flag(parser, '--data-path', default='./Datasets/SYSU-MM01/', metavar='DIR', help='SYSU-MM01 root folder')
+    add_flag(parser, '--data-path', default=DATASETS['sysu'].default_path, metavar='DIR', help='SYSU-MM01 root folder')
     args = parser.parse_args(argv)
     prepare_sysu(check_layout('sysu', args.data_path, training=True))
 

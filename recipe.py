@@ -1,22 +1,17 @@
-"""The training engine of train.py (and bench.py): schedule, optimizer, one epoch, run names,
-random states.
+"""The training step of IFALNet: the learning-rate schedule, the optimizer, and one epoch.
 
 `lr_at` / `set_lr` (the release's warm-up and steps), `make_optimizer` (the head at the full rate,
-the rest at 0.1x), `train_epoch` (one pass over the loader with its progress lines), `run_name`
-(the file stem of a run's checkpoints and log; it names the component switches that differ from the
-release's), `keeps_epoch` (which epochs are also kept), and
-the random states an exact resume restores (`gathered_rng`, `restore_rng`, `set_seed`).
+the rest at 0.1x, SGD or Adam), `check_optimizer_state` (a resumed optimizer state that fits), and
+`train_epoch` (one pass over the loader: forward, the loss, backward, with its progress lines and
+the stop of a diverged run). train.py runs the epochs; bench.py times them.
 """
-import random
 import time
 
-import numpy as np
 import torch
 
-import distributed
-from device import autocast, memory_format
-from interrupt import Interrupted
-from flags import COMPONENT_DEFAULTS
+from ifalnet.devices import autocast, memory_format
+from ifalnet.flags import architecture, loss_switches
+from ifalnet.interruption import Interrupted
 from loss import stream_labels, total_loss
 from model import Modal
 from utils import ReIDError
@@ -76,93 +71,6 @@ def set_lr(optimizer, epoch, args):
     return lr
 
 
-def keeps_epoch(epoch, save_epoch):
-    """Whether epoch `epoch` is also saved as <run>_epoch_<epoch>.t: the release's rule, every
-    --save_epoch epochs after the warm-up (epochs 20, 40, ..., 120 by default)."""
-    return epoch > 10 and epoch % save_epoch == 0
-
-
-LAMBDA_1 = 0.7   # the release's TCA weight (flags.add_common_args' default)
-
-
-def component(args, name):
-    """A component switch of `args` (the release's value when `args` has none, as bench.py's)."""
-    return getattr(args, name, COMPONENT_DEFAULTS[name])
-
-
-def components_suffix(args):
-    """The part of the run name that says which component switches (and --lambda_1) differ from the
-    release's: '_nomiddle_mia_1_3_nomfa_pairs_original_id_0.5_lambda_0'; '' for the release's."""
-    parts = []
-    if not component(args, 'middle'):
-        parts.append('nomiddle')
-    if tuple(component(args, 'mia')) != COMPONENT_DEFAULTS['mia']:
-        parts.append('mia_' + ('_'.join(map(str, component(args, 'mia'))) or 'none'))
-    if not component(args, 'mfa'):
-        parts.append('nomfa')
-    if component(args, 'triplet_pairs') != COMPONENT_DEFAULTS['triplet_pairs']:
-        parts.append(f'pairs_{component(args, "triplet_pairs")}')
-    if component(args, 'id_weight') != COMPONENT_DEFAULTS['id_weight']:
-        parts.append(f'id_{component(args, "id_weight")}')
-    if getattr(args, 'lambda_1', LAMBDA_1) != LAMBDA_1:
-        parts.append(f'lambda_{args.lambda_1}')
-    return ''.join(f'_{p}' for p in parts)
-
-
-def run_name(args):
-    name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
-    if args.optim != 'sgd':
-        name += f'_{args.optim}'
-    name += components_suffix(args)
-    if getattr(args, 'select', 'test') == 'val':   # selected on held-out identities (train.py --select val)
-        name += '_val'
-    if args.dataset == 'regdb':
-        name += f'_trial_{args.trial}'
-    return name
-
-
-def rng_state():
-    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
-    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
-             'numpy': (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    random.setstate(state['python'])
-    torch.set_rng_state(state['torch'])
-    keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def gathered_rng():
-    """The random states of every process, for the checkpoint: 'rng' is rank 0's (the one-process
-    format), 'rng_ranks' all of them in rank order when there are several. Every process calls it."""
-    states = distributed.all_gather(rng_state())
-    return {'rng': states[0], 'world_size': len(states), **({'rng_ranks': states} if len(states) > 1 else {})}
-
-
-def restore_rng(ckpt, source):
-    """This process's random states from a checkpoint written by as many processes as this run has."""
-    saved, world = int(ckpt.get('world_size', 1)), distributed.world_size()
-    if saved == world:
-        set_rng_state(ckpt['rng_ranks'][distributed.rank()] if world > 1 else ckpt['rng'])
-    else:
-        print(f'note: {source} was written by {saved} process(es) and this run has {world}: the identity '
-              f'draws follow the {world}-process sequence and the other random streams restart from '
-              f'--seed, so the run will not equal an uninterrupted one', flush=True)
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def diverged(epoch, step, steps, lr, loss, parts):
     """The error that stops a run whose loss is no longer finite, before the weights it broke are saved."""
     detail = ' '.join(f'{k} {float(parts[k]):.4g}' for k in ('id', 'tri', 'tca'))
@@ -182,7 +90,7 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
     lr = set_lr(optimizer, epoch, args)
     loader.batch_sampler.set_epoch(epoch)
     fmt = memory_format(args.channels_last)
-    middle = component(args, 'middle')
+    middle, switches = architecture(args).middle, loss_switches(args)   # the release's for bench.py's args
     net.train()
     sums, correct, total = {'loss': 0.0, 'id': 0.0, 'tri': 0.0, 'tca': 0.0}, 0, 0
     steps, waited, computed = len(loader), 0.0, 0.0
@@ -197,9 +105,8 @@ def train_epoch(net, loader, optimizer, scaler, criteria, epoch, args, device, a
             with autocast(device, amp_dtype):
                 feat, logits = net(v1, v2, t1, t2, Modal.BOTH)
             # The losses run in float32 whatever the network's precision.
-            loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, args.lambda_1,
-                                     middle=middle, pairs=component(args, 'triplet_pairs'),
-                                     id_weight=component(args, 'id_weight'))
+            loss, parts = total_loss(feat.float(), logits.float(), label_v, label_t, *criteria, switches.lambda_1,
+                                     middle=middle, pairs=switches.triplet_pairs, id_weight=switches.id_weight)
             if not torch.isfinite(loss):
                 raise diverged(epoch, step, steps, lr, loss, parts)
             optimizer.zero_grad(set_to_none=True)

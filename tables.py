@@ -4,13 +4,15 @@ mAP and mINP as mean ± std over trials (over seeds with --group-seeds), as Mark
     python tables.py sysu_seed_0.json sysu_seed_1.json --labels "seed 0" "seed 1" --paper
     python tables.py regdb_seed_*_trial_*.json --group-seeds --latex --out regdb.tex
 
-This is the command line; reading, grouping and formatting live in result_tables.py.
+This is the command line; grouping and formatting live in ifalnet/run_comparison.py, reading the
+files in ifalnet/results_file.py.
 """
-from evaluation import SCORES
-from flags import add_flag, make_parser
-from outputs import check_output_file
-from result_tables import table
-from utils import atomic_write, run_main
+from ifalnet.atomic import atomic_write
+from ifalnet.flags import add_flag, make_parser
+from ifalnet.interruption import run_main
+from ifalnet.output_paths import check_output_file
+from ifalnet.run_comparison import table
+from ifalnet.scoring import SCORES
 
 
 def parse_args(argv=None):

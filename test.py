@@ -5,22 +5,25 @@
     python test.py --dataset llcm --resume llcm_..._best.t --results results.json
 
 This is the command line (flags, input checks, the RegDB one-model-per-split loop, tables and
-files); what it computes lives in evaluation.py.
+files); what it computes lives in the ifalnet/ package (feature_bank.py, scoring.py), what it
+prints in ifalnet/report_text.py, the results file in ifalnet/results_file.py.
 """
-import json
-
 import data_manager as dm
-from checkpoint import describe_training, resolve_checkpoint
-from coverage import gaps_warning, test_set_gaps
-from device import autocast_dtype, select_device
-from evaluation import (DEFAULT_TRIALS, Rerank, camera_report, cmc_report, direction, embed, format_cameras,
-                        format_spread, format_table, has_middle, load_model, mean_scores, mean_title, rows_note,
-                        saved_problems, score_trials, std_scores, summarise_trials, trial_title)
-from exporting import exported_pair
-from features import Features, save_features
-from flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
-from outputs import check_output_file
-from utils import ReIDError, atomic_write, loud, run_main
+from ifalnet.checkpoints import describe_training, load_model, resolve_checkpoint
+from ifalnet.deploy import exported_pair
+from ifalnet.devices import autocast_dtype, select_device
+from ifalnet.feature_bank import embed
+from ifalnet.features_file import Features, save_features, saved_problems
+from ifalnet.flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from ifalnet.interruption import run_main
+from ifalnet.output_paths import check_output_file
+from ifalnet.partial_sets import gaps_warning, test_set_gaps
+from ifalnet.report_text import (direction, format_cameras, format_spread, format_table, mean_title, rows_note,
+                                 trial_title)
+from ifalnet.results_file import results_report, write_results
+from ifalnet.scoring import (Rerank, camera_report, cmc_report, has_middle, mean_scores, score_trials, std_scores,
+                             summarise_trials)
+from utils import ReIDError, loud
 
 
 def parse_args(argv=None):
@@ -36,7 +39,7 @@ def parse_args(argv=None):
     add_flag(group, '--results', default=None, metavar='FILE', help='write the scores as JSON here')
     add_flag(group, '--save-features', default=None, metavar='FILE.npz',
              help="write every test image's path, identity, camera, modality and four feature vectors, and "
-                  "each trial's query and gallery, here (see features.py; visualize.py reads it)")
+                  "each trial's query and gallery, here (see docs/evaluation.md; visualize.py reads it)")
     add_flag(group, '--onnx', nargs=2, default=None, metavar=('VISIBLE', 'THERMAL'),
              help="evaluate export.py's files of the visible and the thermal branch (ONNX, or TorchScript) "
                   'instead of a checkpoint')
@@ -78,13 +81,13 @@ def parse_args(argv=None):
 
 
 def parse_trials(text, dataset, flag='--trials'):
+    allowed = dm.dataset_info(dataset).trials
     if text is None:
-        return list(DEFAULT_TRIALS[dataset])
+        return list(allowed)
     try:
         trials = [int(t) for t in text.split(',') if t.strip()]
     except ValueError:
         raise ReIDError(f'{flag} takes comma-separated integers, not {text!r}') from None
-    allowed = DEFAULT_TRIALS[dataset]
     if not trials or any(t not in allowed for t in trials):
         raise ReIDError(f'{flag} for {dataset} must be within {allowed.start}..{allowed.stop - 1}, got {text!r}')
     return trials
@@ -93,11 +96,11 @@ def parse_trials(text, dataset, flag='--trials'):
 def select_trials(args):
     """--trials, or for RegDB `--trial N` (the release's flag for the split): the same as --trials N."""
     if args.trial is not None:
-        if args.dataset != 'regdb':
+        if not dm.dataset_info(args.dataset).split_trials:
             print(f'note: --trial selects a RegDB split; {args.dataset} gallery draws are chosen with --trials, '
                   f'so --trial {args.trial} is ignored')
-        elif args.trials is None or parse_trials(args.trials, 'regdb') == [args.trial]:
-            return parse_trials(str(args.trial), 'regdb', '--trial')
+        elif args.trials is None or parse_trials(args.trials, args.dataset) == [args.trial]:
+            return parse_trials(str(args.trial), args.dataset, '--trial')
         else:
             raise ReIDError(f'--trial {args.trial} and --trials {args.trials} ask for different RegDB splits; '
                             'give one of them')
@@ -107,7 +110,7 @@ def select_trials(args):
 def resolve_checkpoints(resume, model_path, dataset, trials):
     """{trial: checkpoint path}, resolved before anything is embedded. For RegDB, '{trial}' in
     --resume names one checkpoint per split; the missing ones are listed together."""
-    if not (dataset == 'regdb' and '{trial}' in resume):
+    if not (dm.dataset_info(dataset).split_trials and '{trial}' in resume):
         path = resolve_checkpoint(resume, model_path)
         return {trial: path for trial in trials}
     found, missing = {}, []
@@ -126,7 +129,7 @@ def resolve_checkpoints(resume, model_path, dataset, trials):
 
 
 def check_test_set(args, data_path, trials):
-    """The gaps of an incomplete test set (see coverage.py): a loud warning, or with --strict an error."""
+    """The gaps of an incomplete test set (see partial_sets.py): a loud warning, or with --strict an error."""
     gaps = test_set_gaps(args.dataset, data_path, trials, args.mode, args.tvsearch, args.protocol)
     if gaps and args.strict:
         raise ReIDError(f'--strict: the test set in {data_path} is incomplete: ' + '; '.join(gaps))
@@ -154,9 +157,9 @@ def fit_to_checkpoint(net, path, args, trials):
         print(f'warning: testing at {size[0]}x{size[1]} but {path} was trained at {own[0]}x{own[1]}: the scores '
               f'will be lower than the model\'s; leave out --img_h/--img_w to test at its own size', flush=True)
     if info['dataset'] and info['dataset'] != args.dataset:
-        print(f'note: {path} was trained on {dm.DATASET_NAMES[info["dataset"]]}; this is a cross-dataset test on '
-              f'{dm.DATASET_NAMES[args.dataset]}', flush=True)
-    elif args.dataset == 'regdb' and info['trial'] and any(t != info['trial'] for t in trials):
+        print(f'note: {path} was trained on {dm.DATASETS[info["dataset"]].name}; this is a cross-dataset test on '
+              f'{dm.DATASETS[args.dataset].name}', flush=True)
+    elif dm.dataset_info(args.dataset).split_trials and info['trial'] and any(t != info['trial'] for t in trials):
         others = ', '.join(str(t) for t in trials if t != info['trial'])
         print(loud(f'WARNING: {path} was trained on RegDB split {info["trial"]} and is tested on split(s) {others}. '
                    'The ten splits are independent\nrandom halves of the 412 identities, so about half of another '
@@ -172,7 +175,7 @@ def check_test_time_options(args, dataset=None):
     check_counts(args, {'--k1': 1, '--k2': 1})
     if not 0 <= args.lambda_value <= 1:
         raise ReIDError(f'--lambda-value must be within 0..1, got {args.lambda_value}')
-    if dataset not in (None, 'sysu') and (args.gallery, args.shots) != ('random', 1):
+    if dataset is not None and not dm.dataset_info(dataset).gallery_options and (args.gallery, args.shots) != ('random', 1):
         raise ReIDError(f'--gallery and --shots choose SYSU-MM01 galleries; {dataset} has its own test lists')
     if args.from_features and (args.flip or (args.gallery, args.shots) != ('random', 1)):
         raise ReIDError('--flip, --gallery and --shots change what is embedded, so they cannot be used with '
@@ -194,7 +197,7 @@ def embed_and_score(args, trials, rerank, by_camera):
                    workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device),
                    flip=args.flip, gallery=args.gallery, shots=args.shots)
     model = dict(device=device, arch=args.arch, se_channels=args.se_channels, channels_last=args.channels_last)
-    if args.dataset == 'sysu' and args.tvsearch:
+    if dm.dataset_info(args.dataset).modes and args.tvsearch:   # SYSU-MM01 has one direction
         print('note: SYSU-MM01 is always evaluated infrared -> visible; --tvsearch is ignored')
 
     sizes, trained = [], []   # each model's test size (the features file records the first), what it was trained on
@@ -214,7 +217,7 @@ def embed_and_score(args, trials, rerank, by_camera):
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
     titles = {}   # trial -> its problem, for the titles
-    if args.dataset == 'regdb' and '{trial}' in (args.resume or ''):
+    if dm.dataset_info(args.dataset).split_trials and '{trial}' in (args.resume or ''):
         for trial in trials:  # one model per RegDB split
             problems, bank = load_and_embed(checkpoints[trial], [trial])
             titles.update(problems)
@@ -225,7 +228,7 @@ def embed_and_score(args, trials, rerank, by_camera):
                 print(rows_note(args.dataset, problems[trial], has_middle(per_trial[-1])))
             print(format_table(trial_title(args.dataset, trial, problems[trial], args.mode), per_trial[-1]), flush=True)
     else:
-        if args.dataset == 'regdb' and len(trials) > 1:
+        if dm.dataset_info(args.dataset).split_trials and len(trials) > 1:
             print('warning: one checkpoint for every RegDB split; the release trains one model per '
                   "split (put {trial} in --resume to load each split's own)")
         problems, bank = load_and_embed(checkpoints[trials[0]], trials)
@@ -300,7 +303,7 @@ def main(argv=None):
     dataset, mode = setting['dataset'], setting['mode']
     mean, std = mean_scores(per_trial), std_scores(per_trial)
     others = sorted({m['dataset'] for m in setting['trained_on'] or () if m['dataset'] not in (dataset, 'unknown')})
-    cross = f' (model trained on {", ".join(dm.DATASET_NAMES[d] for d in others)})' if others else ''
+    cross = f' (model trained on {", ".join(dm.DATASETS[d].name for d in others)})' if others else ''
     print(format_table(mean_title(dataset, titles, mode, setting['protocol']) + cross, mean), flush=True)
     if len(trials) > 1:
         print(format_spread(f'Spread over {len(trials)} trials: mean ± standard deviation', mean, std), flush=True)
@@ -311,16 +314,9 @@ def main(argv=None):
         for name in cameras or ():
             print(format_cameras(f'{name} per query camera (mean over {len(trials)} trial(s))', cameras, name))
     if args.results:
-        # "mode" (SYSU-MM01's gallery cameras) is kept for every dataset, as the file format has it, and is
-        # null where it means nothing (RegDB, LLCM); the direction is always written.
-        report = {'dataset': dataset, 'mode': mode if dataset == 'sysu' else None,
-                  'direction': direction(dataset, next(iter(titles.values()))), 'tvsearch': setting['tvsearch'],
-                  'protocol': setting['protocol'], 'flip': setting['flip'], 'gallery': setting['gallery'],
-                  'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
-                  'cmc': cmc_report(results), 'per_camera': cameras, 'rerank': rerank._asdict() if rerank else None,
-                  'trained_on': setting['trained_on'], 'checkpoints': setting['checkpoints'],
-                  **({'warnings': gaps} if gaps else {})}
-        atomic_write(args.results, lambda f: f.write(json.dumps(report, indent=2) + '\n'), mode='w')
+        report = results_report(setting, trials, direction(dataset, next(iter(titles.values()))), mean, std,
+                                per_trial, cmc_report(results), cameras, rerank, gaps)
+        write_results(args.results, report)
         print(f'results written to {args.results}')
     return mean
 

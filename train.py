@@ -6,8 +6,8 @@
     torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (see README)
 
 This is the command line and the epoch loop (flags, input checks, validation, checkpoints, log);
-the schedule, optimizer, one epoch and random states live in training.py, the validation in
-evaluation.py.
+the schedule, optimizer and one epoch live in recipe.py, a run's files and random states in
+ifalnet/runs.py, the validation in ifalnet/feature_bank.py and ifalnet/scoring.py.
 """
 import contextlib
 import os
@@ -16,23 +16,25 @@ import time
 import numpy as np
 import torch
 
-import distributed
-import heldout
-from checkpoint import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint, refuse_nonfinite,
-                        resolve_checkpoint, save_checkpoint)
 from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
-from data_manager import SECOND_MODALITY, check_layout, check_sysu_prepared
-from device import autocast_dtype, memory_format
-from evaluation import embed, embed_problems, format_table, score_trials, summarise_trials, trial_title
-from flags import COMPONENT_DEFAULTS, add_common_args, add_flag, check_counts, make_parser, resolve_data_path
-from interrupt import Interrupted, located
+from data_manager import check_layout, check_sysu_prepared, dataset_info
+from ifalnet import ddp, val_selection
+from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint,
+                                 refuse_nonfinite, resolve_checkpoint, save_checkpoint)
+from ifalnet.devices import autocast_dtype, memory_format
+from ifalnet.feature_bank import embed, embed_problems
+from ifalnet.flags import (add_common_args, add_flag, architecture, check_counts, component_defaults, make_parser,
+                           resolve_data_path)
+from ifalnet.interruption import Interrupted, located, quiet_worker, run_main
+from ifalnet.output_paths import check_output_dir, tee_stdout
+from ifalnet.report_text import format_table, trial_title
+from ifalnet.runs import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume, restore_rng, resume_hint,
+                          run_stem, set_seed)
+from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
-from outputs import check_output_dir, tee_stdout
-from runs import check_run_name, claim, resolve_resume, resume_hint, run_stem
-from training import (check_optimizer_state, gathered_rng, keeps_epoch, make_optimizer, restore_rng, set_seed,
-                      train_epoch, warmup_warning)
-from utils import ReIDError, plural, run_main
+from recipe import check_optimizer_state, make_optimizer, train_epoch, warmup_warning
+from utils import ReIDError, plural
 
 
 def parse_args(argv=None):
@@ -54,7 +56,7 @@ def parse_args(argv=None):
     add_flag(group, '--select', default='test', choices=('test', 'val'),
              help="what picks <run>_best.t: 'test' (the release's: Rank-1 on gallery trial 0 of the test set) or "
                   "'val' (Rank-1 on identities held out of training: SYSU-MM01's exp/val_id.txt ids, RegDB and "
-                  'LLCM --val-ids of the training identities; the test set is not read; see heldout.py)')
+                  'LLCM --val-ids of the training identities; the test set is not read; see val_selection.py)')
     add_flag(group, '--val-ids', default=None, type=int, metavar='N',
              help='with --select val on RegDB or LLCM: hold out N training identities, drawn with a fixed seed '
                   '(default: 10%% of them)')
@@ -65,7 +67,7 @@ def parse_args(argv=None):
     add_flag(group, '--sync-bn', action='store_true',
              help='BatchNorm statistics over the batches of all processes (SyncBatchNorm, CUDA only); '
                   'default: per process, over the release batch, as on one GPU')
-    add_flag(group, '--dist-backend', default='auto', choices=distributed.BACKENDS,
+    add_flag(group, '--dist-backend', default='auto', choices=ddp.BACKENDS,
              help='torch.distributed backend: auto = nccl on CUDA, gloo on the CPU')
     add_flag(group, '--dist-timeout', default=60, type=float, metavar='MINUTES',
              help="how long a process waits for the others (it must cover rank 0's validation and "
@@ -74,11 +76,11 @@ def parse_args(argv=None):
 
 def validate(net, data_path, epoch, args, device, amp_dtype=None, selection=None):
     """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol, or with
-    `selection` (--select val, a heldout.Selection) on the held-out identities."""
+    `selection` (--select val, a val_selection.Selection) on the held-out identities."""
     options = dict(img_h=args.img_h, img_w=args.img_w, batch_size=args.test_batch, workers=args.workers,
                    channels_last=args.channels_last, amp_dtype=amp_dtype)
     if selection is None:
-        trial = args.trial if args.dataset == 'regdb' else 0
+        trial = args.trial if dataset_info(args.dataset).split_trials else 0
         problems, bank = embed(net, args.dataset, data_path, [trial], device, mode=args.mode, tvsearch=args.tvsearch,
                                protocol='release', **options)
         title = f'Validation after epoch {epoch}: {trial_title(args.dataset, trial, problems[trial], args.mode)}'
@@ -86,7 +88,7 @@ def validate(net, data_path, epoch, args, device, amp_dtype=None, selection=None
         problems = {0: selection.problem}
         bank = embed_problems(net, args.dataset, problems, device, **options)
         title = (f'Validation on the held-out identities after epoch {epoch}: '
-                 f'{heldout.title(args.dataset, selection, args.mode)}')
+                 f'{val_selection.title(args.dataset, selection, args.mode)}')
     (trial, raw), = score_trials(problems, bank)
     print(format_table(title, summarise_trials([(trial, raw)])[0]), flush=True)
     return raw['ALL']
@@ -104,11 +106,13 @@ def check_inputs(args):
     """Refuse bad input before anything is written, the log file included: counts, the data root
     and its layout, the RegDB split, the output folders, the run name, the checkpoint to resume (its
     class count, weights and optimizer state), the ImageNet weights file and, with --select val, the
-    held-out identities. Returns the checkpoint to resume (or None) and the heldout.Selection (or None)."""
+    held-out identities. Returns the checkpoint to resume (or None) and the val_selection.Selection (or None)."""
     check_counts(args, {'--epochs': 1, '--warmup-epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
                         '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
-    if args.dataset == 'regdb' and not 1 <= args.trial <= 10:
-        raise ReIDError(f'--trial {args.trial}: RegDB splits are 1..10')
+    splits = dataset_info(args.dataset).trials
+    if dataset_info(args.dataset).split_trials and args.trial not in splits:
+        raise ReIDError(f'--trial {args.trial}: {dataset_info(args.dataset).name} splits are '
+                        f'{splits.start}..{splits.stop - 1}')
     args.data_path = check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path),
                                   trials=[args.trial], training=True, test=args.select == 'test')
     if args.dataset == 'sysu':
@@ -130,22 +134,13 @@ def check_inputs(args):
 
 
 def check_selection(args):
-    """--select val: the held-out identities and their validation problem (a heldout.Selection);
+    """--select val: the held-out identities and their validation problem (a val_selection.Selection);
     --select test: None."""
     if args.select != 'val':
         if args.val_ids is not None:
             raise ReIDError(f'--val-ids {args.val_ids} applies to --select val only')
         return None
-    return heldout.selection(args.dataset, args.data_path, args.trial, args.val_ids, args.mode, args.batch_size)
-
-
-# Arguments the arguments line leaves out at these values (the release's run prints what it always did).
-QUIET_DEFAULTS = {**COMPONENT_DEFAULTS, 'select': 'test', 'val_ids': None}
-
-
-def architecture(args):
-    """The network the component switches ask for, as `embed_net.architecture()` gives it."""
-    return {'middle': args.middle, 'mia': sorted(args.mia), 'mfa': args.mfa}
+    return val_selection.selection(args.dataset, args.data_path, args.trial, args.val_ids, args.mode, args.batch_size)
 
 
 def check_components(args):
@@ -162,7 +157,9 @@ def arguments_line(args):
     """The log's arguments line: every argument, except the component switches and the model selection
     left at the release's value (so the release's run prints the line it always did, and an ablation
     shows its switches)."""
-    shown = {k: v for k, v in vars(args).items() if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]}
+    # Left out at these values, so that the release's run prints the line it always did.
+    quiet = {**component_defaults(), 'select': 'test', 'val_ids': None}
+    shown = {k: v for k, v in vars(args).items() if k not in quiet or v != quiet[k]}
     return 'arguments: ' + ' '.join(f'{k}={v}' for k, v in sorted(shown.items()))
 
 
@@ -184,10 +181,9 @@ def check_resume(args, n_class, selection=None):
     if model_args['class_num'] != n_class:
         raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
                         f'training set has {n_class}')
-    saved = checkpoint_architecture(ckpt)
-    if saved != architecture(args):
-        differ = ', '.join(f'{k} {saved[k]} (this run: {architecture(args)[k]})' for k in saved
-                           if saved[k] != architecture(args)[k])
+    saved, asked = checkpoint_architecture(ckpt), architecture(args).as_dict()
+    if saved != asked:
+        differ = ', '.join(f'{k} {saved[k]} (this run: {asked[k]})' for k in saved if saved[k] != asked[k])
         raise ReIDError(f'{args.resume} holds another network than the component switches ask for: {differ}; '
                         'resume with the switches it was trained with (--middle/--no-middle, --mia, --mfa/--no-mfa)')
     refuse_nonfinite(ckpt['net'], args.resume)
@@ -202,15 +198,15 @@ def main(argv=None):
     log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{name}_os.txt')
     # Under torchrun only rank 0 claims the run's files, prints and writes the log (errors still
     # reach stderr).
-    with claim(args, name) if distributed.is_main() else contextlib.nullcontext():
-        with tee_stdout(log_file) if distributed.is_main() else silenced_stdout():
+    with claim(args, name) if ddp.is_main() else contextlib.nullcontext():
+        with tee_stdout(log_file) if ddp.is_main() else silenced_stdout():
             try:
                 train(args, ckpt, selection)
             except Interrupted as err:
                 err.hint = resume_hint(args.model_path, name)
                 raise
             finally:
-                distributed.cleanup()
+                ddp.cleanup()
 
 
 @contextlib.contextmanager
@@ -224,8 +220,8 @@ def train(args, ckpt=None, selection=None):
     --select val, both read and checked by `check_inputs`."""
     name = run_stem(args)
     print(arguments_line(args), flush=True)
-    device = distributed.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
-    world, rank = distributed.world_size(), distributed.rank()
+    device = ddp.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
+    world, rank = ddp.world_size(), ddp.rank()
     amp_dtype = autocast_dtype(args.amp, device)
     if warmup_warning(args):
         print(warmup_warning(args), flush=True)
@@ -235,13 +231,13 @@ def train(args, ckpt=None, selection=None):
     if selection is None and args.select == 'val':
         selection = check_selection(args)
     if selection is not None:
-        print(heldout.describe(args.dataset, selection.held, selection.problem), flush=True)
+        print(val_selection.describe(args.dataset, selection.held, selection.problem), flush=True)
     start = time.time()
     trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial,
                                selection.held.labels if selection else ())
     n_class = len(np.unique(trainset.train_color_label))
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
-          f'{len(trainset.train_thermal_label)} {SECOND_MODALITY[args.dataset]} images, loaded in '
+          f'{len(trainset.train_thermal_label)} {dataset_info(args.dataset).second_modality} images, loaded in '
           f'{time.time() - start:.1f}s', flush=True)
     # One process: identities from numpy's global generator (the release's stream). Several: every
     # process draws the same sequence from seed + epoch and takes its own block of each step.
@@ -256,9 +252,9 @@ def train(args, ckpt=None, selection=None):
     if args.resume and ckpt is None:
         ckpt = check_resume(args, n_class, selection)
     pretrained = 'none' if ckpt is not None else args.pretrained   # a checkpoint replaces every weight
-    with distributed.local_main_first():   # one ImageNet download per node
+    with ddp.local_main_first():   # one ImageNet download per node
         net = embed_net(n_class, arch=args.arch, pretrained=pretrained, working_se=args.se == 'working',
-                        **architecture(args))
+                        **architecture(args).as_dict())
     net = net.to(device, memory_format=memory_format(args.channels_last))
     optimizer = make_optimizer(net, args)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -292,11 +288,11 @@ def train(args, ckpt=None, selection=None):
         # Fixed once and stored in every checkpoint, so testing on another device uses the same channels.
         se_channels = net.SEnet.set_channels(se_channels)
         print(f'middle-modality channels (release squeeze-excitation): {",".join(map(str, se_channels))}')
-    loader = make_train_loader(trainset, batches, args.workers, device)
-    trained = distributed.wrap_model(net, device, args.sync_bn)   # `net` itself for one process
+    loader = make_train_loader(trainset, batches, args.workers, device, worker_init_fn=quiet_worker)
+    trained = ddp.wrap_model(net, device, args.sync_bn)   # `net` itself for one process
 
     os.makedirs(args.model_path, exist_ok=True)
-    writer = open_tensorboard(os.path.join(args.vis_log_path, name)) if distributed.is_main() else None
+    writer = open_tensorboard(os.path.join(args.vis_log_path, name)) if ddp.is_main() else None
     criteria = (OriTripletLoss(args.batch_size * args.num_pos, args.margin), TcaLoss())
     for epoch in range(start_epoch, args.epochs):
         with located(f'epoch {epoch}, after its last step'):   # where a signal stopped it
@@ -306,11 +302,11 @@ def train(args, ckpt=None, selection=None):
             refuse_nonfinite(net.state_dict(), f'training diverged: after epoch {epoch}',
                              '; nothing of this epoch is saved (the last _last.t, if any, is the last good state); '
                              'lower --lr')
-            validated = epoch > 0 and distributed.is_main()
+            validated = epoch > 0 and ddp.is_main()
             cmc, mAP, mINP = (validate(net, data_path, epoch, args, device, amp_dtype, selection) if validated
                               else (None, None, None))
             rng = gathered_rng()   # the other processes wait here while rank 0 validates
-            if not distributed.is_main():
+            if not ddp.is_main():
                 continue   # rank 0 alone saves and logs; the others meet it again in the next step
 
             # _best.t and _epoch_N.t hold the model and its scores, as the release's checkpoints do;
@@ -333,7 +329,7 @@ def train(args, ckpt=None, selection=None):
                 if cmc is not None:
                     writer.add_scalar('val/rank1', cmc[0], epoch)
                     writer.add_scalar('val/mAP', mAP, epoch)
-    distributed.barrier()   # every process ends after rank 0 has written its last checkpoint
+    ddp.barrier()   # every process ends after rank 0 has written its last checkpoint
     if best['epoch'] >= 0:
         print(f'best Rank-1 {100 * best["rank1"]:.2f}% (mAP {100 * best["mAP"]:.2f}%) at epoch {best["epoch"]}')
     if writer is not None:

@@ -3,10 +3,12 @@
 Owns the format of ours and of the release's: `read_checkpoint` (weights_only, with the numpy
 objects a release checkpoint pickles allowed and nothing else), `save_checkpoint` (atomic),
 `resolve_checkpoint` (a path or a name under --model_path), the model arguments a checkpoint
-implies (`checkpoint_model_args`, with its component switches `checkpoint_architecture`), what it was trained on (`trained_on`, `describe_training`)
-and the training arguments it stores (`training_args`),
-and `load_state`, which drops the release's unused weights and refuses any other difference with
-a list of what differs; `refuse_nonfinite` refuses weights that hold NaN or inf.
+implies (`checkpoint_model_args`, with its component switches `checkpoint_architecture`), what it
+was trained on (`trained_on`, `describe_training`) and the training arguments it stores
+(`training_args`); `load_state`, which drops the release's unused weights and refuses any other
+difference with a list of what differs; `load_checkpoint` (a file into a network) and `load_model`
+(the network a checkpoint holds, ready to evaluate); `refuse_nonfinite` refuses weights that hold
+NaN or inf.
 """
 import json
 import os
@@ -17,8 +19,11 @@ import warnings
 import numpy as np
 import torch
 
-from data_manager import DATASET_NAMES
-from utils import ReIDError, atomic_write
+from data_manager import DATASETS, dataset_info
+from ifalnet.atomic import atomic_write
+from ifalnet.devices import memory_format
+from model import Architecture, embed_net
+from utils import ReIDError
 
 # Weights the release stores but its forward pass never reads: layer1-4 of each of the four stems,
 # the body's own stem, and the conv_narrow pair of the layer3 MIA. Our model does not create them.
@@ -89,22 +94,14 @@ def refuse_nonfinite(state, source, advice=': the training that wrote it diverge
                         f'({shown}){advice}')
 
 
-FULL_ARCHITECTURE = {'middle': True, 'mia': [1, 2, 3], 'mfa': True}   # the release's network
-
-
 def checkpoint_architecture(ckpt, source='checkpoint'):
-    """The component switches a checkpoint's network was built with (`embed_net.architecture()`,
+    """The component switches a checkpoint's network was built with (`model.Architecture.as_dict()`,
     stored by train.py as 'architecture'); a checkpoint without them (the release's, older ones) is
     the full model."""
     arch = ckpt.get('architecture')
-    if arch is None:
-        return dict(FULL_ARCHITECTURE)
     try:
-        mia = sorted(int(i) for i in arch['mia'])
-        if not set(mia) <= {1, 2, 3} or len(set(mia)) != len(mia):
-            raise ValueError(mia)
-        return {'middle': bool(arch['middle']), 'mia': mia, 'mfa': bool(arch['mfa'])}
-    except (KeyError, TypeError, ValueError):
+        return Architecture.from_dict(arch).as_dict()
+    except ValueError:
         raise ReIDError(f'{source}: its "architecture" entry {arch!r} is not one train.py writes '
                         "({'middle': bool, 'mia': [layers among 1, 2, 3], 'mfa': bool}): a damaged checkpoint") from None
 
@@ -128,7 +125,8 @@ def trained_on(ckpt):
     args = ckpt.get('args') if isinstance(ckpt.get('args'), dict) else {}
     dataset = args.get('dataset')
     held_out = {'held_out': len(ckpt['held_out'])} if ckpt.get('held_out') else {}
-    return {'dataset': dataset, 'trial': args.get('trial') if dataset == 'regdb' else None,
+    split = dataset in DATASETS and dataset_info(dataset).split_trials   # RegDB: the split it was trained on
+    return {'dataset': dataset, 'trial': args.get('trial') if split else None,
             'img_h': args.get('img_h'), 'img_w': args.get('img_w'), 'epoch': ckpt.get('epoch'), **held_out}
 
 
@@ -144,7 +142,7 @@ def training_args(ckpt):
 def describe_training(info):
     """`trained_on` in words: 'dataset RegDB split 2, 64x32 images, epoch 9'."""
     unknown = 'unknown'
-    dataset = DATASET_NAMES.get(info['dataset'], unknown) + (f' split {info["trial"]}' if info['trial'] else '')
+    dataset = (DATASETS[info['dataset']].name if info['dataset'] in DATASETS else unknown) + (f' split {info["trial"]}' if info['trial'] else '')
     size = f'{info["img_h"]}x{info["img_w"]} images' if info['img_h'] and info['img_w'] else f'image size {unknown}'
     epoch = f'epoch {info["epoch"]}' if info['epoch'] is not None and info['epoch'] >= 0 else (
         'untrained (epoch -1)' if info['epoch'] is not None else f'epoch {unknown}')
@@ -195,3 +193,40 @@ def resolve_checkpoint(resume, model_path, trial=None):
         if os.path.isdir(candidate):
             raise ReIDError(f'{candidate} is a folder; expected a checkpoint file')
     raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')
+
+
+def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):
+    """The network of checkpoint `path` on `device`. The release squeeze-excitation's channels are
+    `se_channels` if given, else the ones the checkpoint stores, else (a release checkpoint) the
+    topk tie order of `device`; they are printed."""
+    ckpt = read_checkpoint(path)
+    refuse_nonfinite(ckpt['net'], path)
+    net = embed_net(arch=arch, **checkpoint_model_args(ckpt, path))
+    load_state(net, ckpt['net'], path)
+    epoch = ckpt.get('epoch')
+    print(f'loaded {path}' + (f' (epoch {epoch})' if epoch is not None else ''), flush=True)
+    net = net.to(device, memory_format=memory_format(channels_last))
+    net.trained_on = trained_on(ckpt)   # what test.py checks against what it is asked to test
+    net.training_args = training_args(ckpt)   # recorded in test.py's results file (tables.py groups runs by them)
+    stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
+    if not net.middle:
+        if se_channels:
+            raise ReIDError(f'--se-channels chooses middle-modality channels; {path} is a network without the '
+                            'middle modality (trained with --no-middle)')
+        print(f'network: {net.config.describe()}', flush=True)
+        return net
+    if net.config != Architecture():
+        print(f'network: {net.config.describe()}', flush=True)
+    if not net.SEnet.constant:
+        if se_channels:
+            raise ReIDError(f'--se-channels applies to the release squeeze-excitation only; {path} has the '
+                            'working one, which picks its channels per sample')
+        return net
+    if se_channels and stored and tuple(se_channels) != stored:
+        print(f'warning: {path} was trained with middle-modality channels {",".join(map(str, stored))}; '
+              f'using --se-channels {",".join(map(str, se_channels))} instead')
+    channels = net.SEnet.set_channels(se_channels or stored)
+    source = ('--se-channels' if se_channels else 'stored in the checkpoint' if stored
+              else "this device's torch.topk tie order; the checkpoint stores none")
+    print(f'middle-modality channels: {",".join(map(str, channels))} ({source})', flush=True)
+    return net

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from device import select_device
+from ifalnet.devices import select_device
 from utils import ReIDError
 
 BACKENDS = ('auto', 'nccl', 'gloo')

@@ -13,7 +13,7 @@
   file's metadata;
 - `Exported` runs such a file with onnxruntime or torch.jit (format told from the file),
   `check` compares it with the PyTorch model, and `ExportedNet` is a pair of them called the way
-  evaluation.FeatureBank calls the network (test.py --onnx, bench.py's exported row).
+  feature_bank.FeatureBank calls the network (test.py --onnx, bench.py's exported row).
 
 onnx and onnxruntime are optional (requirements-export.txt); TorchScript needs nothing more.
 """
@@ -30,11 +30,10 @@ from torch import nn
 
 from data_loader import test_transform
 from model import Modal
-from synthetic import render_identity
+from ifalnet.toy_datasets import render_identity
 from utils import ReIDError
 
 FORMATS = ('onnx', 'torchscript')
-MODALITIES = {'visible': Modal.VISIBLE, 'thermal': Modal.THERMAL}
 INPUT, OUTPUTS = 'image', ('features', 'embedding')
 TOLERANCE = 1e-4            # largest |embedding difference| an export may have from the PyTorch model
 DEFAULT_OPSET = 17
@@ -132,7 +131,7 @@ class Exported:
             raise ReIDError(f'cannot read {self.path} as an exported IFALNet (ONNX or TorchScript): {err}') from err
         if self.metadata.get('kind') != KIND:
             raise ReIDError(f'{self.path} was not written by export.py (no IFALNet metadata)')
-        self.modal = MODALITIES[self.metadata['modality']]
+        self.modal = Modal.named(self.metadata['modality'])
         self.img_h, self.img_w = self.metadata['img_h'], self.metadata['img_w']
         # Files of a network without the middle modality say so (older files: the full network).
         self.middle = bool(self.metadata.get('architecture', {}).get('middle', True))
@@ -179,7 +178,7 @@ def check(embedder, exported, batches):
 
 
 class ExportedNet:
-    """A visible and a thermal exported file, called as evaluation.FeatureBank calls IFALNet:
+    """A visible and a thermal exported file, called as feature_bank.FeatureBank calls IFALNet:
     `net(x, x, x, x, modal)` -> (pool, bn) features, each (2B, 2048) as [original; middle]."""
 
     def __init__(self, visible, thermal):
@@ -191,7 +190,7 @@ class ExportedNet:
         return self
 
     def architecture(self):
-        """What evaluation.FeatureBank asks a network: whether it has the middle modality."""
+        """What feature_bank.FeatureBank asks a network: whether it has the middle modality."""
         return {'middle': self.middle}
 
     def __call__(self, x1_1, x1_2, x2_1, x2_2, modal):

@@ -21,8 +21,8 @@ An uncompressed numpy .npz without pickled objects (`np.load(path)` reads it):
 A row is one image as embedded by one model: an image shared by several trials of one model is
 stored once; RegDB with one model per split ({trial} in --resume) stores each split's own rows.
 test.py scores a trial from `rows(query_<t>)` and `rows(gallery_<t>)` in float64 with
-`evaluation.score_similarities(q, g, meta["llcm_pool_quirk"])` and the dataset's metric
-(`test.py --from-features FILE` does it).
+`scoring.score_similarities(q, g, meta["llcm_pool_quirk"])` and the dataset's metric
+(`test.py --from-features FILE` does it: `saved_problems` and `SavedBank`).
 """
 import json
 import os
@@ -30,12 +30,17 @@ import zipfile
 
 import numpy as np
 
-from utils import ReIDError, atomic_write
+from data_manager import dataset_info
+from ifalnet.atomic import atomic_write
+from ifalnet.problems import ImageSet, problem
+from utils import ReIDError
 
 KIND = 'ifalnet-features'
 VERSION = 1
-FEATURES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
-ORIGINAL_FEATURES = ('pool_ori', 'bn_ori')   # a network without the middle modality has only these
+# The four vectors of an image, in the order of the feature bank's rows and of the export's `features`
+# output; a network without the middle modality (train.py --no-middle) has the original two.
+FEATURE_NAMES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
+ORIGINAL_FEATURES = ('pool_ori', 'bn_ori')
 NO_CAMERA = -1
 META_KEYS = ('dataset', 'mode', 'protocol', 'tvsearch', 'data_root', 'img_h', 'img_w', 'arch',
              'llcm_pool_quirk', 'checkpoints', 'trials', 'trial_models')
@@ -53,12 +58,12 @@ def feature_arrays(runs, data_path, meta):
     root = os.path.abspath(data_path)
     rows = {}                                   # (model, modality, path) -> row
     columns = {name: [] for name in ('path', 'identity', 'camera', 'modality', 'model')}
-    blocks = {}   # feature name -> blocks of rows (FEATURES, or ORIGINAL_FEATURES without the middle modality)
+    blocks = {}   # feature name -> blocks of rows (FEATURE_NAMES, or ORIGINAL_FEATURES without the middle modality)
     arrays = {}
     for model, (_, problems, bank) in enumerate(runs):
-        for trial, problem in problems.items():
+        for trial, pr in problems.items():
             for side in ('query', 'gallery'):
-                images = getattr(problem, side)
+                images = getattr(pr, side)
                 new = [i for i, p in enumerate(images.paths) if (model, images.modal, p) not in rows]
                 if new:
                     cams = None if images.cams is None else np.asarray(images.cams)[new]
@@ -137,7 +142,7 @@ class Features:
             raise ReIDError(f'{self.source}: "meta" lacks {", ".join(absent)}: a damaged features file')
         trial_keys = [f'{side}_{t}' for t in meta['trials'] for side in ('query', 'gallery')]
         # A network without the middle modality (train.py --no-middle) gives the original features only.
-        names = FEATURES if any(k in arrays for k in ('pool_mid', 'bn_mid')) else ORIGINAL_FEATURES
+        names = FEATURE_NAMES if any(k in arrays for k in ('pool_mid', 'bn_mid')) else ORIGINAL_FEATURES
         missing = [k for k in ('path', 'identity', 'camera', 'modality', 'model', *names, *trial_keys)
                    if k not in arrays]
         if missing:
@@ -173,3 +178,31 @@ class Features:
 
     def image_path(self, row, data_root=None):
         return os.path.join(data_root or self.meta['data_root'], str(self.path[row]))
+
+
+class SavedBank:
+    """The feature bank of a features file (features.Features): the ImageSets of `saved_problems`
+    name rows of the file instead of image paths, and `get` reads those rows."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def get(self, image_set):
+        return self.features.rows(np.asarray(image_set.paths, dtype=np.int64))
+
+
+def saved_problems(features, trials):
+    """`{trial: Problem}` and a SavedBank that score the trials of a features file exactly as the
+    run that wrote it did: the same query and gallery rows in the same order, the same features."""
+    quirk = bool(features.meta['llcm_pool_quirk'])
+    cameras = dataset_info(features.dataset).has_cameras
+
+    def image_set(trial, side):
+        rows = features.side(trial, side)
+        modal = {int(m) for m in features.modality[rows]}
+        if len(modal) != 1:
+            raise ReIDError(f'{features.source}: the {side} of trial {trial} mixes network branches: a damaged file')
+        return ImageSet(rows.tolist(), features.identity[rows], features.camera[rows] if cameras else None, modal.pop())
+
+    problems = {t: problem(features.dataset, image_set(t, 'query'), image_set(t, 'gallery'), quirk) for t in trials}
+    return problems, SavedBank(features)

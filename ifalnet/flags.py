@@ -2,16 +2,28 @@
 
 `make_parser` (defaults shown in --help), `add_flag` (each flag also takes its other spelling,
 "-" and "_" swapped), `add_common_args` (the release's flags that train.py and test.py share),
-their value parsers (`str2bool`, `parse_se_channels`) and the checks made right after parsing
-(`check_counts`, `resolve_data_path`).
+`add_component_args` (train.py's ablation switches, from the records `model.Architecture` and
+`loss.LossSwitches`), their value parsers (`str2bool`, `parse_mia`, `parse_se_channels`), the checks
+made right after parsing (`check_counts`, `resolve_data_path`), and which training arguments are
+bookkeeping (`BOOKKEEPING`). The records of model.py and loss.py (and with them torch) are imported
+only where they are read, so a script that runs no network parses its flags without torch.
 """
 import argparse
+import dataclasses
 import difflib
 import os
 
+from data_manager import DATASETS
 from utils import ReIDError
 
-DEFAULT_DATA_PATHS = {'sysu': './Datasets/SYSU-MM01/', 'regdb': './Datasets/RegDB/', 'llcm': './Datasets/LLCM/'}
+# The two network branches as the command lines name them (model.Modal.named): every dataset's
+# infrared images go through the thermal branch.
+MODALITIES = ('visible', 'thermal')
+# Training arguments that name where a run's files go, which device ran it, how it logged, or that it
+# was resumed: not part of what is trained, so runs that differ in them alone are one configuration
+# (train.py's refusal of an existing run, tables.py's rows).
+BOOKKEEPING = ('run_name', 'resume', 'model_path', 'log_path', 'vis_log_path', 'data_path', 'gpu', 'workers',
+               'test_batch', 'print_freq', 'overwrite', 'dist_timeout', 'dist_backend', 'save_epoch')
 
 
 def str2bool(text):
@@ -79,10 +91,9 @@ def add_flag(parser, name, **kwargs):
 def add_common_args(parser, training=False):
     """The release's flags, shared by train.py and test.py (same names and defaults)."""
     data = parser.add_argument_group('data')
-    add_flag(data, '--dataset', default='sysu', choices=('sysu', 'regdb', 'llcm'), help='dataset name')
+    add_flag(data, '--dataset', default='sysu', choices=tuple(DATASETS), help='dataset name')
     add_flag(data, '--data-path', default=None, metavar='DIR',
-             help='dataset root (default: ./Datasets/SYSU-MM01/, ./Datasets/RegDB/ or ./Datasets/LLCM/, '
-                  'by --dataset)')
+             help=f'dataset root (default: {", ".join(d.default_path for d in DATASETS.values())}, by --dataset)')
     add_flag(data, '--mode', default='all', choices=('all', 'indoor'),
              help='SYSU-MM01 search mode: gallery cameras 1, 2, 4, 5 (all) or 1, 2 (indoor)')
     add_flag(data, '--tvsearch', type=str2bool, nargs='?', const=True, default=False, metavar='True|False',
@@ -155,53 +166,69 @@ def add_common_args(parser, training=False):
     return parser
 
 
-# The component switches of train.py and their defaults, the release's network and loss.
-COMPONENT_DEFAULTS = {'middle': True, 'mia': (1, 2, 3), 'mfa': True, 'triplet_pairs': 'all', 'id_weight': 1.0}
+def component_defaults():
+    """train.py's component switches and their defaults, the release's network and loss: the fields of
+    the records model.Architecture and loss.LossSwitches (but --lambda_1, the TCA weight, a release flag)."""
+    from loss import LossSwitches
+    from model import Architecture
+    return {f.name: f.default for record in (Architecture, LossSwitches) for f in dataclasses.fields(record)
+            if f.name != 'lambda_1'}
 
 
 def add_component_args(parser):
     """train.py's component switches for ablations (defaults: the release's network and loss); the
     architecture ones are stored in the checkpoint, from which test.py rebuilds the network."""
+    from loss import TRIPLET_PAIRS
+    defaults = component_defaults()
     group = parser.add_argument_group("components (ablations; default: the release's network and loss)")
-    add_flag(group, '--middle', action=argparse.BooleanOptionalAction, default=True,
+    add_flag(group, '--middle', action=argparse.BooleanOptionalAction, default=defaults['middle'],
              help='the middle-modality generator and its two stems; --no-middle: the two-stream baseline '
                   '(visible and thermal stems, shared body, BN neck, as AGW), which needs --lambda_1 0')
-    add_flag(group, '--mia', default=(1, 2, 3), type=parse_mia, metavar='1,2,3|none',
+    add_flag(group, '--mia', default=defaults['mia'], type=parse_mia, metavar='1,2,3|none',
              help='the body layers followed by modality interactive attention (any of 1, 2, 3, or none); '
-                  'the cross-layer residual runs between MIAs of consecutive layers (default: 1,2,3)')
-    add_flag(group, '--mfa', action=argparse.BooleanOptionalAction, default=True,
+                  'the cross-layer residual runs between MIAs of consecutive layers (default: '
+                  f'{",".join(map(str, defaults["mia"]))})')
+    add_flag(group, '--mfa', action=argparse.BooleanOptionalAction, default=defaults['mfa'],
              help='multi-scale feature aggregation after layer3')
-    add_flag(group, '--triplet-pairs', default='all', choices=('all', 'original'),
+    add_flag(group, '--triplet-pairs', default=defaults['triplet_pairs'], choices=TRIPLET_PAIRS,
              help='stream pairs of the triplet loss: all = (v, t), (v, t_mid), (v_mid, t), (v_mid, t_mid), the '
                   "release's; original = visible-infrared originals (v, t) only")
-    add_flag(group, '--id-weight', default=1.0, type=float, help='weight of the identity loss')
+    add_flag(group, '--id-weight', default=defaults['id_weight'], type=float,
+             help='weight of the identity loss')
 
 
 def parse_mia(text):
-    """--mia 1,2,3 (any subset of the body layers 1, 2, 3) or none -> a sorted tuple."""
+    """--mia 1,2,3 (any subset of the body layers 1, 2, 3) or none -> a sorted tuple (checked by
+    model.Architecture)."""
+    from model import Architecture
     value = text.strip().lower()
     if value in ('none', ''):
         return ()
     try:
-        layers = [int(i) for i in value.split(',')]
+        return Architecture(mia=tuple(int(i) for i in value.split(','))).mia
     except ValueError:
-        layers = None
-    if layers is None or len(set(layers)) != len(layers) or not all(i in (1, 2, 3) for i in layers):
         raise argparse.ArgumentTypeError(f"expected distinct body layers among 1, 2, 3 such as 1,2,3 or 2,3, or 'none'; "
-                                         f'got {text!r}')
-    return tuple(sorted(layers))
+                                         f'got {text!r}') from None
 
 
-def changed_components(args):
-    """The component switches of `args` that differ from the release's, as {name: value}."""
-    return {k: getattr(args, k) for k, default in COMPONENT_DEFAULTS.items()
-            if hasattr(args, k) and getattr(args, k) != default}
+def architecture(args):
+    """The network train.py's component switches ask for (a model.Architecture; the release's where
+    `args` has no switches)."""
+    from model import Architecture
+    return Architecture(*(getattr(args, f.name, f.default) for f in dataclasses.fields(Architecture)))
+
+
+def loss_switches(args):
+    """The loss train.py's flags ask for (a loss.LossSwitches; the release's where `args` has no switches,
+    as bench.py's)."""
+    from loss import LossSwitches
+    return LossSwitches(*(getattr(args, f.name, f.default) for f in dataclasses.fields(LossSwitches)))
 
 
 def resolve_data_path(dataset, data_path):
     """--data-path, or the dataset's default root; refuses a path that is not a folder, saying
     whether it was given or the default."""
-    path = data_path or DEFAULT_DATA_PATHS[dataset]
+    path = data_path or DATASETS[dataset].default_path
     if not os.path.isdir(path):
         problem = 'is a file, not a folder' if os.path.exists(path) else 'does not exist'
         if data_path:
@@ -252,3 +279,12 @@ def parse_se_channels(text):
         raise argparse.ArgumentTypeError(f'expected three distinct channel indices in 0..5 such as 3,5,4, '
                                          f'got {text!r}')
     return channels
+
+
+def parse_size(text):
+    """An image size 'HxW' (128x64) -> (h, w)."""
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HxW, e.g. 128x64, got {text!r}') from None
+    return h, w

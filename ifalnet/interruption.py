@@ -1,7 +1,8 @@
-"""SIGTERM and SIGINT as one exception, saves that a signal cannot cut, and quiet loader workers.
+"""How a script stops: SIGTERM and SIGINT as one exception, saves that a signal cannot cut, quiet
+loader workers, and a script's exit (`run_main`: an error as one line and status 2).
 
 Schedulers (SLURM, Kubernetes, torchrun's elastic agent) stop a job with SIGTERM first; a user
-with Ctrl-C (SIGINT). Once `install` ran (every script does, through `utils.run_main`), both raise
+with Ctrl-C (SIGINT). Once `install` ran (every script does, through `run_main`), both raise
 `Interrupted` in the main thread, so `finally` blocks and temporary-file clean-up run as for any
 error, and the script ends with one line and the shell's status for the signal (143, 130).
 `deferred` holds the signals while a file is written, so a save is finished rather than cut
@@ -10,7 +11,10 @@ main process, which shuts them down (no worker tracebacks).
 """
 import contextlib
 import signal
+import sys
 import threading
+
+from utils import ReIDError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -80,3 +84,23 @@ def quiet_worker(worker_id=None):
     the whole process group); the main process stops it."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+def run_main(main):
+    """Run a script's `main()`: a ReIDError becomes a one-line message and exit status 2, SIGTERM and
+    SIGINT one line and 143 / 130."""
+    install()
+    try:
+        main()
+    except ReIDError as err:
+        # An error raised in a DataLoader worker comes back with the worker's traceback in its
+        # text; its last line is the message.
+        message = str(err).strip().splitlines()[-1] if 'Original Traceback' in str(err) else str(err)
+        print(f'error: {message}', file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as err:
+        print(err, file=sys.stderr)
+        sys.exit(err.exit_status)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)

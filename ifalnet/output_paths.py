@@ -1,7 +1,7 @@
 """Output paths, checked before any work: folders a script will create and files it will write
 (a read-only or full file system, a file where a folder is expected, a folder given as a file),
 so a bad `--model_path` or `--results` fails in a second, not after an epoch or a whole
-evaluation. Also removes the temporary files a killed write leaves (see utils.atomic_write), and
+evaluation. Also removes the temporary files a killed write leaves (see atomic.atomic_write), and
 copies what a run prints to its log file (`tee_stdout`).
 """
 import contextlib
@@ -10,7 +10,8 @@ import re
 import sys
 import tempfile
 
-from utils import ReIDError, write_error
+from ifalnet.atomic import write_error
+from utils import ReIDError
 
 
 def _existing_ancestor(path):

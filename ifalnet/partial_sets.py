@@ -13,7 +13,8 @@ test.py prints them as a warning and stores them in the results file; `--strict`
 import os
 
 import data_manager as dm
-from evaluation import build_problem
+from ifalnet.problems import build_problem
+from utils import loud
 
 
 def _ids(values):
@@ -21,27 +22,18 @@ def _ids(values):
                                                                       if len(values) > 10 else '')
 
 
-def camera_folders(dataset, mode):
-    """The camera folders of a test protocol, relative to the root ('' for RegDB, which has none)."""
-    if dataset == 'sysu':
-        return dm.SYSU_IR_CAMERAS + dm.SYSU_RGB_CAMERAS[mode]
-    if dataset == 'llcm':
-        return dm.LLCM_CAMERAS[1] + dm.LLCM_CAMERAS[2]
-    return ()
-
-
 def listed_identities(dataset, root):
     """The test identities the dataset lists (SYSU-MM01, LLCM), or None (RegDB: each split's own)."""
-    if dataset == 'regdb':
+    info = dm.dataset_info(dataset)
+    if info.test_id_file is None:
         return None
-    layout, name = (dm.SYSU_LAYOUT, ('exp', 'test_id.txt')) if dataset == 'sysu' else (dm.LLCM_LAYOUT, ('idx', 'test_id.txt'))
-    return {int(i) for i in dm.read_id_file(os.path.join(root, *name), layout)}
+    return {int(i) for i in dm.read_id_file(os.path.join(root, info.test_id_file), info.layout)}
 
 
 def test_set_gaps(dataset, data_path, trials, mode='all', tvsearch=False, protocol='release'):
     """One line per kind of gap in the test set of `trials` (empty when it is complete)."""
     root = os.path.normpath(os.fspath(data_path))
-    missing_cameras = [c for c in camera_folders(dataset, mode) if not os.path.isdir(os.path.join(root, c))]
+    missing_cameras = [c for c in dm.dataset_info(dataset).test_cameras(mode) if not os.path.isdir(os.path.join(root, c))]
     problems = {t: build_problem(dataset, data_path, t, mode, tvsearch, protocol) for t in trials}
     listed = listed_identities(dataset, root)
     check_gallery = not (dataset == 'sysu' and mode == 'indoor')
@@ -65,6 +57,5 @@ def test_set_gaps(dataset, data_path, trials, mode='all', tvsearch=False, protoc
 
 
 def gaps_warning(gaps, data_path):
-    rule = '!' * 100
-    return (f'{rule}\nWARNING: the test set in {data_path} is incomplete, so these scores cannot be compared with '
-            'published ones:\n' + '\n'.join(f'  {g}' for g in gaps) + '\n(--strict makes this an error)\n' + rule)
+    return loud(f'WARNING: the test set in {data_path} is incomplete, so these scores cannot be compared with '
+                'published ones:\n' + '\n'.join(f'  {g}' for g in gaps) + '\n(--strict makes this an error)')

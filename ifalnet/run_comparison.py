@@ -1,6 +1,6 @@
-"""Results files of `test.py --results` as one table: reading and checking them, combining the files
-of one run (RegDB's per-split files), grouping runs that differ only in their seed, the paper's row,
-and the table as Markdown, LaTeX or CSV (tables.py is the command line).
+"""Results files of `test.py --results` compared in one table: combining the files of one run
+(RegDB's per-split files), grouping runs that differ only in their seed, the paper's row, and the
+table as Markdown, LaTeX or CSV (tables.py is the command line; results_file.py reads the files).
 
 A row is the mean ± standard deviation over trials of one score (numpy's std, ddof 0, as test.py's
 "std"). Files of one run (equal training arguments, checkpoint kind and test settings) pool their
@@ -16,18 +16,12 @@ from collections import namedtuple
 
 import numpy as np
 
-from data_manager import DATASET_NAMES
-from evaluation import METRIC_HEADERS as HEADERS, METRIC_KEYS, ORIGINAL_SCORES, SCORES
+from data_manager import DATASETS
+from ifalnet.results_file import read_results
+from ifalnet.flags import BOOKKEEPING
+from ifalnet.scoring import METRIC_HEADERS as HEADERS, METRIC_KEYS, SCORES
 from utils import ReIDError, plural
 
-# The paper's published Rank-1 / mAP (fractions), and the setting each was measured in.
-PAPER = {'regdb': ({'rank1': 0.939, 'mAP': 0.899}, 'visible -> thermal'),
-         'sysu': ({'rank1': 0.772, 'mAP': 0.731}, 'all-search'),
-         'llcm': ({'rank1': 0.677, 'mAP': 0.506}, None)}
-# Training arguments that name where a run's files go, which device ran it, how it logged, or that
-# it was resumed: not part of what is trained, so runs that differ in them alone are one configuration.
-BOOKKEEPING = ('run_name', 'resume', 'model_path', 'log_path', 'vis_log_path', 'data_path', 'gpu', 'workers',
-               'test_batch', 'print_freq', 'overwrite', 'dist_timeout', 'dist_backend', 'save_epoch')
 # What a results file says about how it was tested: files that differ in any of these are other rows.
 SETTINGS = ('dataset', 'mode', 'direction', 'tvsearch', 'protocol', 'flip', 'gallery', 'shots', 'rerank')
 CHECKPOINT_KIND = re.compile(r'_(best|last|epoch_\d+)\.t$')
@@ -36,46 +30,14 @@ Run = namedtuple('Run', 'path report')               # one results file, as read
 Row = namedtuple('Row', 'label values std count over')  # values, std: {metric: fraction or None}
 
 
-def load_json(path):
-    """The parsed JSON of a file that should be a results file of test.py --results (any content)."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ReIDError(f'results file not found: {path}') from None
-    except (OSError, ValueError) as err:
-        raise ReIDError(f'cannot read {path} as JSON ({err}); expected a results file of test.py --results') from None
-
-
-def read_results(path, score='ALL'):
-    """A results file of test.py --results, checked for the scores of `score`: the parsed JSON. A
-    network without the middle modality has only `ORIGINAL_SCORES`; another score is refused."""
-    report = load_json(path)
-    if not isinstance(report, dict) or report.get('dataset') not in DATASET_NAMES or \
-            not isinstance(report.get('per_trial'), list) or not report['per_trial'] or \
-            not all(isinstance(entry, dict) for entry in report['per_trial']):
-        raise ReIDError(f'{path} is not a results file of test.py --results (expected "dataset" and a non-empty '
-                        '"per_trial" list)')
-    if not any(score in entry for entry in report['per_trial']):
-        held = [name for name in SCORES if name in report['per_trial'][0]]
-        raise ReIDError(f'{path} has no {score} scores (it has {", ".join(held) or "none"}; a network without the '
-                        f'middle modality has {" and ".join(ORIGINAL_SCORES)} only): choose another --score')
-    for entry in report['per_trial']:
-        scores = entry.get(score)
-        if not isinstance(scores, dict) or any(not isinstance(scores.get(k), (int, float)) for k in METRIC_KEYS):
-            raise ReIDError(f'{path}: a "per_trial" entry lacks the {score} scores ({", ".join(METRIC_KEYS)}); '
-                            'expected a results file of test.py --results')
-    return report
-
-
 def setting(report):
     return {key: report.get(key) for key in SETTINGS}
 
 
 def describe_setting(report):
     """'SYSU-MM01 all-search, infrared -> visible, protocol release' from a results file."""
-    name = DATASET_NAMES[report['dataset']]
-    if report['dataset'] == 'sysu' and report.get('mode'):
+    name = DATASETS[report['dataset']].name
+    if DATASETS[report['dataset']].modes and report.get('mode'):
         name += f' {report["mode"]}-search'
     parts = [name] + [report[k] for k in ('direction',) if report.get(k)]
     parts += [f'protocol {report["protocol"]}'] if report.get('protocol') else []
@@ -184,23 +146,25 @@ def check_runs(runs):
     for run in runs:
         datasets.setdefault(run.report['dataset'], run.path)
     if len(datasets) > 1:
-        shown = ', '.join(f'{DATASET_NAMES[d]} ({path})' for d, path in datasets.items())
+        shown = ', '.join(f'{DATASETS[d].name} ({path})' for d, path in datasets.items())
         raise ReIDError(f'the results files are of different datasets: {shown}; make one table per dataset')
 
 
 def paper_row(runs):
     """The paper's published row for the dataset of `runs` (Rank-1 and mAP; the rest blank); refused
     when a file was tested in another setting than the paper's number."""
-    dataset = runs[0].report['dataset']
-    values, where = PAPER[dataset]
+    dataset = DATASETS[runs[0].report['dataset']]
+    rank1, mAP, where = dataset.paper
     for run in runs:
         report = run.report
-        other = ((dataset == 'sysu' and report.get('mode', 'all') != 'all') or
-                 (dataset == 'regdb' and report.get('direction', where) != where))
+        # The paper's number is of SYSU-MM01's all-search mode and of RegDB's visible -> thermal direction.
+        other = ((dataset.modes and report.get('mode', 'all') != 'all') or
+                 (dataset.split_trials and report.get('direction', where) != where))
         if other:
-            raise ReIDError(f'--paper: the paper\'s {DATASET_NAMES[dataset]} row is {where}, but {run.path} is '
+            raise ReIDError(f'--paper: the paper\'s {dataset.name} row is {where}, but {run.path} is '
                             f'{describe_setting(report)}; leave out --paper or those files')
     label = 'IFALNet (paper' + (f', {where})' if where else ')')
+    values = {'rank1': rank1, 'mAP': mAP}
     return Row(label, {k: values.get(k) for k in METRIC_KEYS}, dict.fromkeys(METRIC_KEYS), None, 'published')
 
 

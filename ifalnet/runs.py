@@ -1,33 +1,58 @@
-"""A training run's files in --model_path: one run, one set of files.
+"""A training run: its name, its files in --model_path, its lock, and the random states an exact
+resume restores. One run, one set of files.
 
-The run's name (`run_stem`: --run-name, else the release's name from training.run_name) is the stem
-of `<name>_best.t`, `<name>_last.t`, `<name>_epoch_<e>.t` and `<name>.lock`. `claim` is what
+The run's name (`run_stem`: --run-name, else the release's name, `run_name`, which names the
+component switches that differ from the release's) is the stem of `<name>_best.t`, `<name>_last.t`,
+`<name>_epoch_<e>.t` (the epochs `keeps_epoch` keeps) and `<name>.lock`. `claim` is what
 train.py holds while it trains: the lock file (host and PID; a second run with the same name
 refuses at once, the lock of a process that is gone is taken over with a note), the refusal of a
 fresh run whose files already exist (saying what is there and which arguments differ, offering
 --resume, --run-name and --overwrite), and the removal of temporary files a killed write left. Under torchrun rank 0 alone claims the run; a
 restart by torchrun's elastic agent takes over the lock of the attempt before.
-`resolve_resume` turns `--resume auto` into the run's `_last.t` when there is one.
+`resolve_resume` turns `--resume auto` into the run's `_last.t` when there is one. The random
+states of every process (`gathered_rng`, `restore_rng`, `set_seed`) are saved in `_last.t`.
 """
 import contextlib
 import glob
 import json
 import os
+import random
 import re
 import socket
 import time
 
-import distributed
-from checkpoint import read_checkpoint
-from outputs import note_removed, remove_stale_temp_files
-from training import run_name
+import numpy as np
+import torch
+
+from data_manager import dataset_info
+from ifalnet import ddp
+from ifalnet.checkpoints import read_checkpoint
+from ifalnet.flags import BOOKKEEPING, architecture, loss_switches
+from ifalnet.output_paths import note_removed, remove_stale_temp_files
 from utils import ReIDError
 
 AUTO = 'auto'
-# Arguments that do not change what a run computes: a run resumed or requeued with other values of
-# these is the same run.
-NOT_COMPARED = {'resume', 'gpu', 'workers', 'print_freq', 'overwrite', 'run_name', 'log_path', 'vis_log_path',
-                'model_path', 'test_batch', 'dist_timeout', 'dist_backend'}
+
+
+def run_name(args):
+    """The release's name of a run, '<dataset>_p<num_pos>_n<batch>_lr_<lr>_seed_<seed>', then '_<optim>'
+    unless SGD, the component switches that differ from the release's (model.Architecture and
+    loss.LossSwitches spell them), '_val' with --select val and '_trial_<t>' for a RegDB split."""
+    name = f'{args.dataset}_p{args.num_pos}_n{args.batch_size}_lr_{args.lr}_seed_{args.seed}'
+    if args.optim != 'sgd':
+        name += f'_{args.optim}'
+    name += architecture(args).run_name_part() + loss_switches(args).run_name_part()
+    if getattr(args, 'select', 'test') == 'val':   # selected on held-out identities (train.py --select val)
+        name += '_val'
+    if dataset_info(args.dataset).split_trials:
+        name += f'_trial_{args.trial}'
+    return name
+
+
+def keeps_epoch(epoch, save_epoch):
+    """Whether epoch `epoch` is also saved as <run>_epoch_<epoch>.t: the release's rule, every
+    --save_epoch epochs after the warm-up (epochs 20, 40, ..., 120 by default)."""
+    return epoch > 10 and epoch % save_epoch == 0
 
 
 def run_stem(args):
@@ -64,7 +89,7 @@ def resolve_resume(args):
         return args.resume
     last = last_checkpoint(args.model_path, run_stem(args))
     found = os.path.isfile(last)
-    if distributed.is_main():
+    if ddp.is_main():
         print(f'--resume auto: continuing from {last}' if found else f'--resume auto: no {last} yet, starting afresh',
               flush=True)
     return last if found else ''
@@ -74,7 +99,7 @@ def differing_arguments(saved, args):
     """'--flag value (that run: value)' for the arguments of `args` that a run saved with `saved` had
     otherwise."""
     now = vars(args)
-    return [f'--{k} {now[k]} (that run: {saved[k]})' for k in sorted(set(saved) & set(now) - NOT_COMPARED)
+    return [f'--{k} {now[k]} (that run: {saved[k]})' for k in sorted(set(saved) & set(now) - set(BOOKKEEPING))
             if saved[k] != now[k]]
 
 
@@ -185,3 +210,45 @@ def run_lock(path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+
+
+def rng_state():
+    keys, pos, has_gauss, gauss = np.random.get_state()[1:]
+    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
+             'numpy': (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state['python'])
+    torch.set_rng_state(state['torch'])
+    keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def gathered_rng():
+    """The random states of every process, for the checkpoint: 'rng' is rank 0's (the one-process
+    format), 'rng_ranks' all of them in rank order when there are several. Every process calls it."""
+    states = ddp.all_gather(rng_state())
+    return {'rng': states[0], 'world_size': len(states), **({'rng_ranks': states} if len(states) > 1 else {})}
+
+
+def restore_rng(ckpt, source):
+    """This process's random states from a checkpoint written by as many processes as this run has."""
+    saved, world = int(ckpt.get('world_size', 1)), ddp.world_size()
+    if saved == world:
+        set_rng_state(ckpt['rng_ranks'][ddp.rank()] if world > 1 else ckpt['rng'])
+    else:
+        print(f'note: {source} was written by {saved} process(es) and this run has {world}: the identity '
+              f'draws follow the {world}-process sequence and the other random streams restart from '
+              f'--seed, so the run will not equal an uninterrupted one', flush=True)
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

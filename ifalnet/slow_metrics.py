@@ -1,6 +1,7 @@
-"""Slow, obviously correct per-query metrics written from SPEC section 5, and k-reciprocal
-re-ranking one image at a time: the yardsticks of eval_metrics.py and rerank.py (tests) and their
-baselines (bench_metrics.py).
+"""Slow, obviously correct per-query metrics, written from the release's evaluation (its per-query loop
+over one `np.argsort` of the whole matrix), and k-reciprocal re-ranking one image at a time, written
+from the paper: the yardsticks of eval_metrics.py and rerank.py (tests) and their baselines
+(`bench.py --parts loop,rerank`).
 
 Like the release, it ranks every query with one `np.argsort(distmat, axis=1)` over the whole
 matrix, then walks the queries one by one.

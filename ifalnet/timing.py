@@ -1,60 +1,36 @@
-"""Time the vectorised metrics (eval_metrics.py) against the straightforward per-query loop
-(reference_metrics.py) on SYSU-MM01- and LLCM-sized inputs, and check the numbers agree.
+"""The timing helper of bench.py: the best of several rounds, peak memory, and random test-set-sized
+score matrices to time the metrics on.
 
-    python3 bench_metrics.py [--repeats 7] [--seed 0]
-    python3 bench_metrics.py --rerank        # k-reciprocal re-ranking instead (rerank.py)
-
-Both timings include the ranking work each needs (the loop's np.argsort of the whole matrix, as
-the release does). The vectorised version runs with its default threads (one per CPU) and with
-one thread. Times are the best of `--repeats` runs, taken in turn, so that passing load on the
-machine inflates every column alike.
-
-`--rerank` times rerank.re_ranking (k1 20, k2 6, lambda 0.3) against the per-image version of
-reference_metrics.py at the SYSU-MM01 size (the loop once: it takes tens of seconds), and alone at
-the LLCM size, with the peak memory it allocates (tracemalloc: numpy's and scipy's arrays).
+`best_of` runs every variant in turn, round after round, and keeps the best time of each, so that
+passing load on a shared machine inflates all of them alike; `peak_mb` is the memory one call
+allocates (tracemalloc: numpy's and scipy's arrays); `ranking_case` makes a distance matrix, identities
+and cameras shaped like a real test set (`TEST_SET_SHAPES`).
 """
-import functools
-import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-import eval_metrics
-import reference_metrics
-from flags import add_flag, make_parser
-from rerank import euclidean, re_ranking
-from synthetic import TEST_SET_SHAPES, ranking_case
 
-# name: (removal rule, loop)
-CASES = {
-    'SYSU-MM01': (eval_metrics.sysu_removal, reference_metrics.reference_sysu),
-    'LLCM': (eval_metrics.llcm_removal, reference_metrics.reference_llcm),
-}
-
-
-def best_times(functions, args, repeats):
-    """Best wall time of each function over `repeats` alternating runs, and its last result."""
-    best = [float('inf')] * len(functions)
-    results = [None] * len(functions)
-    for _ in range(repeats):
-        for i, fn in enumerate(functions):
-            start = time.perf_counter()
-            results[i] = fn(*args)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best, results
+def best_of(repeats, names, measure, part=None):
+    """{name: (best seconds, extra)} with `measure(name)` -> (seconds, extra dict), the names taken in
+    turn, `repeats` rounds; with `part`, a progress line before each measurement."""
+    best = {}
+    for round_ in range(1, repeats + 1):
+        for name in names:
+            if part:
+                print(f'  {part}: {name} (round {round_} of {repeats}) ...', flush=True)
+            seconds, extra = measure(name)
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, extra)
+    return best
 
 
-def same_numbers(a, b):
-    """CMC and mINP identical; mAP equal up to the summation order of the precisions."""
-    return (np.array_equal(a[0], b[0]) and a[2] == b[2]
-            and abs(a[1] - b[1]) <= 1e-12 * abs(b[1]))
-
-
-def vectorised(removal, workers):
-    """eval_sysu / eval_llcm with a given number of threads."""
-    return functools.partial(eval_metrics.evaluate, max_rank=20, removal=removal,
-                             dedup_cmc=True, workers=workers)
+def timed(fn, *args):
+    """A `best_of` measure of one call: (seconds, {'result': what it returned})."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, {'result': result}
 
 
 def peak_mb(fn, *args):
@@ -66,52 +42,27 @@ def peak_mb(fn, *args):
     return peak
 
 
-def bench_rerank(rng, repeats):
-    """Re-ranking at the SYSU-MM01 and LLCM test sizes; 0 when the two versions agree."""
-    print(f'{"input":<10} {"queries x gallery":>18} {"per image (s)":>14} {"vectorised (s)":>15} {"speed-up":>9} '
-          f'{"peak MB":>8}  max difference', flush=True)
-    ok = True
-    for name, loop in (('SYSU-MM01', True), ('LLCM', False)):
-        num_q, num_g = TEST_SET_SHAPES[name][:2]
-        q, g = rng.standard_normal((num_q, 64)), rng.standard_normal((num_g, 64))
-        case = euclidean(q, g), euclidean(q, q), euclidean(g, g)
-        (t_fast,), (fast,) = best_times([re_ranking], case, max(1, repeats // 3))
-        peak = peak_mb(re_ranking, *case)   # timed apart: tracing slows allocation down
-        if loop:
-            (t_loop,), (slow,) = best_times([reference_metrics.reference_re_ranking], case, 1)
-            diff = float(np.abs(fast - slow).max())
-            ok &= diff <= 1e-5
-            cells = f'{t_loop:>14.2f} {t_fast:>15.3f} {t_loop / t_fast:>8.1f}x {peak:>8.0f}  {diff:.1e}'
-        else:
-            cells = f'{"-":>14} {t_fast:>15.3f} {"-":>9} {peak:>8.0f}  -'
-        print(f'{name:<10} {f"{num_q} x {num_g}":>18} {cells}', flush=True)
-    return 0 if ok else 1
+# Query and gallery sizes of the real test sets, for timing the metrics: (queries, gallery images,
+# identities, query cameras, gallery cameras, at most one gallery image per identity and camera).
+TEST_SET_SHAPES = {
+    # all-search, single-shot: at most one gallery image per identity and visible camera
+    'SYSU-MM01': (3803, 301, 96, (3, 6), (1, 2, 4, 5), True),
+    'LLCM': (8680, 1500, 351, tuple(range(1, 10)), tuple(range(1, 10)), False),
+}
 
 
-def main():
-    parser = make_parser(__doc__.split('\n\n')[0], alias_note=False)
-    add_flag(parser, '--repeats', type=int, default=7, help='runs per timing (best is kept)')
-    add_flag(parser, '--seed', type=int, default=0, help='seed of the random inputs')
-    add_flag(parser, '--rerank', action='store_true', help='time k-reciprocal re-ranking instead of the metrics')
-    args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    if args.rerank:
-        sys.exit(bench_rerank(rng, args.repeats))
-    print(f'{"input":<10} {"queries x gallery":>18} {"loop (s)":>9} {"vectorised (s)":>15} '
-          f'{"speed-up":>9} {"1 thread (s)":>13} {"speed-up":>9}  same numbers')
-    all_ok = True
-    for name, (removal, loop) in CASES.items():
-        num_q, num_g = TEST_SET_SHAPES[name][:2]
-        case = ranking_case(rng, *TEST_SET_SHAPES[name])
-        functions = [loop, vectorised(removal, None), vectorised(removal, 1)]
-        (t_loop, t_fast, t_one), (ref, *got) = best_times(functions, case, args.repeats)
-        ok = all(same_numbers(g, ref) for g in got)
-        all_ok &= ok
-        print(f'{name:<10} {f"{num_q} x {num_g}":>18} {t_loop:>9.3f} {t_fast:>15.4f} '
-              f'{t_loop / t_fast:>8.1f}x {t_one:>13.4f} {t_loop / t_one:>8.1f}x  '
-              f'{"yes" if ok else "NO"}')
-    sys.exit(0 if all_ok else 1)
-
-
-if __name__ == '__main__':
-    main()
+def ranking_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_camera, dim=64):
+    """Random features -> (distmat = -q @ g.T in float64, q_pids, g_pids, q_camids, g_camids). The
+    gallery lists its images identity by identity, as the datasets do: either one image for a
+    random set of (identity, camera) pairs, or identities and cameras drawn independently. Queries
+    come from gallery identities."""
+    if one_per_camera:
+        pairs = rng.choice(num_ids * len(g_cams), num_g, replace=False)
+        pairs.sort()
+        g_pids, g_camids = pairs // len(g_cams), np.asarray(g_cams)[pairs % len(g_cams)]
+    else:
+        g_pids, g_camids = np.sort(rng.integers(num_ids, size=num_g)), rng.choice(g_cams, num_g)
+    q_pids = rng.choice(np.unique(g_pids), num_q)
+    q = rng.standard_normal((num_q, dim))
+    g = rng.standard_normal((num_g, dim))
+    return -(q @ g.T), q_pids, g_pids, rng.choice(q_cams, num_q), g_camids

@@ -1,31 +1,28 @@
-"""Small synthetic datasets in the real on-disk layouts of SYSU-MM01, RegDB and LLCM.
+"""Small synthetic datasets in the real on-disk layouts of SYSU-MM01, RegDB and LLCM (synthetic.py is
+their command line).
 
 The real datasets are licensed, so tests and the demo run on these. Each identity has its own
 appearance (three clothing bands, each with a luminance level and a colour); the infrared rendering
 inverts the bands' luminance, so an identity is recognisable across modalities only through a
 mapping the network has to learn. `render_identity` holds all of the image content, so it can be
-tuned without touching the layouts. `ranking_case` makes random test-set-sized distance
-matrices for timing the metrics (bench.py, bench_metrics.py).
-
-    python synthetic.py --dataset sysu --out synthetic/SYSU-MM01 --ids 12
-
-The command line writes only into a new or empty folder, and leaves a marker file there, so that
-`--force` can replace a dataset it made earlier (and nothing else).
+tuned without touching the layouts; `make_sysu`, `make_regdb` and `make_llcm` write the layouts.
 """
-import argparse
 import os
-import shutil
 
 import numpy as np
 from PIL import Image
 
-from data_manager import LUMINANCE
-from flags import add_flag, make_parser
-from utils import ReIDError, run_main
+from data_manager import LLCM_CAMERAS as LLCM_TEST_CAMERAS, LUMINANCE, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 
-MARKER = '.synthetic'   # marks a folder synthetic.py made, which --force may replace
-SYSU_CAMERAS = {'visible': (1, 2, 4, 5), 'infrared': (3, 6)}
-LLCM_CAMERAS = {'vis': (1, 2, 3, 4, 5, 6, 7, 8, 9), 'nir': (1, 2, 4, 5, 6, 7, 8, 9)}
+
+
+def camera_numbers(folders):
+    """The camera numbers of data_manager's camera folders ('cam3', 'test_nir/cam3' -> 3)."""
+    return tuple(int(os.path.basename(folder)[len('cam'):]) for folder in folders)
+
+
+SYSU_CAMERAS = {'visible': camera_numbers(SYSU_RGB_CAMERAS['all']), 'infrared': camera_numbers(SYSU_IR_CAMERAS)}
+LLCM_CAMERAS = {'vis': camera_numbers(LLCM_TEST_CAMERAS[1]), 'nir': camera_numbers(LLCM_TEST_CAMERAS[2])}
 
 
 LEVELS = (35, 95, 155, 215)   # luminance of a garment band
@@ -204,90 +201,3 @@ def make_llcm(root, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), images_per_cam=1
                 _write_index(os.path.join(root, 'idx', f'train_{band}.txt'), rel, labels)
     _write_ids(os.path.join(root, 'idx', 'test_id.txt'), test_ids)
     return os.fspath(root)
-
-
-# Query and gallery sizes of the real test sets, for timing the metrics: (queries, gallery images,
-# identities, query cameras, gallery cameras, at most one gallery image per identity and camera).
-TEST_SET_SHAPES = {
-    # all-search, single-shot: at most one gallery image per identity and visible camera
-    'SYSU-MM01': (3803, 301, 96, (3, 6), (1, 2, 4, 5), True),
-    'LLCM': (8680, 1500, 351, tuple(range(1, 10)), tuple(range(1, 10)), False),
-}
-
-
-def ranking_case(rng, num_q, num_g, num_ids, q_cams, g_cams, one_per_camera, dim=64):
-    """Random features -> (distmat = -q @ g.T in float64, q_pids, g_pids, q_camids, g_camids). The
-    gallery lists its images identity by identity, as the datasets do: either one image for a
-    random set of (identity, camera) pairs, or identities and cameras drawn independently. Queries
-    come from gallery identities."""
-    if one_per_camera:
-        pairs = rng.choice(num_ids * len(g_cams), num_g, replace=False)
-        pairs.sort()
-        g_pids, g_camids = pairs // len(g_cams), np.asarray(g_cams)[pairs % len(g_cams)]
-    else:
-        g_pids, g_camids = np.sort(rng.integers(num_ids, size=num_g)), rng.choice(g_cams, num_g)
-    q_pids = rng.choice(np.unique(g_pids), num_q)
-    q = rng.standard_normal((num_q, dim))
-    g = rng.standard_normal((num_g, dim))
-    return -(q @ g.T), q_pids, g_pids, rng.choice(q_cams, num_q), g_camids
-
-
-def parse_size(text):
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected HxW, e.g. 128x64, got {text!r}') from None
-    return h, w
-
-
-def clear_out(out, force):
-    """Make sure a new dataset is not mixed with other files: `out` must be new or empty, or, with
-    `force`, a dataset this script made (it is then removed). Any other folder is left alone."""
-    if not os.path.exists(out):
-        return
-    if not os.path.isdir(out):
-        raise ReIDError(f'--out {out} is a file, not a folder')
-    if not os.listdir(out):
-        return
-    ours = os.path.isfile(os.path.join(out, MARKER))
-    if ours and force:
-        shutil.rmtree(out)
-    elif ours:
-        raise ReIDError(f'--out {out} already holds a synthetic dataset: pass --force to replace it, or choose '
-                        'a new or empty folder')
-    else:
-        raise ReIDError(f'--out {out} is not empty and synthetic.py did not make it (no {MARKER} file), so it is '
-                        'left alone, even with --force: choose a new or empty folder')
-
-
-def main(argv=None):
-    parser = make_parser(__doc__.splitlines()[0], alias_note=False)
-    add_flag(parser, '--dataset', choices=('sysu', 'regdb', 'llcm'), required=True, help='layout to write')
-    add_flag(parser, '--out', required=True, metavar='DIR', help='root folder to create (new or empty)')
-    add_flag(parser, '--ids', type=int, default=12, help='number of identities (half train, half test)')
-    add_flag(parser, '--images', type=int, default=2, help='images per camera (RegDB: per identity)')
-    add_flag(parser, '--size', type=parse_size, default='128x64', metavar='HxW', help='image size')
-    add_flag(parser, '--seed', type=int, default=0, help='seed of the per-image jitter and of the RegDB splits')
-    add_flag(parser, '--force', action='store_true',
-             help='replace the dataset in --out if synthetic.py made it (a folder it did not make is never touched)')
-    args = parser.parse_args(argv)
-    if args.ids < 4:
-        raise ReIDError(f'--ids {args.ids}: need at least 4 identities')
-    clear_out(args.out, args.force)
-    ids = list(range(1, args.ids + 1))
-    half = args.ids // 2
-    common = {'size': args.size, 'seed': args.seed}
-    if args.dataset == 'sysu':
-        make_sysu(args.out, train_ids=ids[:half - 1], val_ids=ids[half - 1:half], test_ids=ids[half:],
-                  images_per_cam=args.images, **common)
-    elif args.dataset == 'regdb':
-        make_regdb(args.out, num_ids=args.ids, images_per_id=args.images, **common)
-    else:
-        make_llcm(args.out, train_ids=ids[:half], test_ids=ids[half:], images_per_cam=args.images, **common)
-    with open(os.path.join(args.out, MARKER), 'w') as f:
-        f.write(f'made by synthetic.py --dataset {args.dataset}\n')
-    print(f'wrote a synthetic {args.dataset} dataset with {args.ids} identities to {args.out}')
-
-
-if __name__ == '__main__':
-    run_main(main)

@@ -10,7 +10,7 @@ identity and camera (single shot, drawn with `random.Random(GALLERY_SEED)`), sco
 dataset's metric. Nothing here reads the test set.
 
 `held_out_identities` chooses them from the training labels (no image decoded); `HeldOut` holds
-the choice (training labels, dataset ids) and `validation_problem` the evaluation.Problem it gives;
+the choice (training labels, dataset ids) and `validation_problem` the problems.Problem it gives;
 `selection` makes both for train.py (a `Selection`), `describe` and `title` say what they are.
 """
 import os
@@ -21,7 +21,8 @@ import numpy as np
 
 import data_manager as dm
 from data_loader import listed_index_files
-from evaluation import METRICS, REMOVALS, ImageSet, Problem, problem_name, sizes
+from ifalnet.problems import ImageSet, problem
+from ifalnet.report_text import problem_name, sizes
 from model import Modal
 from utils import ReIDError
 
@@ -82,13 +83,13 @@ def held_out_identities(dataset, data_path, trial=1, count=None):
     """The identities held out for validation (a HeldOut), from the training labels alone. `count`
     (--val-ids; None: `default_count`) applies to RegDB and LLCM: that many training labels,
     drawn with CHOICE_SEED."""
-    if dataset == 'sysu':
+    if dm.dataset_info(dataset).prepared_arrays:
         if count is not None:
             raise ReIDError('--val-ids applies to RegDB and LLCM; SYSU-MM01 holds out the ids of its own '
                             'exp/val_id.txt')
         return _sysu_held_out(dm.data_root(data_path, dm.SYSU_LAYOUT))
     root, color_index, _ = listed_index_files(dataset, data_path, trial)
-    layout = dm.LAYOUTS[dataset]
+    layout = dm.dataset_info(dataset).layout
     paths, labels = dm.read_index_file(color_index, root, layout)
     label_ids = _label_ids(paths, labels, color_index)
     unique = np.unique(labels)
@@ -127,38 +128,37 @@ def _listed_side(dataset, root, index_file, held_labels, modal):
     """The held-out images of one index file as an ImageSet, identified by their training labels
     (the same in both modalities); cameras: LLCM's from the path, None for RegDB (one camera per
     modality)."""
-    paths, labels = dm.read_index_file(index_file, root, dm.LAYOUTS[dataset])
+    paths, labels = dm.read_index_file(index_file, root, dm.dataset_info(dataset).layout)
     keep = np.isin(labels, held_labels)
     paths = [p for p, kept in zip(paths, keep) if kept]
     cams = (np.array([dm.parse_camera_and_id(p, root)[0] for p in paths], dtype=np.int64)
-            if dataset == 'llcm' else None)
+            if dm.dataset_info(dataset).has_cameras else None)
     return ImageSet(paths, labels[keep], cams, modal)
 
 
 def validation_problem(dataset, data_path, held, trial=1, mode='all'):
-    """The evaluation.Problem of the held-out identities: every infrared/thermal image a query, one
+    """The problems.Problem of the held-out identities: every infrared/thermal image a query, one
     visible image per identity and camera in the gallery (SYSU-MM01: the cameras of `mode`, drawn
     exactly as the test gallery of trial GALLERY_SEED is drawn, over the held-out ids)."""
-    if dataset == 'sysu':
+    if dm.dataset_info(dataset).prepared_arrays:   # SYSU-MM01: the folders of its val ids
         root = dm.data_root(data_path, dm.SYSU_LAYOUT)
         pids = ['%04d' % pid for pid in held.ids]
         query = dm.with_camera_and_id(dm.list_images(root, pids, dm.SYSU_IR_CAMERAS), root,
                                       'held-out infrared images (cam3, cam6)')
         gallery = dm.with_camera_and_id(dm.draw_gallery(root, pids, dm.SYSU_RGB_CAMERAS[mode], GALLERY_SEED), root,
                                         f'held-out visible gallery ({mode}-search cameras)')
-        return Problem(ImageSet(*query, Modal.THERMAL), ImageSet(*gallery, Modal.VISIBLE), METRICS['sysu'], False,
-                       REMOVALS['sysu'])
+        return problem(dataset, ImageSet(*query, Modal.THERMAL), ImageSet(*gallery, Modal.VISIBLE))
     root, color_index, thermal_index = listed_index_files(dataset, data_path, trial)
     query = _listed_side(dataset, root, thermal_index, held.labels, Modal.THERMAL)
     gallery = draw_per_camera(_listed_side(dataset, root, color_index, held.labels, Modal.VISIBLE), GALLERY_SEED)
-    return Problem(query, gallery, METRICS[dataset], False, REMOVALS[dataset])
+    return problem(dataset, query, gallery)
 
 
 def describe(dataset, held, problem):
     """The log line of the held-out identities."""
-    return (f'--select val: {len(held.labels)} of the {held.total} {dm.DATASET_NAMES[dataset]} training identities '
+    return (f'--select val: {len(held.labels)} of the {held.total} {dm.dataset_info(dataset).name} training identities '
             f'held out for model selection (ids {",".join(map(str, held.ids))}), {held.total - len(held.labels)} '
-            f'left for training; validation on {len(problem.query.paths)} {dm.SECOND_MODALITY[dataset]} queries x '
+            f'left for training; validation on {len(problem.query.paths)} {dm.dataset_info(dataset).second_modality} queries x '
             f'{len(problem.gallery.paths)} visible gallery images (one per identity and camera, seed {GALLERY_SEED}); '
             'the test set is not read')
 

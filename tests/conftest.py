@@ -15,7 +15,7 @@ os.environ.setdefault('ONEDNN_MAX_CPU_ISA', 'AVX512_CORE_BF16')
 
 import pytest
 
-from synthetic import make_llcm, make_regdb, make_sysu
+from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
 
 SYSU_PARAMS = dict(train_ids=(1, 2, 3, 5, 8), val_ids=(9,), test_ids=(10, 11, 12, 14), images_per_cam=3,
                    size=(48, 24), missing=('cam2/0011', 'cam6/0012', 'cam5/0003', 'cam1/0014'))

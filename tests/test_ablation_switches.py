@@ -10,17 +10,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import evaluation
 import test as test_script
 import train as train_script
-import training
 import visualize
-from checkpoint import checkpoint_architecture, checkpoint_model_args, read_checkpoint, save_checkpoint
-from exporting import Embedder
-from flags import parse_mia
+from ifalnet.checkpoints import checkpoint_architecture, checkpoint_model_args, read_checkpoint, save_checkpoint
+from ifalnet.deploy import Embedder
+from ifalnet.flags import architecture, loss_switches, parse_mia
 from loss import OriTripletLoss, TcaLoss, total_loss
 from model import MIA, Modal, embed_net
 from utils import ReIDError
+from ifalnet.checkpoints import load_model
+from ifalnet.report_text import NO_MIDDLE_NOTE, format_table
+from ifalnet.runs import run_name
+from ifalnet.scoring import score_similarities, score_vectors
+from recipe import make_optimizer
 
 H, W = 32, 16
 GENERATOR = ('encode1.', 'fc1.', 'bn1.', 'encode2.', 'fc2.', 'bn2.', 'encode3.', 'SEnet.', 'decode.')
@@ -155,12 +158,12 @@ CONFIGS = [
 ]   # and the end-to-end runs below: no middle with every MIA and MFA; MIA 1,3 without MFA
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=lambda c: training.components_suffix(train_args(**c)))
+@pytest.mark.parametrize('config', CONFIGS, ids=lambda c: architecture(train_args(**c)).run_name_part() + loss_switches(train_args(**c)).run_name_part())
 def test_each_configuration_trains_a_step_and_its_checkpoint_rebuilds_it(tmp_path, config, capsys):
     args = train_args(**config)
     torch.manual_seed(0)
-    net = embed_net(3, **train_script.architecture(args))
-    optimizer = training.make_optimizer(net, args)
+    net = embed_net(3, **architecture(args).as_dict())
+    optimizer = make_optimizer(net, args)
     g = torch.Generator().manual_seed(0)
     v1, v2, t1, t2 = (torch.randn(2, 3, H, W, generator=g) for _ in range(4))
     labels = torch.tensor([0, 2])
@@ -181,18 +184,18 @@ def test_each_configuration_trains_a_step_and_its_checkpoint_rebuilds_it(tmp_pat
     net.eval()
     with torch.no_grad():
         pool, bn = net(v1, v1, v1, v1, Modal.VISIBLE)
-        if train_script.architecture(args) == {'middle': False, 'mia': [], 'mfa': False}:
+        if architecture(args).as_dict() == {'middle': False, 'mia': [], 'mfa': False}:
             for got, expected in zip(net(v1, None, t1, None, Modal.BOTH), bare_baseline(net, v1, t1)):
                 torch.testing.assert_close(got, expected)
     assert pool.shape == bn.shape == ((2 if args.middle else 1) * 2, 2048)
 
-    # as train.py writes it; evaluation.load_model (test.py, visualize.py, export.py) rebuilds it
+    # as train.py writes it; load_model (test.py, visualize.py, export.py) rebuilds it
     path = tmp_path / 'ckpt.t'
     save_checkpoint({'net': net.state_dict(), 'epoch': 0, 'se_channels': net.se_channels,
                      'architecture': net.architecture(), 'args': vars(args)}, path)
     ckpt = read_checkpoint(path)
-    assert checkpoint_architecture(ckpt) == train_script.architecture(args)
-    rebuilt = evaluation.load_model(str(path), torch.device("cpu"), channels_last=False).eval()
+    assert checkpoint_architecture(ckpt) == architecture(args).as_dict()
+    rebuilt = load_model(str(path), torch.device("cpu"), channels_last=False).eval()
     assert rebuilt.architecture() == net.architecture()
     with torch.no_grad():
         again = rebuilt(v1, v1, v1, v1, Modal.VISIBLE)
@@ -221,16 +224,16 @@ def test_baseline_scores_are_the_two_that_exist():
     g = np.random.default_rng(0)
     q = {'pool_ori': g.standard_normal((3, 5)), 'bn_ori': g.standard_normal((3, 5))}
     gal = {'pool_ori': g.standard_normal((4, 5)), 'bn_ori': g.standard_normal((4, 5))}
-    sims = evaluation.score_similarities(q, gal)
+    sims = score_similarities(q, gal)
     assert list(sims) == ['VIS-IR FC', 'ALL']
     np.testing.assert_allclose(sims['VIS-IR FC'], q['bn_ori'] @ gal['bn_ori'].T)
     np.testing.assert_allclose(sims['ALL'], q['bn_ori'] @ gal['bn_ori'].T + q['pool_ori'] @ gal['pool_ori'].T)
-    for name, (qv, gv) in evaluation.score_vectors(q, gal).items():
+    for name, (qv, gv) in score_vectors(q, gal).items():
         np.testing.assert_allclose(qv @ gv.T, sims[name])
     scores = {name: {'rank1': 0.5, 'rank5': 0.6, 'rank10': 0.7, 'rank20': 0.8, 'mAP': 0.4, 'mINP': 0.3}
               for name in sims}
-    table = evaluation.format_table('t', scores)
-    assert 'VIS-MR FC' not in table.split('\n')[2] and evaluation.NO_MIDDLE_NOTE in table
+    table = format_table('t', scores)
+    assert 'VIS-MR FC' not in table.split('\n')[2] and NO_MIDDLE_NOTE in table
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -264,7 +267,7 @@ def test_the_baseline_trains_and_tests_end_to_end(tmp_path, regdb_root, capsys):
     assert [k for k in report['per_trial'][0] if k != 'trial'] == scores
     rows = {m.group(1) for m in (re.match(r'  (\S+(?: FC)?) +\d+\.\d\d%', line) for line in out.splitlines()) if m}
     assert rows == set(scores)
-    assert evaluation.NO_MIDDLE_NOTE in out and 'no middle modality, so only these two' in out
+    assert NO_MIDDLE_NOTE in out and 'no middle modality, so only these two' in out
     assert 'two-stream baseline (no middle modality)' in out
     # the features file holds the original features only, and scores the same again
     assert {'pool_ori', 'bn_ori'} <= set(np.load(features).files) and 'bn_mid' not in np.load(features).files
@@ -290,8 +293,8 @@ def test_the_baseline_trains_and_tests_end_to_end(tmp_path, regdb_root, capsys):
 def test_run_name_and_arguments_line_name_the_switches_that_differ():
     args = train_script.parse_args(['--dataset', 'regdb', '--mia', '1,3', '--no-mfa', '--triplet-pairs', 'original',
                                     '--id-weight', '0.5', '--lambda_1', '0.5'])
-    assert training.run_name(args) == 'regdb_p4_n4_lr_0.1_seed_0_mia_1_3_nomfa_pairs_original_id_0.5_lambda_0.5_trial_1'
-    assert training.run_name(train_script.parse_args(['--mia', 'none'])) == 'sysu_p4_n4_lr_0.1_seed_0_mia_none'
+    assert run_name(args) == 'regdb_p4_n4_lr_0.1_seed_0_mia_1_3_nomfa_pairs_original_id_0.5_lambda_0.5_trial_1'
+    assert run_name(train_script.parse_args(['--mia', 'none'])) == 'sysu_p4_n4_lr_0.1_seed_0_mia_none'
     line = train_script.arguments_line(args)
     assert all(f' {k}' in line for k in ('mia=(1, 3)', 'mfa=False', 'triplet_pairs=original', 'id_weight=0.5'))
     assert ' middle=' not in line
@@ -299,7 +302,7 @@ def test_run_name_and_arguments_line_name_the_switches_that_differ():
 
 def test_default_run_name_and_arguments_line_are_unchanged():
     args = train_script.parse_args([])
-    assert training.run_name(args) == 'sysu_p4_n4_lr_0.1_seed_0'
+    assert run_name(args) == 'sysu_p4_n4_lr_0.1_seed_0'
     line = train_script.arguments_line(args)
     assert not any(f' {k}=' in line for k in ('middle', 'mia', 'mfa', 'triplet_pairs', 'id_weight'))
     assert 'lambda_1=0.7' in line

@@ -17,11 +17,12 @@ import synthetic
 import test as test_script
 import train as train_script
 from model import embed_net
-from synthetic import make_sysu
-from checkpoint import save_checkpoint
-from device import select_device
-from flags import add_flag, make_parser
-from utils import ReIDError, atomic_write
+from ifalnet.toy_datasets import make_sysu
+from ifalnet.checkpoints import save_checkpoint
+from ifalnet.devices import select_device
+from ifalnet.flags import add_flag, make_parser
+from ifalnet.atomic import atomic_write
+from utils import ReIDError
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from torchvision import transforms as T
 
 import data_loader as dl
 import data_manager as dm
-from synthetic import make_llcm, make_regdb, make_sysu
+from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
 from tests.conftest import LLCM_PARAMS, SYSU_PARAMS
 from utils import ReIDError
 
@@ -728,7 +728,7 @@ def test_truncated_sysu_array(tmp_path, sysu_prepared):
 # ----------------------------------------------------------------------------------- synthetic data
 
 def test_render_identity_is_deterministic_and_modal():
-    from synthetic import render_identity
+    from ifalnet.toy_datasets import render_identity
     draw = lambda pid, modality, seed: np.asarray(render_identity(pid, modality, np.random.default_rng(seed), (64, 32)))
     assert np.array_equal(draw(3, 'visible', 0), draw(3, 'visible', 0))
     assert not np.array_equal(draw(3, 'visible', 0), draw(3, 'visible', 1))
@@ -743,7 +743,7 @@ def test_render_identity_is_deterministic_and_modal():
 
 def test_render_identity_inverts_band_luminance_in_infrared():
     from data_loader import LUMINANCE
-    from synthetic import LEVELS, N_BANDS, identity_look, render_identity
+    from ifalnet.toy_datasets import LEVELS, N_BANDS, identity_look, render_identity
     codes = [tuple(identity_look(pid)['levels']) for pid in range(1, 65)]
     assert len(set(codes)) == 64 and set(np.ravel(codes)) <= set(LEVELS)       # 64 distinct looks
     pid = next(p for p, code in enumerate(codes, start=1) if len(set(code)) == N_BANDS)

@@ -8,7 +8,7 @@ import pytest
 
 import eval_metrics
 from eval_metrics import GalleryLayout, eval_llcm, eval_regdb, eval_sysu
-from reference_metrics import reference_llcm, reference_regdb, reference_sysu
+from ifalnet.slow_metrics import reference_llcm, reference_regdb, reference_sysu
 from utils import ReIDError
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'eval.npz')

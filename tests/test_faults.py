@@ -18,20 +18,21 @@ import pytest
 import torch
 from PIL import Image
 
-import coverage
+from ifalnet import partial_sets as coverage
 import data_manager as dm
-import interrupt
-import outputs
+from ifalnet import interruption as interrupt
+from ifalnet import output_paths as outputs
 import process_sysu
-import runs
+from ifalnet import runs
 import test as test_script
 import train as train_script
-import utils
+from ifalnet import atomic
 import visualize
-from checkpoint import nonfinite_tensors, read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint
-from features import Features
-from synthetic import make_regdb, make_sysu
-from utils import ReIDError, atomic_write
+from ifalnet.checkpoints import nonfinite_tensors, read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint
+from ifalnet.features_file import Features
+from ifalnet.toy_datasets import make_regdb, make_sysu
+from ifalnet.atomic import atomic_write
+from utils import ReIDError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
@@ -187,7 +188,7 @@ def test_run_name_is_checked(tmp_path, sysu_small):
 # ----------------------------------------------------------------------------------- signals
 
 def start_train(tmp_path, sysu_small, *extra, helper=None, env=None):
-    script = [os.path.join('tests', 'signal_during_save.py')] if helper else ['train.py']
+    script = [os.path.join('tests', 'helpers', 'signal_during_save.py')] if helper else ['train.py']
     return subprocess.Popen([sys.executable, *script, *train_args(tmp_path, sysu_small, *extra)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, **(env or {})})
@@ -293,7 +294,7 @@ def failing_writes(monkeypatch, code, after=0):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(utils.os, 'fdopen', lambda fd, mode: Failing(real(fd, mode)))
+    monkeypatch.setattr(atomic.os, 'fdopen', lambda fd, mode: Failing(real(fd, mode)))
 
 
 def test_a_full_disk_is_one_line_at_the_write_and_keeps_the_earlier_file(tmp_path, monkeypatch):

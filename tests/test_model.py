@@ -8,7 +8,7 @@ import torch
 from torchvision.models import resnet50
 
 from model import MIA, Dropout, Modal, SEnet, dilated_conv, embed_net, gather_channels, merge_groups, split_groups
-from checkpoint import checkpoint_model_args, load_checkpoint, read_checkpoint, save_checkpoint
+from ifalnet.checkpoints import checkpoint_model_args, load_checkpoint, read_checkpoint, save_checkpoint
 from utils import ReIDError
 
 KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')

@@ -11,18 +11,19 @@ import torch
 from PIL import Image
 
 import data_loader
-import evaluation
-import heldout
+from ifalnet import val_selection as heldout
 import process_sysu
 import train as train_script
-import training
-from checkpoint import describe_training, read_checkpoint, trained_on
+from ifalnet.checkpoints import describe_training, read_checkpoint, trained_on
 from data_loader import TestData, build_train_set, count_train_identities
 from data_manager import layout_files, read_index_file
+from eval_metrics import eval_llcm, llcm_removal
 from model import Modal
-from reference_metrics import reference_sysu
-from synthetic import make_regdb, make_sysu
+from ifalnet.slow_metrics import reference_sysu
+from ifalnet.toy_datasets import make_regdb, make_sysu
 from utils import ReIDError
+from ifalnet.checkpoints import load_model
+from ifalnet.runs import run_name
 
 SIZE = ['--img_h', '32', '--img_w', '16']
 TRAIN = SIZE + ['--workers', '0', '--test-batch', '32', '--gpu', '', '--pretrained', 'none', '--batch-size', '2',
@@ -108,7 +109,7 @@ def test_best_follows_the_validation_rank1_of_the_held_out_identities(sysu_witho
     # The weights of _best.t, scored again without the evaluation engine on the images of ids 4 and 5:
     # the infrared images of cam3 and cam6 against the visible images of cam1, 2, 4, 5 (one per
     # folder, so the draw has no choice), ALL = the bn and pool dot products of original and middle.
-    net = evaluation.load_model(models / f'{NAME}_best.t', torch.device('cpu'))
+    net = load_model(models / f'{NAME}_best.t', torch.device('cpu'))
     net.eval()
 
     def features(cams, modal):
@@ -165,9 +166,9 @@ def test_without_select_val_the_test_set_is_required(tmp_path, sysu_without_test
 
 def test_run_name_says_val_only_for_select_val():
     args = train_script.parse_args(['--dataset', 'regdb', '--trial', '4'])
-    assert training.run_name(args) == 'regdb_p4_n4_lr_0.1_seed_0_trial_4' and args.select == 'test'
+    assert run_name(args) == 'regdb_p4_n4_lr_0.1_seed_0_trial_4' and args.select == 'test'
     args = train_script.parse_args(['--dataset', 'regdb', '--trial', '4', '--select', 'val'])
-    assert training.run_name(args) == 'regdb_p4_n4_lr_0.1_seed_0_val_trial_4'
+    assert run_name(args) == 'regdb_p4_n4_lr_0.1_seed_0_val_trial_4'
 
 
 # ------------------------------------------------------------------------------ RegDB and LLCM
@@ -211,7 +212,12 @@ def test_listed_datasets_hold_out_seeded_identities(dataset, regdb_root, llcm_ro
     pairs = [(visible[p], camera(p)) for p in problem.gallery.paths]
     assert pairs == sorted(set(pairs)) and set(pairs) == {(label, camera(p)) for p, label in visible.items()}
     if dataset == 'llcm':
-        assert problem.gallery.cams.tolist() == [c for _, c in pairs] and problem.metric is evaluation.METRICS['llcm']
+        assert problem.gallery.cams.tolist() == [c for _, c in pairs] and problem.removal is llcm_removal
+        # Scored with LLCM's metric: the same numbers as eval_llcm on the problem's ids and cameras.
+        q, g = problem.query, problem.gallery
+        distmat = np.random.default_rng(0).random((len(q.paths), len(g.paths)))
+        for got, expected in zip(problem.metric(distmat, q, g), eval_llcm(distmat, q.ids, g.ids, q.cams, g.cams)):
+            assert np.array_equal(got, expected)
     else:
         assert problem.gallery.cams is None and problem.query.cams is None
 
@@ -247,7 +253,7 @@ def test_regdb_select_val_trains_and_validates_without_the_test_lists(tmp_path, 
     # its validation (one epoch is not validated: scored here with the run's own function)
     args = train_script.parse_args(argv)
     selection = heldout.selection('regdb', regdb_without_test_set, 1, 1, batch_size=2)
-    net = evaluation.load_model(tmp_path / 'models' / f'{name}_last.t', torch.device('cpu'))
+    net = load_model(tmp_path / 'models' / f'{name}_last.t', torch.device('cpu'))
     cmc, mAP, _ = train_script.validate(net, regdb_without_test_set, 0, args, torch.device('cpu'), selection=selection)
     assert len(cmc) == 1 and 0 <= mAP <= 1   # one gallery image
     assert (f'Validation on the held-out identities after epoch 0: RegDB thermal -> visible, 2 queries x 1 gallery '

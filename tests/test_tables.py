@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-import result_tables
+from ifalnet import run_comparison as result_tables
 import tables
 import test as test_script
 import train as train_script
-from checkpoint import save_checkpoint, training_args
-from evaluation import SCORES, mean_scores, std_scores
+from ifalnet.checkpoints import save_checkpoint, training_args
+from ifalnet.scoring import SCORES, mean_scores, std_scores
 from model import embed_net
-from result_tables import METRIC_KEYS
+from ifalnet.scoring import METRIC_KEYS
 from utils import ReIDError
 
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']

@@ -10,16 +10,21 @@ import scipy.io
 import torch
 
 import data_manager as dm
-import evaluation
 import test as test_script
-from checkpoint import save_checkpoint
+from ifalnet.checkpoints import save_checkpoint
 from data_loader import TestData
 from eval_metrics import eval_sysu
-from features import Features
+from ifalnet.features_file import FEATURE_NAMES, Features
 from model import Modal, embed_net
-from rerank import re_ranking
-from synthetic import make_sysu
+from ifalnet.rerank import re_ranking
+from ifalnet.toy_datasets import make_sysu
 from utils import ReIDError
+from ifalnet.checkpoints import load_model
+from ifalnet.feature_bank import FeatureBank, embed
+from ifalnet.features_file import saved_problems
+from ifalnet.problems import ImageSet
+from ifalnet.report_text import format_spread
+from ifalnet.scoring import Rerank, SCORES, camera_report, matched_queries, score_similarities, score_trials, score_vectors
 
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
 
@@ -51,44 +56,44 @@ def saved_run(tmp_path_factory, sysu_root, checkpoint):
 # ----------------------------------------------------------------------------- score vectors, re-ranking
 def test_score_vectors_give_the_release_similarities():
     rng = np.random.default_rng(0)
-    feats = lambda n: {k: rng.standard_normal((n, 6)) for k in evaluation.FeatureBank.NAMES}
+    feats = lambda n: {k: rng.standard_normal((n, 6)) for k in FEATURE_NAMES}
     q, g = feats(4), feats(7)
     for quirk in (False, True):
-        sims = evaluation.score_similarities(q, g, quirk)
-        vectors = evaluation.score_vectors(q, g, quirk)
-        assert list(vectors) == list(evaluation.SCORES)
+        sims = score_similarities(q, g, quirk)
+        vectors = score_vectors(q, g, quirk)
+        assert list(vectors) == list(SCORES)
         for name, (qv, gv) in vectors.items():
             np.testing.assert_allclose(qv @ gv.T, sims[name], rtol=1e-12, atol=1e-12)
 
 
 def saved(features, trials):
-    return evaluation.saved_problems(Features(features), trials)
+    return saved_problems(Features(features), trials)
 
 
 def test_reranked_scores_are_the_metric_of_re_ranking_the_vectors(saved_run):
     problems, bank = saved(saved_run[1], [0])
-    rerank = evaluation.Rerank(4, 2, 0.4)
-    (_, raw), = evaluation.score_trials(problems, bank, rerank)
-    (_, plain), = evaluation.score_trials(problems, bank)
+    rerank = Rerank(4, 2, 0.4)
+    (_, raw), = score_trials(problems, bank, rerank)
+    (_, plain), = score_trials(problems, bank)
     pr = problems[0]
     q, g = bank.get(pr.query), bank.get(pr.gallery)
-    for name, (qv, gv) in evaluation.score_vectors(q, g).items():
+    for name, (qv, gv) in score_vectors(q, g).items():
         d = lambda a, b: np.sqrt(np.maximum(((a[:, None] - b[None]) ** 2).sum(-1), 0))
         expected = eval_sysu(re_ranking(d(qv, gv), d(qv, qv), d(gv, gv), 4, 2, 0.4), pr.query.ids, pr.gallery.ids,
                              pr.query.cams, pr.gallery.cams)
         np.testing.assert_array_equal(raw[name][0], expected[0])
         assert raw[name][1:] == pytest.approx(expected[1:], rel=1e-6)
-    assert any(raw[n][1] != plain[n][1] for n in evaluation.SCORES)   # it did change the scores
+    assert any(raw[n][1] != plain[n][1] for n in SCORES)   # it did change the scores
 
 
 # ----------------------------------------------------------------------------- flip
 def test_flip_is_the_normalised_mean_of_the_image_and_its_mirror(sysu_root, checkpoint):
-    net = evaluation.load_model(checkpoint, torch.device('cpu')).eval()
+    net = load_model(checkpoint, torch.device('cpu')).eval()
     paths, _, _ = dm.process_query_sysu(sysu_root)
     paths = paths[:5]
-    flipped = evaluation.FeatureBank(net, torch.device('cpu'), 32, 16, 4, 0, flip=True)
+    flipped = FeatureBank(net, torch.device('cpu'), 32, 16, 4, 0, flip=True)
     flipped.add(paths, Modal.THERMAL)
-    plain = evaluation.FeatureBank(net, torch.device('cpu'), 32, 16, 4, 0)
+    plain = FeatureBank(net, torch.device('cpu'), 32, 16, 4, 0)
     plain.add(paths, Modal.THERMAL)
     x = torch.stack([TestData(paths, np.zeros(5), 32, 16)[i][0] for i in range(5)])
     with torch.no_grad():
@@ -96,9 +101,9 @@ def test_flip_is_the_normalised_mean_of_the_image_and_its_mirror(sysu_root, chec
         b = plain.embed_batch(x.flip(3), Modal.THERMAL)
     mean = (a + b) / 2
     expected = (mean / mean.norm(dim=2, keepdim=True)).numpy()
-    image_set = evaluation.ImageSet(paths, None, None, Modal.THERMAL)
+    image_set = ImageSet(paths, None, None, Modal.THERMAL)
     got, unflipped = flipped.get(image_set), plain.get(image_set)
-    for k, name in enumerate(evaluation.FeatureBank.NAMES):
+    for k, name in enumerate(FEATURE_NAMES):
         np.testing.assert_allclose(got[name], expected[:, k], atol=2e-6)
         np.testing.assert_allclose(np.linalg.norm(got[name], axis=1), 1, atol=1e-6)
         np.testing.assert_allclose(unflipped[name], a[:, k].numpy(), atol=1e-6)
@@ -172,33 +177,33 @@ def test_official_multi_shot_through_test_py(tmp_path, sysu_perm, checkpoint):
 # ----------------------------------------------------------------------------- spread, per camera
 def test_std_is_numpys_over_the_trials_and_printed(saved_run, capsys):
     _, _, report = saved_run
-    for name in evaluation.SCORES:
+    for name in SCORES:
         for key, value in report['std'][name].items():
             assert value == pytest.approx(np.std([t[name][key] for t in report['per_trial']]), abs=1e-15)
             assert report['mean'][name][key] == pytest.approx(np.mean([t[name][key] for t in report['per_trial']]))
-    text = evaluation.format_spread('Spread', report['mean'], report['std'])
+    text = format_spread('Spread', report['mean'], report['std'])
     all_row = text.splitlines()[-1]
     assert all_row.split()[0] == 'ALL' and f'{100 * report["mean"]["ALL"]["rank1"]:.2f} ± ' \
                                            f'{100 * report["std"]["ALL"]["rank1"]:.2f}%' in all_row
 
 
 def test_per_camera_scores_recombine_to_the_overall_ones(saved_run, llcm_root, checkpoint):
-    net = evaluation.load_model(checkpoint, torch.device('cpu'))
-    llcm = evaluation.embed(net, 'llcm', llcm_root, [0, 1], torch.device('cpu'), img_h=32, img_w=16, batch_size=32,
+    net = load_model(checkpoint, torch.device('cpu'))
+    llcm = embed(net, 'llcm', llcm_root, [0, 1], torch.device('cpu'), img_h=32, img_w=16, batch_size=32,
                             workers=0)
     for (problems, bank), cameras in ((saved(saved_run[1], [0, 1, 2]), {3, 6}), (llcm, None)):
         by_camera = {}
-        results = evaluation.score_trials(problems, bank, by_camera=by_camera)
+        results = score_trials(problems, bank, by_camera=by_camera)
         for trial, raw in results:
-            for name in evaluation.SCORES:
+            for name in SCORES:
                 per = by_camera[trial][name]
                 assert cameras is None or set(per) == cameras
                 counts = np.array([v[3] for v in per.values()])
-                assert counts.sum() == evaluation.matched_queries(problems[trial]).sum()
+                assert counts.sum() == matched_queries(problems[trial]).sum()
                 for k, value in ((0, raw[name][0][0]), (1, raw[name][1]), (2, raw[name][2])):
                     parts = np.array([v[0][0] if k == 0 else v[k] for v in per.values()])
                     assert (parts * counts).sum() / counts.sum() == pytest.approx(value, rel=1e-6)
-        report = evaluation.camera_report(by_camera)
+        report = camera_report(by_camera)
         for camera, s in report['ALL'].items():
             runs = [scores['ALL'][int(camera)] for scores in by_camera.values() if int(camera) in scores['ALL']]
             assert s['rank1'] == pytest.approx(np.mean([r[0][0] for r in runs]))

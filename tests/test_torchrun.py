@@ -2,7 +2,7 @@
 
 A launch costs seconds of start-up, so one uninterrupted 2-process run serves the end-to-end,
 draw and parameter checks, and the resume checks chain from one short run. The processes report
-what they drew and hold through tests/torchrun_probe.py (train.py with IFALNET_DEBUG_DIR and
+what they drew and hold through tests/helpers/torchrun_probe.py (train.py with IFALNET_DEBUG_DIR and
 IFALNET_DEBUG_FAIL), which observes them from outside the product code.
 """
 import json
@@ -16,15 +16,15 @@ import pytest
 import torch
 from torch import nn
 
-import distributed
+from ifalnet import ddp as distributed
 import process_sysu
 import train as train_script
 from data_loader import IdentitySampler
 from model import embed_net
-from synthetic import make_sysu
-from tests.test_pipeline import ROOT, TRAIN, check_results, run_test
-from tests.torchrun_probe import parameter_digest
-from checkpoint import read_checkpoint
+from ifalnet.toy_datasets import make_sysu
+from tests.test_train_and_test import ROOT, TRAIN, check_results, run_test
+from tests.helpers.torchrun_probe import parameter_digest
+from ifalnet.checkpoints import read_checkpoint
 from utils import ReIDError
 
 NAME = 'sysu_p2_n2_lr_0.01_seed_0'
@@ -51,9 +51,9 @@ def train_args(out, data_path, *extra):
 
 def torchrun(out, data_path, *extra, **env):
     """train.py on 2 processes; `env` sets the probe's environment variables, and then the processes
-    run train.py through tests/torchrun_probe.py."""
+    run train.py through tests/helpers/torchrun_probe.py."""
     environ = {k: v for k, v in os.environ.items() if k not in DEBUG_VARS}
-    script = os.path.join('tests', 'torchrun_probe.py') if env else 'train.py'
+    script = os.path.join('tests', 'helpers', 'torchrun_probe.py') if env else 'train.py'
     return subprocess.run([*TORCHRUN, script, *train_args(out, data_path, *extra)], cwd=ROOT,
                           env={**environ, **env}, capture_output=True, text=True, timeout=300)
 

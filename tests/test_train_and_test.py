@@ -10,20 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-import device as device_module
-import evaluation
+from ifalnet import devices as device_module
 import process_sysu
 import test as test_script
 import train as train_script
-import training
-from checkpoint import describe_training, read_checkpoint, save_checkpoint, trained_on
+from ifalnet.checkpoints import describe_training, read_checkpoint, save_checkpoint, trained_on
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
-from device import autocast_dtype
-from flags import parse_epochs
+from ifalnet.devices import autocast_dtype
+from ifalnet.flags import parse_epochs
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
-from synthetic import make_llcm, make_regdb, make_sysu
+from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
 from utils import ReIDError
+from ifalnet.checkpoints import load_model
+from ifalnet.feature_bank import FeatureBank, evaluate
+from ifalnet.problems import build_problem
+from ifalnet.runs import keeps_epoch
+from ifalnet.scoring import SCORES, feature_spread, score_similarities
+from recipe import lr_at, make_optimizer, train_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = ['--img_h', '32', '--img_w', '16']
@@ -81,7 +85,7 @@ def run_test(tmp_path, dataset, data_path, resume, *extra):
 def check_results(report, dataset, trials, protocol='release'):
     assert report['dataset'] == dataset and report['protocol'] == protocol
     assert report['trials'] == trials and [t['trial'] for t in report['per_trial']] == trials
-    assert set(report['mean']) == set(evaluation.SCORES)
+    assert set(report['mean']) == set(SCORES)
     for name, scores in report['mean'].items():
         assert set(scores) == SCORE_KEYS
         assert all(0 <= v <= 1 for v in scores.values())
@@ -209,11 +213,11 @@ def test_feature_spread():
     rng = np.random.default_rng(0)
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
     same = unit(np.ones((5, 8)))
-    assert evaluation.feature_spread({'bn_ori': same, 'bn_mid': same}) == 0
+    assert feature_spread({'bn_ori': same, 'bn_mid': same}) == 0
     spread_out = unit(rng.normal(size=(400, 8)))
-    assert evaluation.feature_spread({'bn_ori': same, 'bn_mid': spread_out}) == pytest.approx(1, abs=0.01)
+    assert feature_spread({'bn_ori': same, 'bn_mid': spread_out}) == pytest.approx(1, abs=0.01)
     two = unit(np.array([[1.0, 0], [0, 1]]))
-    assert evaluation.feature_spread({'x': two}) == pytest.approx(np.sqrt(0.5))
+    assert feature_spread({'x': two}) == pytest.approx(np.sqrt(0.5))
 
 
 @pytest.mark.parametrize('tvsearch', [None, 'True', 'False'])
@@ -294,8 +298,8 @@ def test_release_checkpoints_say_they_store_no_training_arguments():
 
 
 def test_llcm_release_roles_and_pool_quirk(llcm_root):
-    release = evaluation.build_problem('llcm', llcm_root, 0, protocol='release')
-    standard = evaluation.build_problem('llcm', llcm_root, 0, protocol='standard')
+    release = build_problem('llcm', llcm_root, 0, protocol='release')
+    standard = build_problem('llcm', llcm_root, 0, protocol='standard')
     # release "VIS to IR": sampled infrared queries, every visible image in the gallery
     assert release.query.paths == standard.gallery.paths and release.gallery.paths == standard.query.paths
     assert all('test_nir' in p for p in release.query.paths)
@@ -303,8 +307,8 @@ def test_llcm_release_roles_and_pool_quirk(llcm_root):
     rng = np.random.default_rng(0)
     feats = lambda n: {k: rng.normal(size=(n, 8)) for k in ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')}
     q, g = feats(3), feats(5)
-    quirky = evaluation.score_similarities(q, g, llcm_pool_quirk=True)
-    proper = evaluation.score_similarities(q, g)
+    quirky = score_similarities(q, g, llcm_pool_quirk=True)
+    proper = score_similarities(q, g)
     bn = sum(x @ y.T for x in (q['bn_ori'], q['bn_mid']) for y in (g['bn_ori'], g['bn_mid']))
     np.testing.assert_allclose(proper['ALL FC'], bn)
     np.testing.assert_allclose(quirky['ALL'], bn + 4 * q['pool_ori'] @ g['pool_ori'].T)
@@ -316,21 +320,21 @@ def test_llcm_release_roles_and_pool_quirk(llcm_root):
 
 def test_shared_gallery_images_are_embedded_once(sysu_root, monkeypatch):
     calls = []
-    real_add = evaluation.FeatureBank.add
+    real_add = FeatureBank.add
 
     def counting_add(self, paths, modal, what=None):
         before = len(self.rows)
         real_add(self, paths, modal, what)
         calls.append(len(self.rows) - before)
-    monkeypatch.setattr(evaluation.FeatureBank, 'add', counting_add)
+    monkeypatch.setattr(FeatureBank, 'add', counting_add)
     torch.manual_seed(0)
     net = embed_net(6)
     trials = list(range(10))
-    evaluation.evaluate(net, 'sysu', sysu_root, trials, torch.device('cpu'), img_h=32, img_w=16, workers=0)
-    galleries = {p for t in trials for p in evaluation.build_problem('sysu', sysu_root, t).gallery.paths}
-    queries = evaluation.build_problem('sysu', sysu_root, 0).query.paths
+    evaluate(net, 'sysu', sysu_root, trials, torch.device('cpu'), img_h=32, img_w=16, workers=0)
+    galleries = {p for t in trials for p in build_problem('sysu', sysu_root, t).gallery.paths}
+    queries = build_problem('sysu', sysu_root, 0).query.paths
     assert sum(calls) == len(galleries) + len(queries)
-    assert len(galleries) < 10 * len(evaluation.build_problem('sysu', sysu_root, 0).gallery.paths)
+    assert len(galleries) < 10 * len(build_problem('sysu', sysu_root, 0).gallery.paths)
 
 
 def test_tvsearch_parsing():
@@ -346,19 +350,19 @@ def test_tvsearch_parsing():
 
 
 def test_periodic_checkpoints_follow_the_release_rule():
-    kept = lambda save_epoch: [e for e in range(121) if training.keeps_epoch(e, save_epoch)]
+    kept = lambda save_epoch: [e for e in range(121) if keeps_epoch(e, save_epoch)]
     assert kept(20) == [20, 40, 60, 80, 100, 120]
     assert kept(5) == [15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100, 105, 110, 115, 120]
     assert kept(1)[:2] == [11, 12]
 
 
 def test_learning_rate_schedule():
-    lr = [training.lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
+    lr = [lr_at(e, 0.1) for e in (0, 9, 10, 19, 20, 59, 60, 89, 90, 120)]
     assert lr == pytest.approx([0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
-    assert training.lr_at(60, 1.0) == 0.01 and training.lr_at(90, 1.0) == 0.001   # the release's very factors
+    assert lr_at(60, 1.0) == 0.01 and lr_at(90, 1.0) == 0.001   # the release's very factors
     # --warmup-epochs 2 --lr-steps 8: the demo's ten epochs
-    assert [training.lr_at(e, 0.02, 2, (8,)) for e in range(10)] == pytest.approx([0.01] + [0.02] * 7 + [0.002] * 2)
-    assert training.lr_at(5, 0.1, 10, ()) == pytest.approx(0.06) and training.lr_at(500, 0.1, 1, ()) == 0.1
+    assert [lr_at(e, 0.02, 2, (8,)) for e in range(10)] == pytest.approx([0.01] + [0.02] * 7 + [0.002] * 2)
+    assert lr_at(5, 0.1, 10, ()) == pytest.approx(0.06) and lr_at(500, 0.1, 1, ()) == 0.1
     with pytest.raises(argparse.ArgumentTypeError, match="expected increasing epoch numbers such as 20,60,90, got '8,5'"):
         parse_epochs('8,5')
     assert parse_epochs('') == () and parse_epochs('3, 7') == (3, 7)
@@ -408,10 +412,10 @@ def test_test_uses_the_channels_the_checkpoint_stores(tmp_path, sysu_prepared, c
     forced = tmp_path / 'forced.t'
     save_checkpoint(ckpt, forced)
     capsys.readouterr()
-    net = evaluation.load_model(str(forced), torch.device('cpu'))
+    net = load_model(str(forced), torch.device('cpu'))
     assert net.se_channels == (0, 2, 1)
     assert 'middle-modality channels: 0,2,1 (stored in the checkpoint)' in capsys.readouterr().out
-    own = evaluation.load_model(str(forced), torch.device('cpu'), se_channels=(3, 5, 4))
+    own = load_model(str(forced), torch.device('cpu'), se_channels=(3, 5, 4))
     assert own.se_channels == (3, 5, 4)
     out = capsys.readouterr().out
     assert 'trained with middle-modality channels 0,2,1; using --se-channels 3,5,4' in out
@@ -426,9 +430,9 @@ def test_test_uses_the_channels_the_checkpoint_stores(tmp_path, sysu_prepared, c
     del ckpt['se_channels']
     release = tmp_path / 'release.t'
     save_checkpoint({'net': ckpt['net'], 'epoch': 0}, release)
-    assert evaluation.load_model(str(release), torch.device('cpu')).se_channels == (3, 5, 4)
+    assert load_model(str(release), torch.device('cpu')).se_channels == (3, 5, 4)
     assert "this device's torch.topk tie order; the checkpoint stores none" in capsys.readouterr().out
-    assert evaluation.load_model(str(release), torch.device('cpu'), se_channels=(1, 4, 0)).se_channels == (1, 4, 0)
+    assert load_model(str(release), torch.device('cpu'), se_channels=(1, 4, 0)).se_channels == (1, 4, 0)
 
 
 def test_se_channels_flag_is_checked(tmp_path, capsys):
@@ -445,7 +449,7 @@ def test_se_channels_flag_is_checked(tmp_path, capsys):
     working = tmp_path / 'working.t'
     save_checkpoint({'net': embed_net(4, working_se=True).state_dict()}, working)
     with pytest.raises(ReIDError, match='--se-channels applies to the release squeeze-excitation only'):
-        evaluation.load_model(str(working), torch.device('cpu'), se_channels=(0, 1, 2))
+        load_model(str(working), torch.device('cpu'), se_channels=(0, 1, 2))
 
 
 def test_amp_dtype_per_device(capsys, monkeypatch):
@@ -498,13 +502,13 @@ def test_mixed_precision_training_path_runs_on_the_cpu(sysu_prepared, dtype, cap
     loader = make_train_loader(trainset, batches, 0, torch.device('cpu'))
     torch.manual_seed(0)
     net = embed_net(4).to(memory_format=torch.channels_last)
-    optimizer = training.make_optimizer(net, args)
+    optimizer = make_optimizer(net, args)
     # GradScaler's default start (65536) overflows float16 on this fresh model and backs off over
     # ~9 skipped steps, as documented; this epoch has 5, so start lower.
     scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 8, enabled=dtype == torch.float16)
     before = net.classifier.weight.detach().clone()
     criteria = (OriTripletLoss(4, 0.3), TcaLoss())
-    stats = training.train_epoch(net, loader, optimizer, scaler, criteria, 5, args, torch.device('cpu'), dtype)
+    stats = train_epoch(net, loader, optimizer, scaler, criteria, 5, args, torch.device('cpu'), dtype)
     assert all(np.isfinite(stats[k]) for k in ('loss', 'id', 'tri', 'tca'))
     assert not torch.equal(before, net.classifier.weight) and net.classifier.weight.dtype == torch.float32
     if dtype == torch.float16:

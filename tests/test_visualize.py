@@ -12,27 +12,33 @@ import torch
 from PIL import Image
 from threadpoolctl import threadpool_limits   # installed with scikit-learn (requirements-vis.txt)
 
-import attention
-import evaluation
+from ifalnet import attention_maps as attention
 import matplotlib
 import test as test_script
 import visualize
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
-from features import FEATURES, Features
+from ifalnet.features_file import FEATURE_NAMES as FEATURES, Features
 from model import Modal, embed_net
-from synthetic import make_llcm, make_regdb, make_sysu
-from checkpoint import save_checkpoint
+from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
+from ifalnet.checkpoints import save_checkpoint
 from utils import ReIDError
+from ifalnet.checkpoints import load_model
+from ifalnet.feature_bank import FeatureBank
+from ifalnet.figure_data import cross_modal_distances, network_inputs, ranked_lists, results_protocol, tsne_points
+from ifalnet.image_grids import BLUE, BORDER, GAP, GREEN, LINE, MARGIN, MIN_CELL, RED, WHITE, score_key, score_labels
+from ifalnet.plots import distances_figure, save_figure, tsne_figure
+from ifalnet.problems import ImageSet, build_problem
+from ifalnet.scoring import RANKS, SCORES, cmc_curve, score_similarities, summarise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
 MODEL = ['--img_h', '32', '--img_w', '16', '--gpu', '']
 SCORE_KEYS = {'rank1', 'rank5', 'rank10', 'rank20', 'mAP', 'mINP'}
-M, G, B, LINE = visualize.MARGIN, visualize.GAP, visualize.BORDER, visualize.LINE
+M, G, B, LINE = MARGIN, GAP, BORDER, LINE
 # Grid cells in the tests: 16x32 tiles framed by the border, centred in a cell of the minimum width.
 TILE_W, TILE_H = 16, 32
 FRAMED = TILE_W + 2 * B
-CELL_W = max(FRAMED, visualize.MIN_CELL)
+CELL_W = max(FRAMED, MIN_CELL)
 INSET = (CELL_W - FRAMED) // 2
 
 
@@ -120,7 +126,7 @@ def test_features_file_describes_every_trial_and_reproduces_the_scores(runs, dat
     for name in FEATURES:
         assert data[name].shape == (n, 2048) and data[name].dtype == np.float32
     for trial in meta['trials']:
-        problem = evaluation.build_problem(dataset, str(root), trial)
+        problem = build_problem(dataset, str(root), trial)
         q, g = data[f'query_{trial}'], data[f'gallery_{trial}']
         for rows, images in ((q, problem.query), (g, problem.gallery)):
             assert [os.path.join(root, p) for p in data['path'][rows]] == images.paths
@@ -129,14 +135,14 @@ def test_features_file_describes_every_trial_and_reproduces_the_scores(runs, dat
             assert (data['modality'][rows] == images.modal).all()
             assert (data['model'][rows] == meta['trial_models'][meta['trials'].index(trial)]).all()
         feats = lambda rows: {k: data[k][rows].astype(np.float64) for k in FEATURES}
-        sims = evaluation.score_similarities(feats(q), feats(g), meta['llcm_pool_quirk'])
+        sims = score_similarities(feats(q), feats(g), meta['llcm_pool_quirk'])
         scored = {t['trial']: t for t in report['per_trial']}[trial]
         curves = {t['trial']: t for t in report['cmc']['per_trial']}[trial]
-        for name in evaluation.SCORES:
+        for name in SCORES:
             cmc, mAP, mINP = metric(dataset, -sims[name], data['identity'][q], data['identity'][g],
                                     data['camera'][q], data['camera'][g])
-            assert evaluation.summarise(cmc, mAP, mINP) == scored[name]
-            assert curves[name] == evaluation.cmc_curve(cmc)
+            assert summarise(cmc, mAP, mINP) == scored[name]
+            assert curves[name] == cmc_curve(cmc)
 
 
 @pytest.mark.parametrize('dataset', ['sysu', 'regdb'])
@@ -176,26 +182,26 @@ def test_results_file_holds_each_scores_cmc_curve(runs):
         assert report['mode'] == ('all' if dataset == 'sysu' else None)
         assert set(report) == {'dataset', 'mode', 'direction', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc',
                                'std', 'per_camera', 'rerank', 'flip', 'gallery', 'shots', 'trained_on', 'checkpoints'}
-        assert all(set(report['mean'][s]) == SCORE_KEYS for s in evaluation.SCORES)
+        assert all(set(report['mean'][s]) == SCORE_KEYS for s in SCORES)
         assert [t['trial'] for t in report['cmc']['per_trial']] == report['trials']
-        for name in evaluation.SCORES:
+        for name in SCORES:
             mean = report['cmc']['mean'][name]
             assert len(mean) == 20 and all(a <= b for a, b in zip(mean, mean[1:]))
-            for r in evaluation.RANKS:
+            for r in RANKS:
                 assert mean[r - 1] == report['mean'][name][f'rank{r}']
             for curve, scores in zip(report['cmc']['per_trial'], report['per_trial']):
-                assert [curve[name][r - 1] for r in evaluation.RANKS] == [scores[name][f'rank{r}']
-                                                                          for r in evaluation.RANKS]
+                assert [curve[name][r - 1] for r in RANKS] == [scores[name][f'rank{r}']
+                                                                          for r in RANKS]
     # a gallery under 20 (SYSU here: 11 images) gives a shorter CMC, carried on to rank 20
     curve = runs['sysu'][0]['cmc']['per_trial'][0]['ALL']
     assert len(curve) == 20 and curve[10:] == [curve[10]] * 10
-    assert evaluation.cmc_curve(np.array([0.25, 0.5, 0.75], np.float32)) == [0.25, 0.5] + [0.75] * 18
+    assert cmc_curve(np.array([0.25, 0.5, 0.75], np.float32)) == [0.25, 0.5] + [0.75] * 18
 
 
 # ----------------------------------------------------------------------------- ranking
 def trial_sims(feats, trial, score='ALL'):
     q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
-    return evaluation.score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
+    return score_similarities(feats.rows(q_rows), feats.rows(g_rows), feats.meta['llcm_pool_quirk'])[score]
 
 
 def own_ranking(feats, dataset, trial, q, sims):
@@ -218,7 +224,7 @@ def test_ranked_lists_are_the_metrics(runs, dataset):
     q_rows, g_rows = feats.side(trial, 'query'), feats.side(trial, 'gallery')
     positions = np.arange(len(q_rows))
     for score in ('ALL', 'MIS-IR FC'):
-        lists, sims = visualize.ranked_lists(feats, trial, score, positions)
+        lists, sims = ranked_lists(feats, trial, score, positions)
         np.testing.assert_array_equal(sims, trial_sims(feats, trial, score))
         aps, inps, firsts = [], [], []
         for q, ranked in zip(positions, lists):
@@ -258,11 +264,11 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
         image = Image.open(out / name).convert('RGB')
         n = 1 + len(expected)   # topk covers the whole gallery: cam3 queries have fewer tiles
         assert image.size == grid_size(n, 3, key=3)   # captions: rank and similarity, camera, identity; key
-        assert border_colour(image, 0) == visualize.BLUE
+        assert border_colour(image, 0) == BLUE
         g_rows = feats.side(1, 'gallery')
         for k, j in enumerate(expected, start=1):
             match = feats.identity[g_rows[j]] == feats.identity[q_rows[p]]
-            assert border_colour(image, k) == (visualize.GREEN if match else visualize.RED)
+            assert border_colour(image, k) == (GREEN if match else RED)
         cams.add(feats.camera[q_rows[p]])
     assert cams == {3, 6}   # both the removal rule and its absence were drawn
     # FILE.png: the same grids, one under the other
@@ -291,7 +297,7 @@ def test_tsne_draws_one_point_per_image_and_branch(runs, tmp_path):
     _, path, _, _ = runs['regdb']
     feats = Features(path)
     with threadpool_limits(1):
-        xy, identity, group = visualize.tsne_points(feats, 1, 3, 'bn', 0)
+        xy, identity, group = tsne_points(feats, 1, 3, 'bn', 0)
     rows = np.unique(np.concatenate([feats.side(1, 'query'), feats.side(1, 'gallery')]))
     chosen = sorted(set(feats.identity[rows]))[:3]
     rows = rows[np.isin(feats.identity[rows], chosen)]
@@ -300,7 +306,7 @@ def test_tsne_draws_one_point_per_image_and_branch(runs, tmp_path):
     assert xy.shape == (2 * len(rows), 2) and np.isfinite(xy).all()
     assert [np.count_nonzero(group == g) for g in range(4)] == [vis, vis, th, th]
     assert sorted(set(identity)) == chosen
-    fig = visualize.tsne_figure(xy, identity, group, 'thermal', 'title')
+    fig = tsne_figure(xy, identity, group, 'thermal', 'title')
     drawn = [len(c.get_offsets()) for c in fig.axes[0].collections]
     assert drawn == [vis, vis, th, th]
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
@@ -315,7 +321,7 @@ def test_tsne_draws_one_point_per_image_and_branch(runs, tmp_path):
 def test_distances_between_modalities(runs, tmp_path):
     _, path, _, _ = runs['regdb']
     feats = Features(path)
-    distances = visualize.cross_modal_distances(feats, 3, 'bn')
+    distances = cross_modal_distances(feats, 3, 'bn')
     rows = np.concatenate([feats.side(3, 'query'), feats.side(3, 'gallery')])
     vis, th = rows[feats.modality[rows] == Modal.VISIBLE], rows[feats.modality[rows] == Modal.THERMAL]
     for branch in ('ori', 'mid'):
@@ -357,7 +363,7 @@ def test_middle_grid_shows_each_image_beside_its_middle_image(checkpoints, sysu_
     assert grid.shape[1::-1] == grid_size(4, 2, rows=2)   # 2 pairs per row; captions of 2 lines
     cell_h = TILE_H + 2 * B + 2 * LINE
 
-    net = evaluation.load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
+    net = load_model(str(checkpoints / 'init_trial_3.t'), torch.device('cpu'), 'resnet50').eval()
     from data_loader import TestData
     x = torch.stack([TestData(images, [0, 0, 0], 32, 16)[i][0] for i in range(3)])
     with torch.no_grad():
@@ -403,8 +409,8 @@ def test_attention_maps_of_each_mia_and_layer4(checkpoints, sysu_root, tmp_path)
     for col in range(2, 10):   # every attention tile differs between the two images
         assert np.abs(tile(0, col) - tile(1, col)).max() > 3, col
 
-    net = evaluation.load_model(ckpt, torch.device('cpu'), 'resnet50').eval()
-    inputs, x = visualize.network_inputs(images, 32, 16, torch.device('cpu'))
+    net = load_model(ckpt, torch.device('cpu'), 'resnet50').eval()
+    inputs, x = network_inputs(images, 32, 16, torch.device('cpu'))
     maps = attention.attention_maps(net, x, Modal.VISIBLE)
     assert list(maps['spatial']) == [(i, g) for i in (1, 2, 3) for g in ('original', 'middle')]
     assert [maps['spatial'][(i, 'original')].shape for i in (1, 2, 3)] == [(2, 8, 4), (2, 4, 2), (2, 2, 1)]
@@ -465,20 +471,20 @@ def test_rank_own_images(checkpoints, sysu_root, tmp_path, capsys):
     sims = [float(p[1]) for p in printed]
     assert sims == sorted(sims, reverse=True)
     # the same similarities as test.py's embedding of these images
-    net = evaluation.load_model(ckpt, torch.device('cpu'), 'resnet50')
-    bank = evaluation.FeatureBank(net, torch.device('cpu'), 32, 16, 64, 0)
+    net = load_model(ckpt, torch.device('cpu'), 'resnet50')
+    bank = FeatureBank(net, torch.device('cpu'), 32, 16, 64, 0)
     paths = sorted(str(p) for p in gallery.rglob('*.jpg'))
     bank.add([str(query)], Modal.THERMAL)
     bank.add(paths, Modal.VISIBLE)
-    q = bank.get(evaluation.ImageSet([str(query)], None, None, Modal.THERMAL))
-    g = bank.get(evaluation.ImageSet(paths, None, None, Modal.VISIBLE))
-    expected = evaluation.score_similarities(q, g)['ALL'][0]
+    q = bank.get(ImageSet([str(query)], None, None, Modal.THERMAL))
+    g = bank.get(ImageSet(paths, None, None, Modal.VISIBLE))
+    expected = score_similarities(q, g)['ALL'][0]
     top = np.argsort(-expected)[:3]
     assert [p[2] for p in printed] == [paths[j] for j in top]
     np.testing.assert_allclose(sims, expected[top], atol=1e-4)
     image = Image.open(out).convert('RGB')
     assert image.size == grid_size(4, 3, key=1)   # captions: rank and similarity, folder, file name; the score
-    assert all(border_colour(image, k) == visualize.WHITE for k in range(4))   # no identities
+    assert all(border_colour(image, k) == WHITE for k in range(4))   # no identities
 
     empty = tmp_path / 'empty'
     empty.mkdir()
@@ -512,39 +518,39 @@ def test_files_of_another_kind_are_refused(tmp_path):
 
 def test_grid_labels_say_what_the_scores_are():
     # enough decimals to tell neighbours apart (ALL sums eight cosines: close scores near 8)
-    assert visualize.score_labels([7.99412, 7.99361, 7.5]) == ['7.9941', '7.9936', '7.5000']
-    assert visualize.score_labels([0.91, 0.5, 0.5]) == ['0.91', '0.50', '0.50']    # ties stay ties
-    assert visualize.score_key('ALL') == '#rank  ALL = sum of 8 cosines, max 8'
-    assert visualize.score_key('VIS-IR FC') == '#rank  VIS-IR FC = a cosine, max 1'
-    assert visualize.score_key('ALL FC') == '#rank  ALL FC = sum of 4 cosines, max 4'
+    assert score_labels([7.99412, 7.99361, 7.5]) == ['7.9941', '7.9936', '7.5000']
+    assert score_labels([0.91, 0.5, 0.5]) == ['0.91', '0.50', '0.50']    # ties stay ties
+    assert score_key('ALL') == '#rank  ALL = sum of 8 cosines, max 8'
+    assert score_key('VIS-IR FC') == '#rank  VIS-IR FC = a cosine, max 1'
+    assert score_key('ALL FC') == '#rank  ALL FC = sum of 4 cosines, max 4'
 
 
 def test_plots_for_a_paper(tmp_path):
     rng = np.random.default_rng(0)
     # distance panels share one x range, whatever each branch's own range
-    fig = visualize.distances_figure({'ori': (rng.uniform(0, 0.3, 20), rng.uniform(0.2, 0.6, 50)),
+    fig = distances_figure({'ori': (rng.uniform(0, 0.3, 20), rng.uniform(0.2, 0.6, 50)),
                                       'mid': (rng.uniform(0.5, 0.8, 20), rng.uniform(0.7, 1.4, 50))}, 'infrared', 't')
     assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
     lo, hi = fig.axes[0].get_xlim()
     assert lo <= 0.05 and hi >= 1.35
     # the t-SNE legend lies outside the axes, so it covers no point
     identity, group = np.repeat(np.arange(4), 8), np.tile(np.arange(4), 8)
-    fig = visualize.tsne_figure(rng.normal(size=(32, 2)), identity, group, 'infrared', 't-SNE')
+    fig = tsne_figure(rng.normal(size=(32, 2)), identity, group, 'infrared', 't-SNE')
     fig.canvas.draw()
     legend, axes = fig.axes[0].get_legend().get_window_extent(), fig.axes[0].get_window_extent()
     assert legend.x0 >= axes.x1
     # vector figures: the format follows --out's name; another name is refused before any work
     for name, start in (('d.pdf', b'%PDF'), ('d.svg', b'<?xml')):
-        visualize.save_figure(fig, str(tmp_path / name), 100)
+        save_figure(fig, str(tmp_path / name), 100)
         assert (tmp_path / name).read_bytes().startswith(start)
     assert b'<svg' in (tmp_path / 'd.svg').read_bytes()[:500]
     with pytest.raises(ReIDError, match=r'--out .*d\.jpg: expected a \.png, \.pdf or \.svg file name'):
         visualize.main(['distances', '--features', str(tmp_path / 'none.npz'), '--out', str(tmp_path / 'd.jpg')])
     assert not (tmp_path / 'd.jpg').exists()
     # CMC titles name the dataset, mode and direction from the results files
-    assert visualize.results_protocol({'dataset': 'sysu', 'mode': 'indoor', 'direction': 'infrared -> visible'}) == \
+    assert results_protocol({'dataset': 'sysu', 'mode': 'indoor', 'direction': 'infrared -> visible'}) == \
         'SYSU-MM01 indoor-search, infrared -> visible'
-    assert visualize.results_protocol({'dataset': 'regdb', 'direction': 'thermal -> visible'}) == 'RegDB, thermal -> visible'
+    assert results_protocol({'dataset': 'regdb', 'direction': 'thermal -> visible'}) == 'RegDB, thermal -> visible'
 
 
 def test_help_describes_every_figure(capsys):

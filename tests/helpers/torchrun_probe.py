@@ -1,9 +1,9 @@
-"""train.py as torchrun starts it, with a window into each process for tests/test_distributed.py.
+"""train.py as torchrun starts it, with a window into each process for tests/test_torchrun.py.
 
-    python -m torch.distributed.run --nproc_per_node=2 tests/torchrun_probe.py <train.py flags>
+    python -m torch.distributed.run --nproc_per_node=2 tests/helpers/torchrun_probe.py <train.py flags>
 
 Runs `train.main` in every process, as `python train.py` would, with two observations added from
-outside the product code (nothing in train.py or distributed.py knows about them):
+outside the product code (nothing in train.py or ifalnet/ddp.py knows about them):
 - IFALNET_DEBUG_DIR=DIR: each process appends the labels of every batch it trains on to
   DIR/labels_rank<R>.jsonl and, when training ends, the digest of its parameters to
   DIR/state_rank<R>.jsonl;
@@ -15,12 +15,13 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-import distributed  # noqa: E402  (after the repository root is on the path)
-import train  # noqa: E402
-from utils import ReIDError, run_main  # noqa: E402
+import train  # noqa: E402  (after the repository root is on the path)
+from ifalnet import ddp as distributed  # noqa: E402
+from ifalnet.interruption import run_main  # noqa: E402
+from utils import ReIDError  # noqa: E402
 
 
 def parameter_digest(net):

@@ -1,0 +1,38 @@
+"""ifalnet: the machinery around the method. Scripts (train.py, test.py, ...) and the training step
+(recipe.py) import it; it imports the method modules at the top level (model.py, resnet.py, loss.py,
+data_loader.py, data_manager.py, eval_metrics.py, utils.py), never a script or recipe.py; the
+method modules never import it. One idea per file:
+
+Running on a device
+    devices.py          device choice (--gpu), --amp precision and autocast, memory format
+    ddp.py              everything torchrun needs: ranks, process group, barrier, DDP
+    interruption.py     SIGTERM and SIGINT as one exception, saves a signal cannot cut, a script's exit
+Command lines and files
+    flags.py            the parser, flags with both spellings, the shared flags, the component switches
+    atomic.py           files written atomically, a failed write as one line
+    output_paths.py     output paths checked before any work, stale temporary files, the log tee
+    checkpoints.py      checkpoint files: safe reading, atomic writing, release keys, the network they hold
+    runs.py             a training run: its name, files, lock, collisions, kept epochs, random states
+    val_selection.py    model selection on held-out identities (train.py --select val)
+Evaluation
+    problems.py         the test problem of a trial: query and gallery sets, metric, removal rule
+    feature_bank.py     each test image embedded once; embedding the trials of a test
+    scoring.py          similarities, re-ranking, scores per trial and camera, collapse check, summaries
+    rerank.py           k-reciprocal re-ranking (Zhong et al., CVPR 2017), vectorised
+    report_text.py      what test.py and validation print: tables, titles, spread, per camera
+    partial_sets.py     what a copy of a test set lacks (camera folders, identities, images)
+    features_file.py    the features file of test.py --save-features (writer, reader, rescoring)
+    results_file.py     the results file of test.py --results (writer and reader)
+    run_comparison.py   results files of several runs as one Markdown, LaTeX or CSV table
+    slow_metrics.py     the metrics as a per-query loop, re-ranking one image at a time (yardsticks)
+Figures, export, speed, synthetic data
+    figure_data.py      what the figures show: ranked lists, t-SNE points, distances, CMC curves
+    image_grids.py      image grids: tiles, borders, captions, the ranking grid
+    plots.py            t-SNE, distance and CMC plots (matplotlib)
+    attention_maps.py   the attention maps of each MIA and layer 4's energy, and their overlays
+    deploy.py           the deployable branch, its ONNX and TorchScript files, running them
+    timing.py           the timing helper of bench.py: best of rounds, peak memory, score matrices
+    toy_datasets.py     synthetic datasets in the real on-disk layouts
+
+This file imports nothing: `from ifalnet import scoring` loads only what it asks for.
+"""
