@@ -26,7 +26,7 @@ from ifalnet.atomic import atomic_write
 from ifalnet.checkpoints import save_checkpoint
 from ifalnet.flags import add_flag, make_parser
 from ifalnet.interruption import run_main
-from ifalnet.runs import run_name
+from ifalnet.run_files import run_name
 from ifalnet.scoring import METRIC_KEYS
 from ifalnet.toy_datasets import make_sysu
 from utils import ReIDError

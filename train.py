@@ -7,7 +7,7 @@
 
 This is the command line and the epoch loop (flags, input checks, validation, checkpoints, log);
 the schedule, optimizer and one epoch live in recipe.py, a run's files and random states in
-ifalnet/runs.py, the validation in ifalnet/feature_bank.py and ifalnet/scoring.py.
+ifalnet/run_files.py, the validation in ifalnet/feature_bank.py and ifalnet/scoring.py.
 """
 import contextlib
 import os
@@ -28,7 +28,7 @@ from ifalnet.flags import (add_common_args, add_flag, architecture, check_counts
 from ifalnet.interruption import Interrupted, located, quiet_worker, run_main
 from ifalnet.output_paths import check_output_dir, tee_stdout
 from ifalnet.report_text import format_table, trial_title
-from ifalnet.runs import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume, restore_rng, resume_hint,
+from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume, restore_rng, resume_hint,
                           run_stem, set_seed)
 from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss

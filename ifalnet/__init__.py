@@ -12,7 +12,7 @@ Command lines and files
     atomic.py           files written atomically, a failed write as one line
     output_paths.py     output paths checked before any work, stale temporary files, the log tee
     checkpoints.py      checkpoint files: safe reading, atomic writing, release keys, the network they hold
-    runs.py             a training run: its name, files, lock, collisions, kept epochs, random states
+    run_files.py        a training run: its name, files, lock, collisions, kept epochs, random states
     val_selection.py    model selection on held-out identities (train.py --select val)
 Evaluation
     problems.py         the test problem of a trial: query and gallery sets, metric, removal rule

@@ -5,6 +5,8 @@ parsed for cameras and identities.
 """
 import contextlib
 import os
+import subprocess
+import sys
 import time
 
 # oneDNN's AMX bfloat16 kernels (torch 2.14.1) returned NaN for MIA2's conv_narrow at the tests'
@@ -16,6 +18,8 @@ os.environ.setdefault('ONEDNN_MAX_CPU_ISA', 'AVX512_CORE_BF16')
 import pytest
 
 from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SYSU_PARAMS = dict(train_ids=(1, 2, 3, 5, 8), val_ids=(9,), test_ids=(10, 11, 12, 14), images_per_cam=3,
                    size=(48, 24), missing=('cam2/0011', 'cam6/0012', 'cam5/0003', 'cam1/0014'))
@@ -37,6 +41,17 @@ def regdb_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def llcm_root(tmp_path_factory):
     return make_llcm(tmp_path_factory.mktemp('camera_llcm'), **LLCM_PARAMS)
+
+
+@pytest.fixture(scope='session')
+def sysu_prepared(tmp_path_factory):
+    """A SYSU-MM01 copy of its own, prepared by process_sysu.py (the shared sysu_root stays unprepared):
+    (root, what the script printed)."""
+    sysu_root = make_sysu(tmp_path_factory.mktemp('camera_sysu_prepared'), **SYSU_PARAMS)
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'process_sysu.py'), '--data-path', sysu_root],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return sysu_root, result.stdout
 
 
 # ----------------------------------------------------------------------------- slow tests

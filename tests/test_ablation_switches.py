@@ -21,7 +21,7 @@ from model import MIA, Modal, embed_net
 from utils import ReIDError
 from ifalnet.checkpoints import load_model
 from ifalnet.report_text import NO_MIDDLE_NOTE, format_table
-from ifalnet.runs import run_name
+from ifalnet.run_files import run_name
 from ifalnet.scoring import score_similarities, score_vectors
 from recipe import make_optimizer
 

@@ -23,7 +23,7 @@ import data_manager as dm
 from ifalnet import interruption as interrupt
 from ifalnet import output_paths as outputs
 import process_sysu
-from ifalnet import runs
+from ifalnet import run_files as runs
 import test as test_script
 import train as train_script
 from ifalnet import atomic

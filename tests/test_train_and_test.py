@@ -25,7 +25,7 @@ from utils import ReIDError
 from ifalnet.checkpoints import load_model
 from ifalnet.feature_bank import FeatureBank, evaluate
 from ifalnet.problems import build_problem
-from ifalnet.runs import keeps_epoch
+from ifalnet.run_files import keeps_epoch
 from ifalnet.scoring import SCORES, feature_spread, score_similarities
 from recipe import lr_at, make_optimizer, train_epoch
 
