@@ -46,7 +46,7 @@ def parse_args(argv=None):
     group = parser.add_argument_group("test-time options (the defaults are the release's)")
     add_flag(group, '--rerank', action='store_true',
              help='k-reciprocal re-ranking (Zhong et al., CVPR 2017) of every score, on the Euclidean distances '
-                  "of the score's query- and gallery-side vectors (see the README)")
+                  "of the score's query- and gallery-side vectors (see docs/evaluation.md)")
     add_flag(group, '--k1', default=Rerank._field_defaults['k1'], type=int, help='re-ranking: size of the k-reciprocal neighbour sets')
     add_flag(group, '--k2', default=Rerank._field_defaults['k2'], type=int, help='re-ranking: neighbours of the local query expansion')
     add_flag(group, '--lambda-value', default=Rerank._field_defaults['lambda_value'], type=float,

@@ -3,7 +3,7 @@
     python train.py --dataset sysu --gpu 0
     python train.py --dataset regdb --trial 3 --gpu 0
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
-    torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (see README)
+    torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (docs/training.md)
 
 This is the command line and the epoch loop (flags, input checks, validation, checkpoints, log);
 the schedule, optimizer and one epoch live in recipe.py, a run's files and random states in

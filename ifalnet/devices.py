@@ -38,7 +38,7 @@ def cpu_has_native_bf16():
 def autocast_dtype(amp, device):
     """The dtype `--amp` runs the network in on `device` (None: float32). CUDA: bfloat16 where the GPU
     supports it (no gradient scaling needed), else float16 (with a GradScaler). CPU: bfloat16 where
-    the CPU computes it natively (measured faster; see the README), else --amp is ignored."""
+    the CPU computes it natively (measured faster; see docs/speed.md), else --amp is ignored."""
     if not amp:
         return None
     if device.type == 'cuda':

@@ -1,4 +1,5 @@
-"""Session-wide synthetic datasets in the real on-disk layouts (see synthetic.py).
+"""Session-wide synthetic datasets in the real on-disk layouts (ifalnet/toy_datasets.py), and the
+threads of parallel test workers.
 
 Every root's name contains "cam", so all tests also check that only the path below the root is
 parsed for cameras and identities.
@@ -8,6 +9,13 @@ import os
 import subprocess
 import sys
 import time
+
+# Under pytest-xdist (`pytest -n N`) each worker gets its share of the CPUs as torch threads, and so
+# do the scripts the tests start (they inherit the variable): N workers of the default thread count
+# each would ask for N times the cores. Set before torch is first imported.
+if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
+    share = max(1, (os.cpu_count() or 1) // int(os.environ['PYTEST_XDIST_WORKER_COUNT']))
+    os.environ.setdefault('OMP_NUM_THREADS', str(share))
 
 # oneDNN's AMX bfloat16 kernels (torch 2.14.1) returned NaN for MIA2's conv_narrow at the tests'
 # 32x16 size on a CPU with AMX (Intel Xeon, several threads, after a float32 forward; 64x32 and

@@ -1,5 +1,5 @@
 """export.py, exporting.py and test.py --onnx: exported files against the PyTorch model, the embedding's
-dot product against test.py's ALL, test.py's scores from exported files, the README's onnxruntime
+dot product against test.py's ALL, test.py's scores from exported files, docs/export.md's onnxruntime
 example, and the messages when the optional extra is missing."""
 import contextlib
 import copy
@@ -232,15 +232,15 @@ def test_missing_onnx_runtime_is_one_clear_line_and_exit_2(case, tmp_path, sysu_
     assert os.listdir(tmp_path) == []
 
 
-def readme_example():
-    with open(os.path.join(ROOT, 'README.md')) as f:
-        readme = f.read()
-    section = readme[readme.index('## Export'):]
-    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
+def docs_example():
+    """The onnxruntime-only ranking example of docs/export.md."""
+    with open(os.path.join(ROOT, 'docs', 'export.md')) as f:
+        page = f.read()
+    return re.search(r'```python\n(.*?)```', page, re.S).group(1)
 
 
-def test_readme_ranking_example_runs_with_onnxruntime_alone(tmp_path, sysu_root, exported, checkpoint):
-    code = readme_example()
+def test_docs_ranking_example_runs_with_onnxruntime_alone(tmp_path, sysu_root, exported, checkpoint):
+    code = docs_example()
     assert 0 < len(code.strip().splitlines()) <= 10 and 'torch' not in code
     example = tmp_path / 'rank.py'
     example.write_text(code)
