@@ -12,7 +12,6 @@ folder pair `camN/<id>/` just above the file name.
 import os
 import random
 import re
-
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -272,7 +271,7 @@ def read_sysu_permutations(root):
     identity's n image numbers in that camera (1-based: image k is 000k.jpg), or None where the
     identity has no image in that camera. The file's variable `rand_perm_cam` is a 6 x 1 cell array
     (camera c in cell c) of cell arrays over the identities."""
-    from scipy.io import loadmat   # scipy is a dependency; imported here, where it is needed
+    from scipy.io import loadmat  # scipy is a dependency; imported here, where it is needed
     path = os.path.join(root, SYSU_PERMUTATIONS)
     expected = ('expected the SYSU-MM01 authors\' exp/rand_perm_cam.mat (variable rand_perm_cam: 6 x 1 cells '
                 'of per-identity 10 x n permutations), which the dataset ships')

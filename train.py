@@ -28,8 +28,8 @@ from ifalnet.flags import (add_common_args, add_flag, architecture, check_counts
 from ifalnet.interruption import Interrupted, located, quiet_worker, run_main
 from ifalnet.output_paths import check_output_dir, tee_stdout
 from ifalnet.report_text import format_table, trial_title
-from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume, restore_rng, resume_hint,
-                          run_stem, set_seed)
+from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume, restore_rng,
+                               resume_hint, run_stem, set_seed)
 from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net

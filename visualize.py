@@ -34,7 +34,8 @@ from ifalnet.image_grids import (draw_grid, folder_and_name, load_tile, ranking_
                                  stack_rows, tile_size)
 from ifalnet.interruption import run_main
 from ifalnet.output_paths import check_output_dir, check_output_file
-from ifalnet.plots import ATTENTION_COLORMAP, cmc_figure, distances_figure, optional, plot_format, save_figure, tsne_figure
+from ifalnet.plots import (ATTENTION_COLORMAP, cmc_figure, distances_figure, optional, plot_format, save_figure,
+                           tsne_figure)
 from ifalnet.problems import ImageSet
 from ifalnet.scoring import SCORES, has_middle, score_similarities
 from model import Modal

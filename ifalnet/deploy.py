@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from data_loader import test_transform
-from model import Modal
 from ifalnet.toy_datasets import render_identity
+from model import Modal
 from utils import ReIDError
 
 FORMATS = ('onnx', 'torchscript')

@@ -10,6 +10,7 @@ import os
 
 import torch
 
+
 def select_device(gpu):
     """--gpu 'cpu' or '': the CPU. Otherwise CUDA_VISIBLE_DEVICES=gpu and CUDA if a device is then
     visible, else the CPU (and say so). None leaves CUDA_VISIBLE_DEVICES as it is."""

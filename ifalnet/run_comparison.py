@@ -17,8 +17,8 @@ from collections import namedtuple
 import numpy as np
 
 from data_manager import DATASETS
-from ifalnet.results_file import read_results
 from ifalnet.flags import BOOKKEEPING
+from ifalnet.results_file import read_results
 from ifalnet.scoring import METRIC_HEADERS as HEADERS, METRIC_KEYS, SCORES
 from utils import ReIDError, plural
 

@@ -15,7 +15,6 @@ from PIL import Image
 from data_manager import LLCM_CAMERAS as LLCM_TEST_CAMERAS, LUMINANCE, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 
 
-
 def camera_numbers(folders):
     """The camera numbers of data_manager's camera folders ('cam3', 'test_nir/cam3' -> 3)."""
     return tuple(int(os.path.basename(folder)[len('cam'):]) for folder in folders)
@@ -140,7 +139,7 @@ def write_sysu_permutations(path, counts, seed=0, trials=10, identities=533):
     array (camera c in cell c) of 1 x max(533, ids) cell arrays (identity i in entry i), each entry
     a trials x n array whose row t is a permutation of the image numbers 1..n, empty where
     `counts` ({(camera, identity): n}) has no images."""
-    from scipy.io import savemat   # only here: the rest of this module needs no scipy
+    from scipy.io import savemat  # only here: the rest of this module needs no scipy
     rng = np.random.default_rng([seed, 533])
     width = max([identities, *(pid for _, pid in counts)])
     cameras = np.empty((6, 1), dtype=object)

@@ -62,6 +62,36 @@ def sysu_prepared(tmp_path_factory):
     return sysu_root, result.stdout
 
 
+# ----------------------------------------------------------------------------- the release's files and loops
+KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
+
+
+def release_keys():
+    """{key: (shape tuple, used?)} from the release's checkpoint key list."""
+    keys = {}
+    with open(KEYS_FILE) as f:
+        for line in f:
+            if line.startswith('#'):
+                continue
+            key, shape, use = line.rstrip('\n').split('\t')
+            dims = () if shape == 'scalar' else tuple(int(d) for d in shape.split('x'))
+            keys[key] = (dims, use == 'used')
+    return keys
+
+
+def release_folders(root, ids, cameras):
+    """The release's loops, written out independently: sorted ids, cameras in order, sorted files."""
+    for pid in sorted('%04d' % i for i in ids):
+        for cam in cameras:
+            img_dir = os.path.join(root, cam, pid)
+            if os.path.isdir(img_dir):
+                yield sorted(img_dir + '/' + name for name in os.listdir(img_dir))
+
+
+def release_list(root, ids, cameras):
+    return [path for files in release_folders(root, ids, cameras) for path in files]
+
+
 # ----------------------------------------------------------------------------- slow tests
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow(what): a test that takes minutes; it says so when it starts')

@@ -13,17 +13,17 @@ import torch.nn.functional as F
 import test as test_script
 import train as train_script
 import visualize
-from ifalnet.checkpoints import checkpoint_architecture, checkpoint_model_args, read_checkpoint, save_checkpoint
+from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_model, read_checkpoint,
+                                 save_checkpoint)
 from ifalnet.deploy import Embedder
 from ifalnet.flags import architecture, loss_switches, parse_mia
-from loss import OriTripletLoss, TcaLoss, total_loss
-from model import MIA, Modal, embed_net
-from utils import ReIDError
-from ifalnet.checkpoints import load_model
 from ifalnet.report_text import NO_MIDDLE_NOTE, format_table
 from ifalnet.run_files import run_name
 from ifalnet.scoring import score_similarities, score_vectors
+from loss import OriTripletLoss, TcaLoss, total_loss
+from model import MIA, Modal, embed_net
 from recipe import make_optimizer
+from utils import ReIDError
 
 H, W = 32, 16
 GENERATOR = ('encode1.', 'fc1.', 'bn1.', 'encode2.', 'fc2.', 'bn2.', 'encode3.', 'SEnet.', 'decode.')

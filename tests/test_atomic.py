@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import process_sysu
-from ifalnet.checkpoints import save_checkpoint
 from ifalnet.atomic import atomic_write
+from ifalnet.checkpoints import save_checkpoint
 
 
 @contextlib.contextmanager

@@ -7,31 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from model import Modal, embed_net
 from ifalnet.checkpoints import checkpoint_model_args, load_checkpoint, read_checkpoint, save_checkpoint
+from model import Modal, embed_net
+from tests.conftest import release_keys
 from utils import ReIDError
 
-KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
 H, W = 64, 32
-
-
-def release_keys():
-    """{key: (shape tuple, used?)} from the release's key list."""
-    keys = {}
-    with open(KEYS_FILE) as f:
-        for line in f:
-            if line.startswith('#'):
-                continue
-            key, shape, use = line.rstrip('\n').split('\t')
-            dims = () if shape == 'scalar' else tuple(int(d) for d in shape.split('x'))
-            keys[key] = (dims, use == 'used')
-    return keys
-
-
-@pytest.fixture(scope='module')
-def net():
-    torch.manual_seed(0)
-    return embed_net(395)
 
 
 def images(b, seed=0):

@@ -11,21 +11,12 @@ import pytest
 import data_loader as dl
 import data_manager as dm
 from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
-from tests.conftest import LLCM_PARAMS, SYSU_PARAMS
+from tests.conftest import LLCM_PARAMS, SYSU_PARAMS, release_folders, release_list
 from utils import ReIDError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSU_TEST = SYSU_PARAMS['test_ids']
 SYSU_ALL, SYSU_INDOOR, SYSU_IR = ('cam1', 'cam2', 'cam4', 'cam5'), ('cam1', 'cam2'), ('cam3', 'cam6')
-
-
-def release_folders(root, ids, cameras):
-    """The release's loops, written out independently: sorted ids, cameras in order, sorted files."""
-    for pid in sorted('%04d' % i for i in ids):
-        for cam in cameras:
-            img_dir = os.path.join(root, cam, pid)
-            if os.path.isdir(img_dir):
-                yield sorted(img_dir + '/' + name for name in os.listdir(img_dir))
 
 
 def release_gallery(root, ids, cameras, trial):
@@ -36,10 +27,6 @@ def release_gallery(root, ids, cameras, trial):
         return [random.choice(files) for files in release_folders(root, ids, cameras)]
     finally:
         random.setstate(saved)
-
-
-def release_list(root, ids, cameras):
-    return [path for files in release_folders(root, ids, cameras) for path in files]
 
 
 # ----------------------------------------------------------------------------------- SYSU lists

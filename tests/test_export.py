@@ -16,11 +16,11 @@ import torch
 
 import export as export_script
 import test as test_script
-from ifalnet.checkpoints import save_checkpoint
 from data_loader import TestData
 from data_manager import process_gallery_sysu, process_query_sysu
-from ifalnet.scoring import score_similarities
+from ifalnet.checkpoints import save_checkpoint
 from ifalnet.deploy import Embedder, Exported, check_inputs
+from ifalnet.scoring import score_similarities
 from model import Modal, embed_net
 from utils import ReIDError
 

@@ -18,20 +18,21 @@ import pytest
 import torch
 from PIL import Image
 
-from ifalnet import partial_sets as coverage
 import data_manager as dm
-from ifalnet import interruption as interrupt
-from ifalnet import output_paths as outputs
 import process_sysu
-from ifalnet import run_files as runs
 import test as test_script
 import train as train_script
-from ifalnet import atomic
 import visualize
-from ifalnet.checkpoints import nonfinite_tensors, read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint
+from ifalnet import atomic
+from ifalnet import interruption as interrupt
+from ifalnet import output_paths as outputs
+from ifalnet import partial_sets as coverage
+from ifalnet import run_files as runs
+from ifalnet.atomic import atomic_write
+from ifalnet.checkpoints import (nonfinite_tensors, read_checkpoint, refuse_nonfinite, resolve_checkpoint,
+                                 save_checkpoint)
 from ifalnet.features_file import Features
 from ifalnet.toy_datasets import make_regdb, make_sysu
-from ifalnet.atomic import atomic_write
 from utils import ReIDError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

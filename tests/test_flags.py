@@ -12,7 +12,6 @@ import train as train_script
 from ifalnet.devices import select_device
 from ifalnet.flags import add_flag, make_parser
 
-
 # ----------------------------------------------------------------------------------- flags and --help
 
 # Every flag whose name has "-" or "_", with a value to give it (None for a switch) and the value it

@@ -10,11 +10,10 @@ import data_manager as dm
 import process_sysu
 import test as test_script
 import train as train_script
-from model import embed_net
-from ifalnet.toy_datasets import make_sysu
 from ifalnet.checkpoints import save_checkpoint
+from ifalnet.toy_datasets import make_sysu
+from model import embed_net
 from utils import ReIDError
-
 
 # ----------------------------------------------------------------------------------- input checks
 

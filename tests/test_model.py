@@ -1,27 +1,13 @@
 """model.py: structure, outputs, release key names, the squeeze-excitation, memory formats."""
-import os
 
 import numpy as np
 import pytest
 import torch
 
 from model import MIA, Dropout, Modal, SEnet, dilated_conv, embed_net, gather_channels, merge_groups, split_groups
+from tests.conftest import release_keys
 
-KEYS_FILE = os.path.join(os.path.dirname(__file__), 'golden', 'release_checkpoint_keys.txt')
 H, W = 64, 32
-
-
-def release_keys():
-    """{key: (shape tuple, used?)} from the release's key list."""
-    keys = {}
-    with open(KEYS_FILE) as f:
-        for line in f:
-            if line.startswith('#'):
-                continue
-            key, shape, use = line.rstrip('\n').split('\t')
-            dims = () if shape == 'scalar' else tuple(int(d) for d in shape.split('x'))
-            keys[key] = (dims, use == 'used')
-    return keys
 
 
 @pytest.fixture(scope='module')

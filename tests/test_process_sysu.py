@@ -8,24 +8,11 @@ import pytest
 from PIL import Image
 
 from ifalnet.toy_datasets import make_sysu
-from tests.conftest import SYSU_PARAMS
+from tests.conftest import SYSU_PARAMS, release_list
 from utils import ReIDError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSU_ALL, SYSU_INDOOR, SYSU_IR = ('cam1', 'cam2', 'cam4', 'cam5'), ('cam1', 'cam2'), ('cam3', 'cam6')
-
-
-def release_folders(root, ids, cameras):
-    """The release's loops, written out independently: sorted ids, cameras in order, sorted files."""
-    for pid in sorted('%04d' % i for i in ids):
-        for cam in cameras:
-            img_dir = os.path.join(root, cam, pid)
-            if os.path.isdir(img_dir):
-                yield sorted(img_dir + '/' + name for name in os.listdir(img_dir))
-
-
-def release_list(root, ids, cameras):
-    return [path for files in release_folders(root, ids, cameras) for path in files]
 
 
 def source_resized(path, img_h, img_w):

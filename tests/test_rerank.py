@@ -6,8 +6,8 @@ import pytest
 from scipy import sparse
 
 from eval_metrics import eval_regdb
-from ifalnet.slow_metrics import reference_re_ranking as slow_re_ranking
 from ifalnet.rerank import nearest, re_ranking, shared_mass
+from ifalnet.slow_metrics import reference_re_ranking as slow_re_ranking
 
 
 def euclidean(a, b):

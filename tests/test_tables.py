@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from ifalnet import run_comparison as result_tables
 import tables
 import test as test_script
 import train as train_script
+from ifalnet import run_comparison as result_tables
 from ifalnet.checkpoints import save_checkpoint, training_args
-from ifalnet.scoring import SCORES, mean_scores, std_scores
+from ifalnet.scoring import METRIC_KEYS, SCORES, mean_scores, std_scores
 from model import embed_net
-from ifalnet.scoring import METRIC_KEYS
 from utils import ReIDError
 
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']

@@ -11,20 +11,19 @@ import torch
 
 import data_manager as dm
 import test as test_script
-from ifalnet.checkpoints import save_checkpoint
 from data_loader import TestData
 from eval_metrics import eval_sysu
-from ifalnet.features_file import FEATURE_NAMES, Features
-from model import Modal, embed_net
-from ifalnet.rerank import re_ranking
-from ifalnet.toy_datasets import make_sysu
-from utils import ReIDError
-from ifalnet.checkpoints import load_model
+from ifalnet.checkpoints import load_model, save_checkpoint
 from ifalnet.feature_bank import FeatureBank, embed
-from ifalnet.features_file import saved_problems
+from ifalnet.features_file import FEATURE_NAMES, Features, saved_problems
 from ifalnet.problems import ImageSet
 from ifalnet.report_text import format_spread
-from ifalnet.scoring import Rerank, SCORES, camera_report, matched_queries, score_similarities, score_trials, score_vectors
+from ifalnet.rerank import re_ranking
+from ifalnet.scoring import (SCORES, Rerank, camera_report, matched_queries, score_similarities, score_trials,
+                             score_vectors)
+from ifalnet.toy_datasets import make_sysu
+from model import Modal, embed_net
+from utils import ReIDError
 
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
 

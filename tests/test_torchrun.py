@@ -16,15 +16,15 @@ import pytest
 import torch
 from torch import nn
 
-from ifalnet import ddp as distributed
 import process_sysu
 import train as train_script
 from data_loader import IdentitySampler
-from model import embed_net
-from ifalnet.toy_datasets import make_sysu
-from tests.test_train_and_test import ROOT, TRAIN, check_results, run_test
-from tests.helpers.torchrun_probe import parameter_digest
+from ifalnet import ddp as distributed
 from ifalnet.checkpoints import read_checkpoint
+from ifalnet.toy_datasets import make_sysu
+from model import embed_net
+from tests.helpers.torchrun_probe import parameter_digest
+from tests.test_train_and_test import ROOT, TRAIN, check_results, run_test
 from utils import ReIDError
 
 NAME = 'sysu_p2_n2_lr_0.01_seed_0'

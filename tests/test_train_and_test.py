@@ -10,24 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from ifalnet import devices as device_module
 import process_sysu
 import test as test_script
 import train as train_script
-from ifalnet.checkpoints import describe_training, read_checkpoint, save_checkpoint, trained_on
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
+from ifalnet import devices as device_module
+from ifalnet.checkpoints import describe_training, load_model, read_checkpoint, save_checkpoint, trained_on
 from ifalnet.devices import autocast_dtype
-from ifalnet.flags import parse_epochs
-from loss import OriTripletLoss, TcaLoss
-from model import embed_net
-from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
-from utils import ReIDError
-from ifalnet.checkpoints import load_model
 from ifalnet.feature_bank import FeatureBank, evaluate
+from ifalnet.flags import parse_epochs
 from ifalnet.problems import build_problem
 from ifalnet.run_files import keeps_epoch
 from ifalnet.scoring import SCORES, feature_spread, score_similarities
+from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
+from loss import OriTripletLoss, TcaLoss
+from model import embed_net
 from recipe import lr_at, make_optimizer, train_epoch
+from utils import ReIDError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = ['--img_h', '32', '--img_w', '16']

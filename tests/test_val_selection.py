@@ -11,19 +11,18 @@ import torch
 from PIL import Image
 
 import data_loader
-from ifalnet import val_selection as heldout
 import process_sysu
 import train as train_script
-from ifalnet.checkpoints import describe_training, read_checkpoint, trained_on
 from data_loader import TestData, build_train_set, count_train_identities
 from data_manager import layout_files
 from eval_metrics import eval_llcm, llcm_removal
-from model import Modal
+from ifalnet import val_selection as heldout
+from ifalnet.checkpoints import describe_training, load_model, read_checkpoint, trained_on
+from ifalnet.run_files import run_name
 from ifalnet.slow_metrics import reference_sysu
 from ifalnet.toy_datasets import make_regdb, make_sysu
+from model import Modal
 from utils import ReIDError
-from ifalnet.checkpoints import load_model
-from ifalnet.run_files import run_name
 
 SIZE = ['--img_h', '32', '--img_w', '16']
 TRAIN = SIZE + ['--workers', '0', '--test-batch', '32', '--gpu', '', '--pretrained', 'none', '--batch-size', '2',

@@ -6,29 +6,29 @@ import shutil
 import subprocess
 import sys
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from threadpoolctl import threadpool_limits   # installed with scikit-learn (requirements-vis.txt)
+from threadpoolctl import threadpool_limits  # installed with scikit-learn (requirements-vis.txt)
 
-from ifalnet import attention_maps as attention
-import matplotlib
 import test as test_script
 import visualize
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
-from ifalnet.features_file import FEATURE_NAMES as FEATURES, Features
-from model import Modal, embed_net
-from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
-from ifalnet.checkpoints import save_checkpoint
-from utils import ReIDError
-from ifalnet.checkpoints import load_model
+from ifalnet import attention_maps as attention
+from ifalnet.checkpoints import load_model, save_checkpoint
 from ifalnet.feature_bank import FeatureBank
+from ifalnet.features_file import FEATURE_NAMES as FEATURES
+from ifalnet.features_file import Features
 from ifalnet.figure_data import cross_modal_distances, network_inputs, ranked_lists, results_protocol, tsne_points
 from ifalnet.image_grids import BLUE, BORDER, GAP, GREEN, LINE, MARGIN, MIN_CELL, RED, WHITE, score_key, score_labels
 from ifalnet.plots import distances_figure, save_figure, tsne_figure
 from ifalnet.problems import ImageSet, build_problem
 from ifalnet.scoring import RANKS, SCORES, cmc_curve, score_similarities, summarise
+from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
+from model import Modal, embed_net
+from utils import ReIDError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
