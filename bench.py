@@ -42,26 +42,9 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import torch
-from PIL import Image
-from torchvision import transforms as T
-
-import data_loader as dl
-import eval_metrics
-from ifalnet import slow_metrics
-from ifalnet.atomic import atomic_write
-from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
-from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
-from ifalnet.feature_bank import FeatureBank
 from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
 from ifalnet.interruption import quiet_worker, run_main
-from ifalnet.rerank import euclidean, re_ranking
-from ifalnet.timing import TEST_SET_SHAPES, best_of, peak_mb, ranking_case, timed
-from ifalnet.toy_datasets import render_identity
-from loss import OriTripletLoss, TcaLoss
-from model import Modal, embed_net
-from recipe import make_optimizer, train_epoch
+
 
 PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank')
 
@@ -93,6 +76,29 @@ def parse_args(argv=None):
     if min(args.steps, args.embed_images, args.repeats, args.img_h, args.img_w) < 1 or args.workers < 0:
         parser.error('--steps, --embed-images, --repeats and the image size must be positive, --workers >= 0')
     return args
+
+
+if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
+    parse_args()                # are imported (main parses them again)
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+import data_loader as dl
+import eval_metrics
+from ifalnet import slow_metrics
+from ifalnet.atomic import atomic_write
+from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
+from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
+from ifalnet.feature_bank import FeatureBank
+from ifalnet.rerank import euclidean, re_ranking
+from ifalnet.timing import TEST_SET_SHAPES, best_of, peak_mb, ranking_case, timed
+from ifalnet.toy_datasets import render_identity
+from loss import OriTripletLoss, TcaLoss
+from model import Modal, embed_net
+from recipe import make_optimizer, train_epoch
 
 
 def variants(device, all_variants=False):

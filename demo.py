@@ -19,17 +19,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
-
-from ifalnet.atomic import atomic_write
-from ifalnet.checkpoints import save_checkpoint
 from ifalnet.flags import add_flag, make_parser
 from ifalnet.interruption import run_main
-from ifalnet.run_files import run_name
-from ifalnet.scoring import METRIC_KEYS
-from ifalnet.toy_datasets import make_sysu
 from utils import ReIDError
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)
@@ -55,6 +48,19 @@ def parse_args(argv=None):
     add_flag(parser, '--gpu', default='0', help="passed to train.py and test.py ('cpu' or '' forces the CPU)")
     add_flag(parser, '--workers', default=0, type=int, help='data loading processes of train.py and test.py')
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
+    parse_args()                # are imported (main parses them again)
+
+import numpy as np
+import torch
+
+from ifalnet.atomic import atomic_write
+from ifalnet.checkpoints import save_checkpoint
+from ifalnet.run_files import run_name
+from ifalnet.scoring import METRIC_KEYS
+from ifalnet.toy_datasets import make_sysu
 
 
 def run_script(script, args, on_line=None):

@@ -10,15 +10,9 @@ ifalnet/deploy.py. `--check` (on when the runtime is installed) compares the fil
 import argparse
 import os
 
-import torch
-
-from ifalnet.atomic import temp_file_beside
-from ifalnet.checkpoints import load_model, resolve_checkpoint
-from ifalnet.deploy import (DEFAULT_OPSET, FORMATS, TOLERANCE, Embedder, Exported, check, check_inputs, export, require,
-                            runtime_available)
-from ifalnet.flags import MODALITIES, add_flag, check_counts, make_parser, parse_se_channels
+from ifalnet.flags import (DEFAULT_OPSET, EXPORT_FORMATS, EXPORT_TOLERANCE, MODALITIES, add_flag, check_counts,
+                           make_parser, parse_se_channels)
 from ifalnet.interruption import run_main
-from model import Architecture, Modal
 from utils import ReIDError
 
 
@@ -27,7 +21,7 @@ def parse_args(argv=None):
     add_flag(parser, '--resume', required=True, metavar='FILE',
              help='checkpoint to export (ours or a release checkpoint): a path, or a file name under --model_path')
     add_flag(parser, '--model_path', default='save_model/', metavar='DIR', help='folder of checkpoints')
-    add_flag(parser, '--format', default='onnx', choices=FORMATS,
+    add_flag(parser, '--format', default='onnx', choices=EXPORT_FORMATS,
              help='onnx (needs requirements-export.txt) or torchscript (needs only torch)')
     add_flag(parser, '--modality', default='both', choices=(*MODALITIES, 'both'),
              help='the branch to export (thermal = infrared); both writes one file per branch, the modality '
@@ -38,11 +32,22 @@ def parse_args(argv=None):
     add_flag(parser, '--opset', default=DEFAULT_OPSET, type=int, help='ONNX opset version')
     add_flag(parser, '--check', action=argparse.BooleanOptionalAction, default=None,
              help='run the file with onnxruntime / torch.jit and compare it with the PyTorch model; the export '
-                  f'fails above {TOLERANCE:.0e} (default: on when the runtime is installed)')
+                  f'fails above {EXPORT_TOLERANCE:.0e} (default: on when the runtime is installed)')
     add_flag(parser, '--se-channels', type=parse_se_channels, default=None, metavar='A,B,C',
              help="the release squeeze-excitation's three middle-modality channels, for a checkpoint that stores "
                   "none (a release checkpoint; default: the checkpoint's, else this device's torch.topk tie order)")
     return parser.parse_args(argv)
+
+
+if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
+    parse_args()                # are imported (main parses them again)
+
+import torch
+
+from ifalnet.atomic import temp_file_beside
+from ifalnet.checkpoints import load_model, resolve_checkpoint
+from ifalnet.deploy import Embedder, Exported, check, check_inputs, export, require, runtime_available
+from model import Architecture, Modal
 
 
 def output_paths(out, modality):
@@ -85,9 +90,9 @@ def main(argv=None):
                                                                                  args.img_w))
                 print(f'check {modality}: max |embedding difference| {embedding:.1e}, max |features difference| '
                       f'{features:.1e} (random and synthetic images, batches of 1 and 5)', flush=True)
-                if max(features, embedding) > TOLERANCE:
+                if max(features, embedding) > EXPORT_TOLERANCE:
                     raise ReIDError(f'the exported {modality} branch differs from the PyTorch model by '
-                                    f'{max(features, embedding):.1e} (more than {TOLERANCE:.0e}); nothing written')
+                                    f'{max(features, embedding):.1e} (more than {EXPORT_TOLERANCE:.0e}); nothing written')
         for modality, out in outputs.items():
             os.replace(written.pop(modality), out)
             print(f'wrote {out}: {args.format}, {modality} branch, input image (B, 3, {args.img_h}, {args.img_w}), '

@@ -9,20 +9,9 @@ files); what it computes lives in the ifalnet/ package (feature_bank.py, scoring
 prints in ifalnet/report_text.py, the results file in ifalnet/results_file.py.
 """
 import data_manager as dm
-from ifalnet.checkpoints import describe_training, load_model, resolve_checkpoint
-from ifalnet.deploy import exported_pair
-from ifalnet.devices import autocast_dtype, select_device
-from ifalnet.feature_bank import embed
-from ifalnet.features_file import Features, save_features, saved_problems
 from ifalnet.flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from ifalnet.interruption import run_main
-from ifalnet.output_paths import check_output_file
-from ifalnet.partial_sets import gaps_warning, test_set_gaps
-from ifalnet.report_text import (direction, format_cameras, format_spread, format_table, mean_title, rows_note,
-                                 trial_title)
-from ifalnet.results_file import results_report, write_results
-from ifalnet.scoring import (Rerank, camera_report, cmc_report, has_middle, mean_scores, score_trials, std_scores,
-                             summarise_trials)
+from ifalnet.scoring import Rerank
 from utils import ReIDError, loud
 
 
@@ -78,6 +67,23 @@ def parse_args(argv=None):
         parser.error(f'give one of --resume (a checkpoint), --onnx (exported files) and --from-features (a features '
                      f'file), not {" and ".join(sources)}')
     return args
+
+
+if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
+    parse_args()                # are imported (main parses them again)
+
+from ifalnet.checkpoints import describe_training, load_model, resolve_checkpoint
+from ifalnet.deploy import exported_pair
+from ifalnet.devices import autocast_dtype, select_device
+from ifalnet.feature_bank import embed
+from ifalnet.features_file import Features, save_features, saved_problems
+from ifalnet.output_paths import check_output_file
+from ifalnet.partial_sets import gaps_warning, test_set_gaps
+from ifalnet.report_text import (direction, format_cameras, format_spread, format_table, mean_title, rows_note,
+                                 trial_title)
+from ifalnet.results_file import results_report, write_results
+from ifalnet.scoring import (camera_report, cmc_report, has_middle, mean_scores, score_trials, std_scores,
+                             summarise_trials)
 
 
 def parse_trials(text, dataset, flag='--trials'):

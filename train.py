@@ -13,27 +13,9 @@ import contextlib
 import os
 import time
 
-import numpy as np
-import torch
-
-from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
-from data_manager import check_layout, check_sysu_prepared, dataset_info
-from ifalnet import ddp, val_selection
-from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint,
-                                 refuse_nonfinite, resolve_checkpoint, save_checkpoint)
-from ifalnet.devices import autocast_dtype, memory_format
-from ifalnet.feature_bank import embed, embed_problems
-from ifalnet.flags import (add_common_args, add_flag, architecture, check_counts, component_defaults, make_parser,
-                           resolve_data_path)
-from ifalnet.interruption import Interrupted, located, quiet_worker, run_main
-from ifalnet.output_paths import check_output_dir, tee_stdout
-from ifalnet.report_text import format_table, trial_title
-from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume, restore_rng,
-                               resume_hint, run_stem, set_seed)
-from ifalnet.scoring import score_trials, summarise_trials
-from loss import OriTripletLoss, TcaLoss
-from model import embed_net
-from recipe import check_optimizer_state, make_optimizer, train_epoch, warmup_warning
+from ifalnet.flags import (DIST_BACKENDS, add_common_args, add_flag, architecture, check_counts, component_defaults,
+                           fill_component_defaults, make_parser, resolve_data_path)
+from ifalnet.interruption import run_main
 from utils import ReIDError, plural
 
 
@@ -67,12 +49,38 @@ def parse_args(argv=None):
     add_flag(group, '--sync-bn', action='store_true',
              help='BatchNorm statistics over the batches of all processes (SyncBatchNorm, CUDA only); '
                   'default: per process, over the release batch, as on one GPU')
-    add_flag(group, '--dist-backend', default='auto', choices=ddp.BACKENDS,
+    add_flag(group, '--dist-backend', default='auto', choices=DIST_BACKENDS,
              help='torch.distributed backend: auto = nccl on CUDA, gloo on the CPU')
     add_flag(group, '--dist-timeout', default=60, type=float, metavar='MINUTES',
              help="how long a process waits for the others (it must cover rank 0's validation and "
                   'checkpoint writing at the end of an epoch)')
-    return parser.parse_args(argv)
+    # A mistyped flag stops here; the component switches' defaults come from model.py and loss.py after.
+    return fill_component_defaults(parser, parser.parse_args(argv))
+
+
+if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
+    parse_args()                # are imported (main parses them again)
+
+import numpy as np
+import torch
+
+from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
+from data_manager import check_layout, check_sysu_prepared, dataset_info
+from ifalnet import ddp, val_selection
+from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state,
+                                 read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint)
+from ifalnet.devices import autocast_dtype, memory_format
+from ifalnet.feature_bank import embed, embed_problems
+from ifalnet.interruption import Interrupted, located, quiet_worker
+from ifalnet.output_paths import check_output_dir, tee_stdout
+from ifalnet.report_text import format_table, trial_title
+from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume,
+                               restore_rng, resume_hint, run_stem, set_seed)
+from ifalnet.scoring import score_trials, summarise_trials
+from loss import OriTripletLoss, TcaLoss
+from model import embed_net
+from recipe import check_optimizer_state, make_optimizer, train_epoch, warmup_warning
+
 
 def validate(net, data_path, epoch, args, device, amp_dtype=None, selection=None):
     """Rank-1/mAP on gallery trial 0 (RegDB: the trained split) with the release's protocol, or with

@@ -20,6 +20,106 @@ in ifalnet/attention_maps.py) and drawn by ifalnet/image_grids.py and ifalnet/pl
 import argparse
 import os
 
+from ifalnet.flags import MODALITIES
+from ifalnet.interruption import run_main
+from ifalnet.scoring import SCORES
+from utils import ReIDError
+
+
+def add_model_args(parser):
+    parser.add_argument('--resume', required=True, help='checkpoint (ours or the release\'s)')
+    parser.add_argument('--img_h', default=384, type=int, help='network input height (as test.py)')
+    parser.add_argument('--img_w', default=192, type=int, help='network input width (as test.py)')
+    parser.add_argument('--arch', default='resnet50', choices=('resnet50',), help='backbone')
+    parser.add_argument('--gpu', default='0', help="CUDA device(s); the CPU when none is visible")
+
+
+def add_features_args(parser, score=False):
+    parser.add_argument('--features', required=True, help='features file of test.py --save-features')
+    parser.add_argument('--trial', default=None, type=int, help="trial to use (default: the file's first)")
+    if score:
+        parser.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(SCORES))
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text}')
+    return value
+
+
+def image_grid_parser(sub, name, help, modality_help):
+    """A subcommand that draws a grid of the user's own images through a checkpoint's network."""
+    p = sub.add_parser(name, help=help, allow_abbrev=False)
+    add_model_args(p)
+    p.add_argument('images', nargs='+', metavar='IMAGE', help='images to show')
+    p.add_argument('--modality', required=True, choices=MODALITIES, help=f"the images' modality: {modality_help}")
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
+    p.add_argument('--out', required=True, help='PNG file to write')
+    return p
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=' '.join(__doc__.split('\n\n')[0].split()), allow_abbrev=False)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = image_grid_parser(sub, 'middle', 'images beside their middle-modality images',
+                          'the generator path they go through (thermal = infrared)')
+    p.add_argument('--columns', default=4, type=positive_int, help='image pairs per row')
+    image_grid_parser(sub, 'attention', 'the spatial attention of each MIA and the layer-4 feature energy',
+                      'the branch they go through (thermal = infrared)')
+
+    p = sub.add_parser('ranking', allow_abbrev=False, help='ranking lists of test queries, from a features file')
+    add_features_args(p, score=True)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--queries', default=5, type=positive_int, help='number of queries, spread over the query list')
+    which.add_argument('--query', default=None, help='one query image (path, or relative to the data root)')
+    p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown per query')
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
+    p.add_argument('--data-path', dest='data_path', default=None,
+                   help="dataset root if it moved since test.py ran (default: the one in the file)")
+    p.add_argument('--out', required=True,
+                   help='folder for the PNGs (one per query), or FILE.png for all queries in one image')
+
+    p = sub.add_parser('tsne', allow_abbrev=False, help='t-SNE of the four feature groups of some identities')
+    add_features_args(p)
+    p.add_argument('--ids', default=10, type=positive_int, help='number of identities')
+    p.add_argument('--feature', default='bn', choices=('bn', 'pool'), help='feature kind')
+    p.add_argument('--seed', default=0, type=int, help='t-SNE random state')
+    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 5 x 4.4 inches)')
+    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
+
+    p = sub.add_parser('distances', allow_abbrev=False, help='intra/inter-identity cross-modality distance histograms')
+    add_features_args(p)
+    p.add_argument('--feature', default='bn', choices=('bn', 'pool'), help='feature kind')
+    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 8 x 3.2 inches)')
+    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
+
+    p = sub.add_parser('cmc', allow_abbrev=False, help='CMC curves of one or more results files')
+    p.add_argument('results', nargs='+', metavar='RESULTS.json', help='results files of test.py --results')
+    p.add_argument('--score', default='ALL', help='score to plot: ' + ', '.join(SCORES))
+    p.add_argument('--labels', nargs='+', default=None, help='legend names (default: the file names)')
+    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 5 x 3.6 inches)')
+    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
+
+    p = sub.add_parser('rank', allow_abbrev=False, help='rank a folder of your own images against a query image')
+    add_model_args(p)
+    p.add_argument('--query', required=True, help='query image')
+    p.add_argument('--query-modality', dest='query_modality', required=True, choices=MODALITIES,
+                   help='modality of the query (thermal = infrared); the gallery is taken as the other one')
+    p.add_argument('--gallery', required=True, help='folder of gallery images (searched recursively)')
+    p.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(SCORES))
+    p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown')
+    p.add_argument('--test-batch', dest='test_batch', default=64, type=positive_int, help='images per batch')
+    p.add_argument('--workers', default=0, type=int, help='data loading processes')
+    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
+    p.add_argument('--out', required=True, help='PNG file to write')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
+    parse_args()                # are imported (main parses them again)
+
 import numpy as np
 from PIL import Image
 
@@ -29,17 +129,14 @@ from ifalnet.checkpoints import load_model
 from ifalnet.devices import select_device
 from ifalnet.feature_bank import FeatureBank
 from ifalnet.features_file import Features
-from ifalnet.flags import MODALITIES
 from ifalnet.image_grids import (draw_grid, folder_and_name, load_tile, ranking_grid, save_png, score_key, score_labels,
                                  stack_rows, tile_size)
-from ifalnet.interruption import run_main
 from ifalnet.output_paths import check_output_dir, check_output_file
 from ifalnet.plots import (ATTENTION_COLORMAP, cmc_figure, distances_figure, optional, plot_format, save_figure,
                            tsne_figure)
 from ifalnet.problems import ImageSet
-from ifalnet.scoring import SCORES, has_middle, score_similarities
+from ifalnet.scoring import has_middle, score_similarities
 from model import Modal
-from utils import ReIDError
 
 
 def cmd_middle(args):
@@ -177,101 +274,8 @@ def cmd_rank(args):
     print(f'wrote {args.out}')
 
 
-def add_model_args(parser):
-    parser.add_argument('--resume', required=True, help='checkpoint (ours or the release\'s)')
-    parser.add_argument('--img_h', default=384, type=int, help='network input height (as test.py)')
-    parser.add_argument('--img_w', default=192, type=int, help='network input width (as test.py)')
-    parser.add_argument('--arch', default='resnet50', choices=('resnet50',), help='backbone')
-    parser.add_argument('--gpu', default='0', help="CUDA device(s); the CPU when none is visible")
-
-
-def add_features_args(parser, score=False):
-    parser.add_argument('--features', required=True, help='features file of test.py --save-features')
-    parser.add_argument('--trial', default=None, type=int, help="trial to use (default: the file's first)")
-    if score:
-        parser.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(SCORES))
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text}')
-    return value
-
-
-def image_grid_parser(sub, name, help, modality_help, func):
-    """A subcommand that draws a grid of the user's own images through a checkpoint's network."""
-    p = sub.add_parser(name, help=help)
-    add_model_args(p)
-    p.add_argument('images', nargs='+', metavar='IMAGE', help='images to show')
-    p.add_argument('--modality', required=True, choices=MODALITIES, help=f"the images' modality: {modality_help}")
-    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
-    p.add_argument('--out', required=True, help='PNG file to write')
-    p.set_defaults(func=func)
-    return p
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=' '.join(__doc__.split('\n\n')[0].split()))
-    sub = parser.add_subparsers(dest='command', required=True)
-
-    p = image_grid_parser(sub, 'middle', 'images beside their middle-modality images',
-                          'the generator path they go through (thermal = infrared)', cmd_middle)
-    p.add_argument('--columns', default=4, type=positive_int, help='image pairs per row')
-    image_grid_parser(sub, 'attention', 'the spatial attention of each MIA and the layer-4 feature energy',
-                      'the branch they go through (thermal = infrared)', cmd_attention)
-
-    p = sub.add_parser('ranking', help='ranking lists of test queries, from a features file')
-    add_features_args(p, score=True)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument('--queries', default=5, type=positive_int, help='number of queries, spread over the query list')
-    which.add_argument('--query', default=None, help='one query image (path, or relative to the data root)')
-    p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown per query')
-    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
-    p.add_argument('--data-path', dest='data_path', default=None,
-                   help="dataset root if it moved since test.py ran (default: the one in the file)")
-    p.add_argument('--out', required=True,
-                   help='folder for the PNGs (one per query), or FILE.png for all queries in one image')
-    p.set_defaults(func=cmd_ranking)
-
-    p = sub.add_parser('tsne', help='t-SNE of the four feature groups of some identities')
-    add_features_args(p)
-    p.add_argument('--ids', default=10, type=positive_int, help='number of identities')
-    p.add_argument('--feature', default='bn', choices=('bn', 'pool'), help='feature kind')
-    p.add_argument('--seed', default=0, type=int, help='t-SNE random state')
-    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 5 x 4.4 inches)')
-    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
-    p.set_defaults(func=cmd_tsne)
-
-    p = sub.add_parser('distances', help='intra/inter-identity cross-modality distance histograms')
-    add_features_args(p)
-    p.add_argument('--feature', default='bn', choices=('bn', 'pool'), help='feature kind')
-    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 8 x 3.2 inches)')
-    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
-    p.set_defaults(func=cmd_distances)
-
-    p = sub.add_parser('cmc', help='CMC curves of one or more results files')
-    p.add_argument('results', nargs='+', metavar='RESULTS.json', help='results files of test.py --results')
-    p.add_argument('--score', default='ALL', help='score to plot: ' + ', '.join(SCORES))
-    p.add_argument('--labels', nargs='+', default=None, help='legend names (default: the file names)')
-    p.add_argument('--dpi', default=150, type=positive_int, help='resolution of a PNG (the figure is 5 x 3.6 inches)')
-    p.add_argument('--out', required=True, help='file to write: .png, or .pdf / .svg for a vector figure')
-    p.set_defaults(func=cmd_cmc)
-
-    p = sub.add_parser('rank', help='rank a folder of your own images against a query image')
-    add_model_args(p)
-    p.add_argument('--query', required=True, help='query image')
-    p.add_argument('--query-modality', dest='query_modality', required=True, choices=MODALITIES,
-                   help='modality of the query (thermal = infrared); the gallery is taken as the other one')
-    p.add_argument('--gallery', required=True, help='folder of gallery images (searched recursively)')
-    p.add_argument('--score', default='ALL', help='similarity to rank by: ' + ', '.join(SCORES))
-    p.add_argument('--topk', default=10, type=positive_int, help='gallery images shown')
-    p.add_argument('--test-batch', dest='test_batch', default=64, type=positive_int, help='images per batch')
-    p.add_argument('--workers', default=0, type=int, help='data loading processes')
-    p.add_argument('--height', default=160, type=positive_int, help='tile height in pixels')
-    p.add_argument('--out', required=True, help='PNG file to write')
-    p.set_defaults(func=cmd_rank)
-    return parser.parse_args(argv)
+COMMANDS = {'middle': cmd_middle, 'attention': cmd_attention, 'ranking': cmd_ranking, 'tsne': cmd_tsne,
+            'distances': cmd_distances, 'cmc': cmd_cmc, 'rank': cmd_rank}
 
 
 def main(argv=None):
@@ -281,7 +285,7 @@ def main(argv=None):
         check_output_dir(args.out, '--out')
     else:
         check_output_file(args.out, '--out')
-    args.func(args)
+    COMMANDS[args.command](args)
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ from torch.nn.parallel import DistributedDataParallel
 from ifalnet.devices import select_device
 from utils import ReIDError
 
-BACKENDS = ('auto', 'nccl', 'gloo')
 
 
 def launched():

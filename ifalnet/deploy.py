@@ -29,14 +29,12 @@ import torch
 from torch import nn
 
 from data_loader import test_transform
+from ifalnet.flags import DEFAULT_OPSET
 from ifalnet.toy_datasets import render_identity
 from model import Modal
 from utils import ReIDError
 
-FORMATS = ('onnx', 'torchscript')
 INPUT, OUTPUTS = 'image', ('features', 'embedding')
-TOLERANCE = 1e-4            # largest |embedding difference| an export may have from the PyTorch model
-DEFAULT_OPSET = 17
 META_KEY = 'ifalnet'        # ONNX metadata_props key / TorchScript extra file holding the JSON metadata
 KIND = 'ifalnet-export'
 

@@ -19,6 +19,13 @@ from utils import ReIDError
 # The two network branches as the command lines name them (model.Modal.named): every dataset's
 # infrared images go through the thermal branch.
 MODALITIES = ('visible', 'thermal')
+# train.py --dist-backend (ifalnet/ddp.py): auto = NCCL on CUDA, gloo on the CPU.
+DIST_BACKENDS = ('auto', 'nccl', 'gloo')
+# export.py: the file formats, the ONNX opset, and the largest |difference| an exported file may have
+# from the PyTorch model (ifalnet/deploy.py writes and checks the files).
+EXPORT_FORMATS = ('onnx', 'torchscript')
+DEFAULT_OPSET = 17
+EXPORT_TOLERANCE = 1e-4
 # Training arguments that name where a run's files go, which device ran it, how it logged, or that it
 # was resumed: not part of what is trained, so runs that differ in them alone are one configuration
 # (train.py's refusal of an existing run, tables.py's rows).
@@ -47,12 +54,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def make_parser(description, alias_note=True):
-    """The argument parser of every script: defaults shown in --help, and (for scripts with flags
-    such as --img_h) a note that each flag takes both spellings (see `add_flag`)."""
+    """The argument parser of every script: defaults shown in --help, no abbreviations (a prefix of a
+    flag is an error, not that flag), and (for scripts with flags such as --img_h) a note that each
+    flag takes both spellings (see `add_flag`)."""
     note = ('Every flag whose name has "-" or "_" also takes the other spelling (--img-h for --img_h, '
             '--data_path for --data-path); --help lists the first.')
     return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter,
-                                   epilog=note if alias_note else None)
+                                   epilog=note if alias_note else None, allow_abbrev=False)
 
 
 class _OtherSpelling(argparse.Action):
@@ -177,52 +185,70 @@ def component_defaults():
 
 def add_component_args(parser):
     """train.py's component switches for ablations (defaults: the release's network and loss); the
-    architecture ones are stored in the checkpoint, from which test.py rebuilds the network."""
-    from loss import TRIPLET_PAIRS
-    defaults = component_defaults()
+    architecture ones are stored in the checkpoint, from which test.py rebuilds the network. Their
+    defaults are the records' (`component_defaults`), filled in after parsing (`fill_component_defaults`),
+    so that parsing imports neither model.py nor torch; the help states them, and a test holds the two
+    together."""
     group = parser.add_argument_group("components (ablations; default: the release's network and loss)")
-    add_flag(group, '--middle', action=argparse.BooleanOptionalAction, default=defaults['middle'],
+    add_flag(group, '--middle', action=argparse.BooleanOptionalAction, default=None,
              help='the middle-modality generator and its two stems; --no-middle: the two-stream baseline '
-                  '(visible and thermal stems, shared body, BN neck, as AGW), which needs --lambda_1 0')
-    add_flag(group, '--mia', default=defaults['mia'], type=parse_mia, metavar='1,2,3|none',
+                  '(visible and thermal stems, shared body, BN neck, as AGW), which needs --lambda_1 0 '
+                  '(default: on)')
+    add_flag(group, '--mia', default=None, type=parse_mia, metavar='1,2,3|none',
              help='the body layers followed by modality interactive attention (any of 1, 2, 3, or none); '
-                  'the cross-layer residual runs between MIAs of consecutive layers (default: '
-                  f'{",".join(map(str, defaults["mia"]))})')
-    add_flag(group, '--mfa', action=argparse.BooleanOptionalAction, default=defaults['mfa'],
-             help='multi-scale feature aggregation after layer3')
-    add_flag(group, '--triplet-pairs', default=defaults['triplet_pairs'], choices=TRIPLET_PAIRS,
+                  'the cross-layer residual runs between MIAs of consecutive layers (default: 1,2,3)')
+    add_flag(group, '--mfa', action=argparse.BooleanOptionalAction, default=None,
+             help='multi-scale feature aggregation after layer3 (default: on)')
+    add_flag(group, '--triplet-pairs', default=None, choices=('all', 'original'),
              help='stream pairs of the triplet loss: all = (v, t), (v, t_mid), (v_mid, t), (v_mid, t_mid), the '
-                  "release's; original = visible-infrared originals (v, t) only")
-    add_flag(group, '--id-weight', default=defaults['id_weight'], type=float,
-             help='weight of the identity loss')
+                  "release's; original = visible-infrared originals (v, t) only (default: all)")
+    add_flag(group, '--id-weight', default=None, type=float, help='weight of the identity loss (default: 1.0)')
+
+
+def fill_component_defaults(parser, args):
+    """`args` with every component switch left out set to the records' default, and the switches checked
+    by the records (an error names the flag, as argparse does); imports model.py and loss.py."""
+    for name, default in component_defaults().items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)
+    try:
+        args.mia = architecture(args).mia   # distinct body layers, sorted
+        loss_switches(args)
+    except ValueError as err:   # the records' messages start with the field: 'mia: expected ...'
+        parser.error(f'argument --{err}')
+    return args
 
 
 def parse_mia(text):
-    """--mia 1,2,3 (any subset of the body layers 1, 2, 3) or none -> a sorted tuple (checked by
-    model.Architecture)."""
-    from model import Architecture
+    """--mia 1,2,3 (any subset of the body layers 1, 2, 3) or none -> a tuple of integers, checked and
+    sorted by model.Architecture when `fill_component_defaults` builds it."""
     value = text.strip().lower()
     if value in ('none', ''):
         return ()
     try:
-        return Architecture(mia=tuple(int(i) for i in value.split(','))).mia
+        return tuple(int(i) for i in value.split(','))   # which layers exist: model.Architecture, after parsing
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected distinct body layers among 1, 2, 3 such as 1,2,3 or 2,3, or 'none'; "
-                                         f'got {text!r}') from None
+        raise argparse.ArgumentTypeError(f"expected body layers among 1, 2, 3, comma-separated, such as 1,2,3 or 2,3, "
+                                         f"or 'none'; got {text!r}") from None
+
+
+def record_of(record, args):
+    """`record` (a dataclass) from the attributes of `args` of its fields' names; the record's default for
+    those `args` lacks or leaves None (bench.py's flags have no switches; train.py's are None until filled)."""
+    value = lambda f: f.default if getattr(args, f.name, None) is None else getattr(args, f.name)
+    return record(*(value(f) for f in dataclasses.fields(record)))
 
 
 def architecture(args):
-    """The network train.py's component switches ask for (a model.Architecture; the release's where
-    `args` has no switches)."""
+    """The network train.py's component switches ask for (a model.Architecture)."""
     from model import Architecture
-    return Architecture(*(getattr(args, f.name, f.default) for f in dataclasses.fields(Architecture)))
+    return record_of(Architecture, args)
 
 
 def loss_switches(args):
-    """The loss train.py's flags ask for (a loss.LossSwitches; the release's where `args` has no switches,
-    as bench.py's)."""
+    """The loss train.py's flags ask for (a loss.LossSwitches)."""
     from loss import LossSwitches
-    return LossSwitches(*(getattr(args, f.name, f.default) for f in dataclasses.fields(LossSwitches)))
+    return record_of(LossSwitches, args)
 
 
 def resolve_data_path(dataset, data_path):

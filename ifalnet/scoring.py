@@ -11,7 +11,6 @@ from collections import namedtuple
 
 import numpy as np
 
-from ifalnet.rerank import euclidean, re_ranking
 from utils import loud
 
 SCORES = ('VIS-IR FC', 'VIS-MR FC', 'MIS-IR FC', 'MIS-MR FC', 'ALL FC', 'ALL')
@@ -112,6 +111,7 @@ def rerank_distances(q, g, llcm_pool_quirk, rerank):
     """{score name: re-ranked (num_query, num_gallery) distance}: each score's query-gallery,
     query-query and gallery-gallery Euclidean distances of its vectors (`score_vectors`) through
     k-reciprocal re-ranking with `rerank` (a Rerank)."""
+    from ifalnet.rerank import euclidean, re_ranking   # scipy, only for re-ranking (tables.py imports this module)
     return {name: re_ranking(euclidean(qv, gv), euclidean(qv, qv), euclidean(gv, gv), *rerank)
             for name, (qv, gv) in score_vectors(q, g, llcm_pool_quirk).items()}
 

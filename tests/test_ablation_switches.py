@@ -87,11 +87,16 @@ def test_bad_mia_layers_are_refused(mia):
         embed_net(7, mia=mia)
 
 
-def test_mia_flag_parsing():
-    assert parse_mia('1,2,3') == (1, 2, 3) and parse_mia('3,1') == (1, 3) and parse_mia('none') == ()
-    for bad in ('0', '1,1', 'a', '4'):
-        with pytest.raises(Exception, match='1, 2, 3'):
-            parse_mia(bad)
+def test_mia_flag_parsing(capsys):
+    assert parse_mia('1,2,3') == (1, 2, 3) and parse_mia('none') == ()
+    assert train_script.parse_args(['--mia', '3,1']).mia == (1, 3)   # sorted by the record
+    with pytest.raises(Exception, match='1, 2, 3'):
+        parse_mia('a')
+    for bad in ('0', '1,1', '4'):   # integers, but not distinct layers among 1, 2, 3: the record refuses them
+        with pytest.raises(SystemExit) as stop:
+            train_script.parse_args(['--mia', bad])
+        assert stop.value.code == 2
+        assert 'error: argument --mia: expected distinct body layers among 1, 2, 3' in capsys.readouterr().err
 
 
 def test_mia_attends_the_original_group_alone_without_the_middle():

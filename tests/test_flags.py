@@ -1,6 +1,9 @@
 """ifalnet/flags.py and the scripts' command lines: both spellings of every flag, --help, --gpu."""
 import argparse
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +13,7 @@ import synthetic
 import test as test_script
 import train as train_script
 from ifalnet.devices import select_device
-from ifalnet.flags import add_flag, make_parser
+from ifalnet.flags import add_component_args, add_flag, component_defaults, make_parser
 
 # ----------------------------------------------------------------------------------- flags and --help
 
@@ -130,3 +133,54 @@ def test_gpu_cpu_or_empty_selects_the_cpu(capsys):
     for gpu in ('cpu', '', 'CPU'):
         assert select_device(gpu) == torch.device('cpu')
         assert 'running on the CPU (--gpu cpu)' in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------- flags before torch
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Each script with a command line that fails to parse (a flag misspelt or unknown).
+MISTYPED = {'train': ['--epochs', '2', '--no-such-flag'], 'test': ['--resume', 'x.t', '--no-such-flag'],
+            'export': ['--resume', 'x.t', '--out', 'x.onnx', '--no-such-flag'],
+            'visualize': ['tsne', '--features', 'x.npz', '--out', 'x.png', '--no-such-flag'],
+            'bench': ['--no-such-flag'], 'demo': ['--no-such-flag'], 'tables': ['x.json', '--no-such-flag'],
+            'process_sysu': ['--no-such-flag'], 'synthetic': ['--dataset', 'sysu', '--out', 'x', '--no-such-flag']}
+
+
+def imported_modules(stderr):
+    """The modules `python -X importtime` reported importing."""
+    return {line.rsplit('|', 1)[-1].strip() for line in stderr.splitlines() if line.startswith('import time:')}
+
+
+@pytest.mark.parametrize('script', sorted(MISTYPED))
+def test_a_mistyped_flag_answers_before_torch_is_imported(script, tmp_path):
+    result = subprocess.run([sys.executable, '-X', 'importtime', os.path.join(ROOT, f'{script}.py'), *MISTYPED[script]],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f'{script}.py: error: unrecognized arguments: --no-such-flag' in result.stderr
+    assert 'torch' not in imported_modules(result.stderr)
+
+
+@pytest.mark.parametrize('abbreviated, flag', [('--epoch', '--epochs'), ('--lr-step', '--lr-steps'),
+                                               ('--warmup', '--warmup-epochs'), ('--over', '--overwrite')])
+def test_abbreviations_are_refused(abbreviated, flag, capsys):
+    """A prefix of a flag is not that flag: '--epoch 1' would have silently trained with --epochs 1."""
+    with pytest.raises(SystemExit) as stop:
+        train_script.parse_args([abbreviated, '1'] if flag != '--overwrite' else [abbreviated])
+    assert stop.value.code == 2
+    assert f'unrecognized arguments: {abbreviated}' in capsys.readouterr().err
+
+
+def test_the_help_states_the_component_records_defaults():
+    """train.py parses its component switches without model.py (and torch); the defaults their help
+    states are the records' (model.Architecture, loss.LossSwitches), which fill the switches left out."""
+    parser = make_parser('')
+    add_component_args(parser)
+    helps = {action.dest: ' '.join(action.help.split()) for action in parser._actions
+             if action.help and action.help != argparse.SUPPRESS}
+    defaults = component_defaults()
+    stated = {'middle': 'on' if defaults['middle'] else 'off', 'mfa': 'on' if defaults['mfa'] else 'off',
+              'mia': ','.join(map(str, defaults['mia'])), 'triplet_pairs': defaults['triplet_pairs'],
+              'id_weight': str(defaults['id_weight'])}
+    for name, value in stated.items():
+        assert helps[name].endswith(f'(default: {value})'), (name, helps[name])
+    args = train_script.parse_args([])
+    assert {name: getattr(args, name) for name in defaults} == defaults
