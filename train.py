@@ -75,7 +75,7 @@ from ifalnet.feature_bank import embed, embed_problems
 from ifalnet.interruption import Interrupted, located, quiet_worker
 from ifalnet.output_paths import check_output_dir, tee_stdout
 from ifalnet.report_text import format_table, trial_title
-from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume,
+from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, refuse_another_run, resolve_resume,
                                restore_rng, resume_hint, run_stem, set_seed)
 from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss
@@ -194,6 +194,11 @@ def check_resume(args, n_class, selection=None):
         differ = ', '.join(f'{k} {saved[k]} (this run: {asked[k]})' for k in saved if saved[k] != asked[k])
         raise ReIDError(f'{args.resume} holds another network than the component switches ask for: {differ}; '
                         'resume with the switches it was trained with (--middle/--no-middle, --mia, --mfa/--no-mfa)')
+    refuse_another_run(ckpt, args, args.resume)
+    stored = ckpt.get('se_channels')
+    if args.se_channels and stored is not None and tuple(args.se_channels) != tuple(stored):
+        raise ReIDError(f'{args.resume} was trained with middle-modality channels {",".join(map(str, stored))}, '
+                        f'not --se-channels {",".join(map(str, args.se_channels))}: leave the flag out to resume')
     refuse_nonfinite(ckpt['net'], args.resume)
     check_optimizer_state(ckpt, args, args.resume)
     return ckpt
