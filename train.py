@@ -259,12 +259,12 @@ def main(argv=None):
     log_file = os.path.join(args.log_path, f'{args.dataset}_log', f'{name}_os.txt')
     # Under torchrun only rank 0 claims the run's files, prints and writes the log (errors still
     # reach stderr).
-    with claim(args, name) if ddp.is_main() else contextlib.nullcontext():
+    with claim(args, name) if ddp.is_main() else contextlib.nullcontext() as held:
         with tee_stdout(log_file) if ddp.is_main() else silenced_stdout():
             try:
-                train(args, ckpt, selection)
+                train(args, ckpt, selection, saved=held.saved if held else None)
             except Interrupted as err:
-                err.hint = resume_hint(args.model_path, name)
+                err.hint = resume_hint(args.model_path, name, replacing=bool(held and held.pending))
                 raise
             finally:
                 ddp.cleanup()
@@ -276,9 +276,10 @@ def silenced_stdout():
         yield
 
 
-def train(args, ckpt=None, selection=None):
+def train(args, ckpt=None, selection=None, saved=None):
     """Train; `ckpt` is the checkpoint of --resume and `selection` the held-out identities of
-    --select val, both read and checked by `check_inputs`."""
+    --select val, both read and checked by `check_inputs`; `saved()`, when given, is called after each
+    save of the run's _last.t."""
     name = run_stem(args)
     print(arguments_line(args), flush=True)
     device = ddp.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
@@ -385,6 +386,8 @@ def train(args, ckpt=None, selection=None):
                 save_checkpoint(ckpt, os.path.join(args.model_path, f'{name}_epoch_{epoch}.t'))
             save_checkpoint({**ckpt, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'best': best,
                              **rng}, os.path.join(args.model_path, f'{name}_last.t'))
+            if saved is not None:
+                saved()
 
             if writer is not None:
                 for key, value in stats.items():

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import time
 
@@ -34,6 +35,7 @@ from data_manager import dataset_info
 from ifalnet import ddp
 from ifalnet.checkpoints import read_checkpoint
 from ifalnet.flags import BOOKKEEPING, architecture, loss_switches
+from ifalnet.interruption import deferred
 from ifalnet.output_paths import note_removed, remove_stale_temp_files
 from utils import ReIDError
 
@@ -81,9 +83,12 @@ def last_checkpoint(model_path, name):
     return os.path.join(model_path, f'{name}_last.t')
 
 
-def resume_hint(model_path, name):
-    """How to go on after an interruption: the run's _last.t, or the same command when none was saved."""
+def resume_hint(model_path, name, replacing=False):
+    """How to go on after an interruption: the run's _last.t, or the same command when none was saved
+    (only that when the run was replacing an earlier one with --overwrite, which is then put back)."""
     last = last_checkpoint(model_path, name)
+    if replacing:
+        return 'no epoch was saved yet and the earlier run is kept: run the same command again'
     if os.path.isfile(last):
         return f'resume with --resume {last}'
     return 'no epoch was saved yet: run the same command again (or add --resume auto)'
@@ -156,26 +161,84 @@ def refuse_existing(args, name, files):
 @contextlib.contextmanager
 def claim(args, name):
     """Hold the run `name` in --model_path for the block: its lock, the check that a fresh run
-    overwrites nothing (or, with --overwrite, the removal of the old run's checkpoints) and the
-    removal of its stale temporary files."""
+    overwrites nothing (or, with --overwrite, the earlier run's checkpoints kept aside until this run
+    has saved its first _last.t) and the removal of its stale temporary files. Yields a `Replacement`;
+    the trainer calls its `saved()` after each save of _last.t."""
     created = new_folders(args.model_path)
     os.makedirs(args.model_path, exist_ok=True)
     try:
         with run_lock(os.path.join(args.model_path, f'{name}.lock')):
+            replacement = Replacement(args.model_path, name)
+            replacement.recover()
             files = checkpoint_files(args.model_path, name)
             if files and not args.resume:
                 if not args.overwrite:
                     refuse_existing(args, name, files)
-                for path in files:
-                    os.remove(path)
-                print(f'--overwrite: removed the earlier run\'s {", ".join(os.path.basename(f) for f in files)}',
-                      flush=True)
+                replacement.set_aside(files)
             note_removed(remove_stale_temp_files(args.model_path, re.escape(name) + r'_(best|last|epoch_\d+)\.t'))
-            yield
+            try:
+                yield replacement
+            finally:
+                replacement.end()
     finally:
         for folder in created:   # a run that saved nothing leaves no empty --model_path behind
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
+
+
+class Replacement:
+    """--overwrite without a moment when neither run is whole: the earlier run's checkpoints move (a
+    rename, on the same file system) into the hidden folder `.<name>_replaced` and are removed when
+    the new run has saved its first _last.t, its resume point; a run that ends before that (a signal,
+    a divergence, an error) puts them back and removes whatever else it wrote. A process killed
+    outright leaves the folder, which the next start of the run resolves the same way (`recover`)."""
+
+    def __init__(self, model_path, name):
+        self.model_path, self.name = model_path, name
+        self.aside = os.path.join(model_path, f'.{name}_replaced')
+        self.pending = False
+
+    def set_aside(self, files):
+        os.makedirs(self.aside, exist_ok=True)
+        with deferred():   # all of them or, after a signal, still all of them
+            for path in files:
+                os.replace(path, os.path.join(self.aside, os.path.basename(path)))
+        self.pending = True
+        print(f'--overwrite: the earlier run\'s {", ".join(os.path.basename(f) for f in files)} are kept in '
+              f'{self.aside} until this run saves its first {self.name}_last.t, then removed', flush=True)
+
+    def saved(self):
+        """The new run's _last.t is written: the earlier run goes."""
+        if self.pending:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.pending = False
+            print(f'--overwrite: removed the earlier run\'s checkpoints ({self.aside})', flush=True)
+
+    def end(self):
+        if self.pending:
+            with deferred():
+                self.restore('this run ended before saving its first checkpoint')
+            self.pending = False
+
+    def restore(self, why):
+        for path in checkpoint_files(self.model_path, self.name):   # a _best.t or _epoch_N.t without a resume point
+            os.remove(path)
+        kept = sorted(os.listdir(self.aside))
+        for f in kept:
+            os.replace(os.path.join(self.aside, f), os.path.join(self.model_path, f))
+        os.rmdir(self.aside)
+        print(f'--overwrite: {why}; the earlier run\'s {", ".join(kept)} are back in {self.model_path}', flush=True)
+
+    def recover(self):
+        """Resolve what a replacement killed outright left: the new run's resume point, or the old run."""
+        if not os.path.isdir(self.aside):
+            return
+        if os.path.isfile(last_checkpoint(self.model_path, self.name)):
+            shutil.rmtree(self.aside, ignore_errors=True)
+            print(f'note: removed {self.aside}, the earlier run an --overwrite replaced (its replacement had '
+                  'saved its resume point)', flush=True)
+        else:
+            self.restore('the replacing run was stopped before saving its first checkpoint')
 
 
 def new_folders(path):

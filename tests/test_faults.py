@@ -166,7 +166,10 @@ def test_a_fresh_run_refuses_to_overwrite_a_run_and_the_ways_out(tmp_path, sysu_
     assert f'--resume auto: no {models}/fresh_last.t yet, starting afresh' in capsys.readouterr().out
     train_script.main(train_args(tmp_path, sysu_small, '--epochs', '1', '--run-name', 'ablation', '--overwrite',
                                  '--margin', '0.5'))
-    assert "--overwrite: removed the earlier run's ablation_last.t" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"--overwrite: the earlier run's ablation_last.t are kept in {models}/.ablation_replaced until this run " \
+           "saves its first ablation_last.t, then removed" in out
+    assert f"--overwrite: removed the earlier run's checkpoints ({models}/.ablation_replaced)" in out
     ckpt = read_checkpoint(models / 'ablation_last.t')
     assert ckpt['args']['margin'] == 0.5 and ckpt['args']['run_name'] == 'ablation'
     assert os.stat(models / 'ablation_last.t').st_mtime_ns != old
@@ -190,6 +193,70 @@ def test_a_resume_refuses_other_training_arguments(tmp_path, sysu_small, trained
     # More epochs are what a resume is for.
     train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', 'auto'))
     assert read_checkpoint(last)['epoch'] == 1
+
+
+def test_an_overwrite_stopped_before_its_first_save_puts_the_earlier_run_back(tmp_path, sysu_small, trained,
+                                                                                 monkeypatch, capsys):
+    """Whatever ends a replacing run before its first _last.t (an error, a signal, a kill), the earlier
+    run is there whole afterwards, and nothing of the replacement is."""
+    last = copy_run(tmp_path, trained)
+    models, before = tmp_path / 'models', last.read_bytes()
+    shutil.copy(last, models / f'{NAME}_best.t')
+    earlier = sorted(os.listdir(models))
+
+    def earlier_run_is_back():
+        assert sorted(os.listdir(models)) == earlier and last.read_bytes() == before
+
+    # An error in the first epoch (a divergence at its second step)
+    real, calls = recipe.total_loss, []
+
+    def diverging(*args, **kwargs):
+        calls.append(1)
+        loss, parts = real(*args, **kwargs)
+        return (loss * float('nan'), parts) if len(calls) == 2 else (loss, parts)
+
+    monkeypatch.setattr(recipe, 'total_loss', diverging)
+    with pytest.raises(ReIDError, match='^training diverged'):
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--overwrite', '--margin', '0.5'))
+    assert f"--overwrite: this run ended before saving its first checkpoint; the earlier run's {NAME}_best.t, " \
+           f"{NAME}_last.t are back in {models}" in capsys.readouterr().out
+    earlier_run_is_back()
+
+    # SIGTERM at the first epoch's second step: one line, the earlier run back
+    proc = start_train(tmp_path, sysu_small, '--epochs', '2', '--overwrite', '--margin', '0.5',
+                       helper='signal_at_step', env={'STEP_SIGNAL': 'SIGTERM', 'AT_STEP': '2'})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err == (
+        'interrupted by SIGTERM at epoch 0 step 2/3; no epoch was saved yet and the earlier run is kept: run the '
+        'same command again\n'), err
+    earlier_run_is_back()
+
+    # SIGKILL: the earlier run waits aside; the next start of the run puts it back before anything else
+    proc = start_train(tmp_path, sysu_small, '--epochs', '2', '--overwrite', '--margin', '0.5',
+                       helper='signal_at_step', env={'STEP_SIGNAL': 'SIGKILL', 'AT_STEP': '2'})
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(os.listdir(models / f'.{NAME}_replaced')) == [f'{NAME}_best.t', f'{NAME}_last.t']
+    with pytest.raises(ReIDError, match='^--model_path .* already holds the run'):
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--margin', '0.5'))
+    assert "--overwrite: the replacing run was stopped before saving its first checkpoint; the earlier run's " \
+           f"{NAME}_best.t, {NAME}_last.t are back in {models}" in capsys.readouterr().out
+    earlier_run_is_back()
+
+
+def test_a_replacement_killed_after_its_first_save_is_the_run_that_stays(tmp_path, trained, capsys):
+    """Killed between its first _last.t and the removal of the earlier run: the new run is whole, the
+    earlier one goes at the next start."""
+    models = tmp_path / 'models'
+    aside = models / f'.{NAME}_replaced'
+    aside.mkdir(parents=True)
+    shutil.copy(trained, aside / f'{NAME}_last.t')
+    shutil.copy(trained, models / f'{NAME}_last.t')
+    args = train_script.parse_args(['--dataset', 'sysu', '--model_path', str(models), '--resume', 'auto'])
+    with runs.claim(args, NAME) as held:
+        assert not held.pending
+    assert sorted(os.listdir(models)) == [f'{NAME}_last.t']
+    assert f'note: removed {aside}, the earlier run an --overwrite replaced' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('owner', ['live process here', 'another host'])
