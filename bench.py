@@ -42,17 +42,16 @@ import sys
 import tempfile
 import time
 
-from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
+from ifalnet.flags import add_common_args, add_flag, image_side, make_parser, parse_size
 from ifalnet.interruption import Interrupted, quiet_worker, run_main
-
 
 PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank')
 
 
 def parse_args(argv=None):
     parser = make_parser(__doc__.splitlines()[0])
-    add_flag(parser, '--img_h', type=int, default=64, help='training and test image height')
-    add_flag(parser, '--img_w', type=int, default=32, help='training and test image width')
+    add_flag(parser, '--img_h', type=image_side, default=64, help='training and test image height')
+    add_flag(parser, '--img_w', type=image_side, default=32, help='training and test image width')
     add_flag(parser, '--steps', type=int, default=5, help='measured training steps per variant (at least 2)')
     add_flag(parser, '--embed-images', type=int, default=256, help='test images embedded per variant')
     add_flag(parser, '--test-batch', type=int, default=64, help='test batch size (images)')

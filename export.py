@@ -11,7 +11,7 @@ import argparse
 import os
 
 from ifalnet.flags import (DEFAULT_OPSET, EXPORT_FORMATS, EXPORT_TOLERANCE, MODALITIES, add_flag, check_counts,
-                           make_parser, parse_se_channels)
+                           image_side, make_parser, parse_se_channels)
 from ifalnet.interruption import run_main
 from utils import ReIDError
 
@@ -27,9 +27,9 @@ def parse_args(argv=None):
              help='the branch to export (thermal = infrared); both writes one file per branch, the modality '
                   'added to the name')
     add_flag(parser, '--out', required=True, metavar='FILE', help='the file to write')
-    add_flag(parser, '--img_h', default=None, type=int,
+    add_flag(parser, '--img_h', default=None, type=image_side,
              help="input image height, fixed in the file (default: the checkpoint's, else 384)")
-    add_flag(parser, '--img_w', default=None, type=int,
+    add_flag(parser, '--img_w', default=None, type=image_side,
              help="input image width, fixed in the file (default: the checkpoint's, else 192)")
     add_flag(parser, '--opset', default=DEFAULT_OPSET, type=int, help='ONNX opset version')
     add_flag(parser, '--check', action=argparse.BooleanOptionalAction, default=None,

@@ -64,19 +64,18 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import numpy as np
 import torch
 
-from data_loader import (TrainBatchSampler, build_train_set, count_train_identities, make_train_loader,
-                         source_image_size)
+from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader, source_image_size
 from data_manager import check_layout, check_sysu_prepared, dataset_info
 from ifalnet import ddp, val_selection
-from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state,
-                                 read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint, trained_on)
+from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint,
+                                 refuse_nonfinite, resolve_checkpoint, save_checkpoint, trained_on)
 from ifalnet.devices import autocast_dtype, memory_format
 from ifalnet.feature_bank import embed, embed_problems
 from ifalnet.interruption import Interrupted, located, quiet_worker
 from ifalnet.output_paths import check_output_dir, tee_stdout
 from ifalnet.report_text import format_table, trial_title
-from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, refuse_another_run, resolve_resume,
-                               restore_rng, resume_hint, run_stem, set_seed)
+from ifalnet.run_files import (check_name_length, check_run_name, claim, gathered_rng, keeps_epoch, refuse_another_run,
+                               resolve_resume, restore_rng, resume_hint, run_stem, set_seed)
 from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
@@ -129,6 +128,7 @@ def check_inputs(args):
     for flag in ('--model_path', '--log_path', '--vis_log_path'):
         check_output_dir(getattr(args, flag[2:]), flag)
     check_run_name(args.run_name)
+    check_name_length(args, run_stem(args))
     selection = check_selection(args)
     n_class = count_train_identities(args.dataset, args.data_path, args.trial,   # reads the labels, not the images
                                      selection.held.labels if selection else ())

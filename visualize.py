@@ -20,7 +20,7 @@ in ifalnet/attention_maps.py) and drawn by ifalnet/image_grids.py and ifalnet/pl
 import argparse
 import os
 
-from ifalnet.flags import MODALITIES
+from ifalnet.flags import MODALITIES, image_side
 from ifalnet.interruption import run_main
 from ifalnet.scoring import SCORES
 from utils import ReIDError
@@ -28,9 +28,9 @@ from utils import ReIDError
 
 def add_model_args(parser):
     parser.add_argument('--resume', required=True, help='checkpoint (ours or the release\'s)')
-    parser.add_argument('--img_h', default=None, type=int,
+    parser.add_argument('--img_h', default=None, type=image_side,
                         help="network input height (default: the checkpoint's, else 384, as test.py)")
-    parser.add_argument('--img_w', default=None, type=int,
+    parser.add_argument('--img_w', default=None, type=image_side,
                         help="network input width (default: the checkpoint's, else 192, as test.py)")
     parser.add_argument('--arch', default='resnet50', choices=('resnet50',), help='backbone')
     parser.add_argument('--gpu', default='0', help="CUDA device(s); the CPU when none is visible")

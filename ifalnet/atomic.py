@@ -28,6 +28,12 @@ def current_umask():
     return mask
 
 
+def temp_name(name):
+    """The longest name `temp_file_beside` gives the temporary file of a file called `name`: '.', the
+    name, '.', tempfile's 8 random characters and '.tmp'."""
+    return f'.{name}.{"x" * 8}.tmp'
+
+
 def temp_file_beside(path):
     """A new temporary file next to `path` (same file system, so `os.replace` onto `path` is atomic),
     returned as (fd, name). Its mode is the one the umask gives any new file (0644 under umask 022),

@@ -11,6 +11,7 @@ only where they are read, so a script that runs no network parses its flags with
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 
 from data_manager import DATASETS
@@ -120,9 +121,9 @@ def add_common_args(parser, training=False):
                   'infrared is --protocol standard. SYSU-MM01: always infrared -> visible')
     # test.py: the checkpoint's own size unless given (see test.py's `fit_to_checkpoint`)
     size = '' if training else " (default: the checkpoint's, else {})"
-    add_flag(data, '--img_w', default=192 if training else None, type=int,
+    add_flag(data, '--img_w', default=192 if training else None, type=image_side,
              help='image width in pixels' + size.format(192))
-    add_flag(data, '--img_h', default=384 if training else None, type=int,
+    add_flag(data, '--img_h', default=384 if training else None, type=image_side,
              help='image height in pixels' + size.format(384))
     add_flag(data, '--test-batch', default=64, type=int, help='test batch size (images)')
     add_flag(data, '--workers', default=min(4, usable_cpus()), type=int,
@@ -160,12 +161,13 @@ def add_common_args(parser, training=False):
 
     title = 'training' if training else 'training flags (accepted so release command lines work; unused by test.py)'
     train = parser.add_argument_group(title)
-    add_flag(train, '--lr', default=0.1, type=float, help='learning rate of the head; the rest gets 0.1x')
+    add_flag(train, '--lr', default=0.1, type=finite_number(positive=True),
+             help='learning rate of the head; the rest gets 0.1x')
     add_flag(train, '--optim', default='sgd', choices=('sgd', 'adam'), help='optimizer')
     add_flag(train, '--batch-size', default=4, type=int, help='identities per training batch')
     add_flag(train, '--num_pos', default=4, type=int, help='images per identity and modality in a batch')
-    add_flag(train, '--margin', default=0.3, type=float, help='triplet loss margin')
-    add_flag(train, '--lambda_1', default=0.7, type=float, help='weight of the TCA loss')
+    add_flag(train, '--margin', default=0.3, type=finite_number(), help='triplet loss margin')
+    add_flag(train, '--lambda_1', default=0.7, type=finite_number(), help='weight of the TCA loss')
     if training:
         add_flag(train, '--warmup-epochs', default=10, type=int,
                  help="learning-rate warm-up: lr x (epoch + 1) / N over epochs 0..N-1, the release's")
@@ -214,7 +216,8 @@ def add_component_args(parser):
     add_flag(group, '--triplet-pairs', default=None, choices=('all', 'original'),
              help='stream pairs of the triplet loss: all = (v, t), (v, t_mid), (v_mid, t), (v_mid, t_mid), the '
                   "release's; original = visible-infrared originals (v, t) only (default: all)")
-    add_flag(group, '--id-weight', default=None, type=float, help='weight of the identity loss (default: 1.0)')
+    add_flag(group, '--id-weight', default=None, type=finite_number(),
+             help='weight of the identity loss (default: 1.0)')
 
 
 def fill_component_defaults(parser, args):
@@ -231,11 +234,44 @@ def fill_component_defaults(parser, args):
     return args
 
 
+# The largest image side a script accepts: 5x the release's 384 (a 2048x1024 training batch of the
+# release's 32 items needs about 60x the release's memory); a larger number is a typo.
+MAX_IMAGE_SIDE = 2048
+
+
+def image_side(text):
+    """--img_h/--img_w: whole pixels from 1 to MAX_IMAGE_SIDE."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number of pixels, got {text!r}') from None
+    if not 1 <= value <= MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f'expected 1 to {MAX_IMAGE_SIDE} pixels (the release uses 384x192), '
+                                         f'got {value}')
+    return value
+
+
+def finite_number(positive=False):
+    """An argparse type: a finite float, at least 0 (above 0 when `positive`), such as a weight or a rate."""
+    bound = 'above 0' if positive else 'at least 0'
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(f'expected a finite number {bound}, got {text!r}')
+        return value
+    parse.__name__ = 'number'
+    return parse
+
+
 def parse_mia(text):
     """--mia 1,2,3 (any subset of the body layers 1, 2, 3) or none -> a tuple of integers, checked and
     sorted by model.Architecture when `fill_component_defaults` builds it."""
     value = text.strip().lower()
-    if value in ('none', ''):
+    if value == 'none':
         return ()
     try:
         return tuple(int(i) for i in value.split(','))   # which layers exist: model.Architecture, after parsing

@@ -21,6 +21,14 @@ def _existing_ancestor(path):
     return path
 
 
+def name_max(folder):
+    """The longest file name the file system of `folder` (or of its nearest existing parent) allows."""
+    try:
+        return os.pathconf(_existing_ancestor(folder), 'PC_NAME_MAX')
+    except (OSError, ValueError, AttributeError):   # not reported (or Windows): the common limit
+        return 255
+
+
 def _probe(folder, flag, given):
     """Create and remove a file in `folder`: the one test that also holds for root and for
     read-only mounts (os.access does not)."""

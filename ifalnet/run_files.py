@@ -33,10 +33,11 @@ except ImportError:   # Windows: byte-range locks of msvcrt, released with their
 
 from data_manager import dataset_info
 from ifalnet import ddp
+from ifalnet.atomic import temp_name
 from ifalnet.checkpoints import read_checkpoint
 from ifalnet.flags import BOOKKEEPING, architecture, loss_switches
 from ifalnet.interruption import deferred
-from ifalnet.output_paths import note_removed, remove_stale_temp_files
+from ifalnet.output_paths import name_max, note_removed, remove_stale_temp_files
 from utils import ReIDError
 
 AUTO = 'auto'
@@ -70,6 +71,22 @@ def run_stem(args):
 def check_run_name(name):
     if name is not None and not re.fullmatch(r'[A-Za-z0-9][\w.+=-]*', name):
         raise ReIDError(f'--run-name {name!r}: expected a file stem of letters, digits and . _ + = - (no folders)')
+
+
+def check_name_length(args, name):
+    """Refuse, before any work, a run name that makes a file name longer than its file system allows
+    (the longest: the temporary file of the last kept epoch's checkpoint while it is written)."""
+    names = {args.model_path: (temp_name(f'{name}_epoch_{max(args.epochs - 1, 0)}.t'), f'{name}.lock',
+                               f'.{name}_replaced'),
+             os.path.join(args.log_path, f'{args.dataset}_log'): (f'{name}_os.txt',),
+             args.vis_log_path: (name,)}
+    for folder, files in names.items():
+        longest, limit = max(files, key=len), name_max(folder)
+        if len(longest) > limit:
+            source = '--run-name' if args.run_name else 'the run name made of the arguments'
+            raise ReIDError(f'{source} {name} ({len(name)} characters) is too long for {folder}: the run\'s file '
+                            f'{longest} would have {len(longest)} characters, and the file system allows {limit}; '
+                            'give a shorter --run-name')
 
 
 def checkpoint_files(model_path, name):

@@ -281,6 +281,27 @@ def test_run_name_is_checked(tmp_path, sysu_small):
         train_script.main(train_args(tmp_path, sysu_small, '--run-name', '../x'))
 
 
+@pytest.mark.parametrize('length', [235, 300])
+def test_a_run_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path, sysu_small, length):
+    """235 characters: the checkpoints' own names fit, their temporary names do not (this used to fail at
+    the first save, an epoch later); 300: nothing fits (this used to be a traceback at the lock)."""
+    name = 'r' * length
+    with pytest.raises(ReIDError) as err:
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--run-name', name))
+    longest = f'.{name}_epoch_1.t.xxxxxxxx.tmp'
+    assert len(f'{name}_epoch_1.t') <= outputs.name_max(tmp_path) < len(longest) or length == 300
+    assert str(err.value) == (
+        f'--run-name {name} ({length} characters) is too long for {tmp_path / "models"}: the run\'s file {longest} '
+        f'would have {len(longest)} characters, and the file system allows {outputs.name_max(tmp_path)}; give a '
+        'shorter --run-name')
+    assert not [p for p in ('models', 'log', 'vis') if (tmp_path / p).exists()]
+    # The longest name the check assumes is the longest the atomic writer makes.
+    fd, tmp = atomic.temp_file_beside(tmp_path / ('s' * 200 + '.t'))
+    os.close(fd)
+    os.remove(tmp)
+    assert len(os.path.basename(tmp)) == len(atomic.temp_name('s' * 200 + '.t'))
+
+
 # ----------------------------------------------------------------------------------- signals
 
 def start_train(tmp_path, sysu_small, *extra, helper=None, env=None):

@@ -8,10 +8,13 @@ import sys
 import pytest
 import torch
 
+import bench
+import export as export_script
 import process_sysu
 import synthetic
 import test as test_script
 import train as train_script
+import visualize
 from ifalnet.devices import select_device
 from ifalnet.flags import add_component_args, add_flag, component_defaults, make_parser
 
@@ -88,7 +91,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
 def test_other_spelling_reports_errors_under_its_own_name(capsys):
     with pytest.raises(SystemExit):
         train_script.parse_args(['--img-h', 'tall'])
-    assert "argument --img-h: invalid int value: 'tall'" in capsys.readouterr().err
+    assert "argument --img-h: expected a whole number of pixels, got 'tall'" in capsys.readouterr().err
 
 
 def test_add_flag_covers_switches_and_both_forms_of_a_boolean_option():
@@ -167,6 +170,46 @@ def test_abbreviations_are_refused(abbreviated, flag, capsys):
         train_script.parse_args([abbreviated, '1'] if flag != '--overwrite' else [abbreviated])
     assert stop.value.code == 2
     assert f'unrecognized arguments: {abbreviated}' in capsys.readouterr().err
+
+
+RANGE_CASES = [
+    ('train', '--img_h', '100000', 'expected 1 to 2048 pixels (the release uses 384x192), got 100000'),
+    ('train', '--img_w', '0', 'expected 1 to 2048 pixels (the release uses 384x192), got 0'),
+    ('test', '--img_h', '3000', 'expected 1 to 2048 pixels (the release uses 384x192), got 3000'),
+    ('export', '--img_w', '-5', 'expected 1 to 2048 pixels (the release uses 384x192), got -5'),
+    ('visualize', '--img_h', '99999', 'expected 1 to 2048 pixels (the release uses 384x192), got 99999'),
+    ('bench', '--img_w', '1e3', "expected a whole number of pixels, got '1e3'"),
+    ('train', '--lr', 'nan', "expected a finite number above 0, got 'nan'"),
+    ('train', '--lr', '0', "expected a finite number above 0, got '0'"),
+    ('train', '--lr', '-0.1', "expected a finite number above 0, got '-0.1'"),
+    ('train', '--id-weight', '-1', "expected a finite number at least 0, got '-1'"),
+    ('train', '--id-weight', 'NaN', "expected a finite number at least 0, got 'NaN'"),
+    ('train', '--lambda_1', 'inf', "expected a finite number at least 0, got 'inf'"),
+    ('train', '--lambda_1', '-0.7', "expected a finite number at least 0, got '-0.7'"),
+    ('train', '--margin', 'x', "expected a number, got 'x'"),
+    ('train', '--mia', '', "expected body layers among 1, 2, 3, comma-separated, such as 1,2,3 or 2,3, or 'none'; "
+                           "got ''"),
+]
+
+
+@pytest.mark.parametrize('script, flag, value, message', RANGE_CASES)
+def test_values_out_of_range_are_refused_when_parsed(script, flag, value, message, capsys):
+    """NaN or negative weights, a zero rate, an image side that would exhaust memory, an empty --mia
+    (which meant 'none' while 'none,1' was refused): each one line naming the flag, exit 2."""
+    parse = {'train': train_script.parse_args, 'test': test_script.parse_args, 'export': export_script.parse_args,
+             'visualize': visualize.parse_args, 'bench': bench.parse_args}[script]
+    required = {'export': ['--resume', 'x.t', '--out', 'x.onnx'], 'visualize': ['rank', '--resume', 'x.t']}
+    with pytest.raises(SystemExit) as stop:
+        parse([*required.get(script, []), f'{flag}={value}'])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f'error: argument {flag}: {message}')
+
+
+def test_the_edges_of_the_ranges_are_accepted():
+    args = train_script.parse_args(['--img_h', '2048', '--img_w', '1', '--lr', '1e-6', '--id-weight', '0',
+                                    '--lambda_1', '0', '--margin', '0', '--mia', 'none'])
+    assert (args.img_h, args.img_w, args.lr, args.id_weight, args.lambda_1, args.margin, args.mia) == \
+        (2048, 1, 1e-6, 0.0, 0.0, 0.0, ())
 
 
 def test_the_help_states_the_component_records_defaults():
