@@ -86,6 +86,22 @@ def quiet_worker(worker_id=None):
         signal.signal(s, signal.SIG_IGN)
 
 
+def stop_line(err):
+    """The one line a script ends with when `err` stops it (see `run_main`); for an unexpected
+    exception, whose traceback follows on the terminal, its type and message."""
+    if isinstance(err, ReIDError):
+        # An error raised in a DataLoader worker comes back with the worker's traceback in its
+        # text; its last line is the message.
+        return 'error: ' + (str(err).strip().splitlines()[-1] if 'Original Traceback' in str(err) else str(err))
+    if isinstance(err, Interrupted):
+        return str(err)
+    if isinstance(err, KeyboardInterrupt):
+        return 'interrupted'
+    if isinstance(err, SystemExit):
+        return None if err.code in (0, None) else f'exit status {err.code}'
+    return f'stopped by an unexpected error (traceback on the terminal): {type(err).__name__}: {err}'
+
+
 def run_main(main):
     """Run a script's `main()`: a ReIDError becomes a one-line message and exit status 2, SIGTERM and
     SIGINT one line and 143 / 130."""
@@ -93,14 +109,11 @@ def run_main(main):
     try:
         main()
     except ReIDError as err:
-        # An error raised in a DataLoader worker comes back with the worker's traceback in its
-        # text; its last line is the message.
-        message = str(err).strip().splitlines()[-1] if 'Original Traceback' in str(err) else str(err)
-        print(f'error: {message}', file=sys.stderr)
+        print(stop_line(err), file=sys.stderr)
         sys.exit(2)
     except Interrupted as err:
-        print(err, file=sys.stderr)
+        print(stop_line(err), file=sys.stderr)
         sys.exit(err.exit_status)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(stop_line(err), file=sys.stderr)
         sys.exit(130)

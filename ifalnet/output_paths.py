@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from ifalnet.atomic import write_error
+from ifalnet.interruption import stop_line
 from utils import ReIDError
 
 
@@ -85,29 +86,56 @@ def note_removed(removed):
 
 
 class Tee:
-    """A text stream that writes to the console and to a log file."""
+    """A text stream that writes to the console and to a log file; when the log cannot be written (a
+    full or failing disk) it says so once on the console and goes on with the console alone: the run's
+    checkpoints may well be on another disk, and a run is not worth stopping for its log."""
 
-    def __init__(self, console, file):
-        self.console, self.file = console, file
+    def __init__(self, console, file, path):
+        self.console, self.file, self.path = console, file, path
 
     def write(self, text):
         self.console.write(text)
-        self.file.write(text)
+        self._to_log(self.file.write if self.file else None, text)
 
     def flush(self):
         self.console.flush()
-        self.file.flush()
+        self._to_log(self.file.flush if self.file else None)
+
+    def _to_log(self, operation, *args):
+        if operation is None:
+            return
+        try:
+            operation(*args)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            self.file = None
+            self.console.write(f'warning: {write_error(self.path, err)}; the log stops here and the run goes on, '
+                               'printing to this console only\n')
+            self.console.flush()
+
+    def close(self, stopped=None):
+        """Close the log, after the line saying why the run stopped (`stopped`) when it did."""
+        if stopped:
+            self._to_log(self.file.write if self.file else None, stopped + '\n')
+        self._to_log(self.file.close if self.file else None)
 
 
 @contextlib.contextmanager
 def tee_stdout(path):
     """Copy everything printed inside the block to `path` (appended to, so a resumed run keeps its
-    history)."""
+    history). An error or a signal that ends the block is recorded there as the line the terminal
+    shows (see interruption.stop_line)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     console = sys.stdout
-    with open(path, 'a', buffering=1) as f:
-        sys.stdout = Tee(console, f)
-        try:
-            yield
-        finally:
-            sys.stdout = console
+    tee = Tee(console, open(path, 'a', buffering=1), path)
+    sys.stdout = tee
+    stopped = None
+    try:
+        yield
+    except BaseException as err:
+        stopped = stop_line(err)
+        raise
+    finally:
+        sys.stdout = console
+        tee.close(stopped)

@@ -94,6 +94,8 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, s
                         r'rate 0.002; nothing of this epoch is saved \(the last _last.t, if any, is the last good '
                         r'state\); lower --lr', str(err.value)), str(err.value)
     assert sorted(os.listdir(tmp_path / 'models')) == [f'{NAME}_last.t']   # no _best.t, no lock, no temp file
+    log = (tmp_path / 'log' / 'sysu_log' / f'{NAME}_os.txt').read_text()
+    assert log.endswith(f'error: {err.value}\n')   # the log says why the run stopped, as the terminal does
     assert open(last, 'rb').read() == before
     assert not nonfinite_tensors(read_checkpoint(last)['net'])
 
@@ -302,6 +304,19 @@ def test_a_run_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_
     assert len(os.path.basename(tmp)) == len(atomic.temp_name('s' * 200 + '.t'))
 
 
+def test_a_log_that_cannot_be_written_leaves_training_running(tmp_path, sysu_small, capsys):
+    """The log on a full disk (/dev/full: every write fails with ENOSPC): one warning on the console and
+    the run trains and saves on; the log used to stop it with three chained tracebacks."""
+    log = tmp_path / 'log' / 'sysu_log' / f'{NAME}_os.txt'
+    log.parent.mkdir(parents=True)
+    log.symlink_to('/dev/full')
+    train_script.main(train_args(tmp_path, sysu_small, '--epochs', '1'))
+    out = capsys.readouterr().out
+    assert out.count(f'warning: cannot write {log}: No space left on device [ENOSPC]; the log stops here and the run '
+                     'goes on, printing to this console only') == 1 == out.count('cannot write')
+    assert 'epoch 0 done' in out and read_checkpoint(tmp_path / 'models' / f'{NAME}_last.t')['epoch'] == 0
+
+
 # ----------------------------------------------------------------------------------- signals
 
 def start_train(tmp_path, sysu_small, *extra, helper=None, env=None):
@@ -331,6 +346,7 @@ def test_sigterm_at_a_step_with_loader_workers_leaves_the_resume_point(tmp_path,
     assert proc.returncode == 143
     assert re.fullmatch(rf'interrupted by SIGTERM at epoch 1 step 2/3; resume with --resume {re.escape(str(last))}\n',
                         err), err
+    assert (tmp_path / 'log' / 'sysu_log' / f'{NAME}_os.txt').read_text().endswith(err)
     assert 'Traceback' not in out
     assert sorted(os.listdir(tmp_path / 'models')) == [last.name]   # no temp file, no lock
     # The resume point is epoch 0's, untouched (test_pipeline checks that a resume continues exactly).
