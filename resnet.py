@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from utils import ReIDError
+from utils import ReIDError, load_failure
 
 IMAGENET_WEIGHTS = ResNet50_Weights.IMAGENET1K_V1  # the weights the release started from
 BODY_LAYERS = ('layer1', 'layer2', 'layer3', 'layer4')
@@ -72,7 +72,7 @@ def imagenet_state_dict(source):
         try:
             state = torch.load(source, map_location='cpu', weights_only=True)
         except Exception as err:
-            raise ReIDError(f'cannot read ImageNet weights from {source}: {err}') from err
+            raise ReIDError(f'cannot read ImageNet weights from {source}: {load_failure(err, "weights")}') from err
         return state.get('state_dict', state) if isinstance(state, dict) else state
     cached = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(IMAGENET_WEIGHTS.url))
     try:

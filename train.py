@@ -80,6 +80,7 @@ from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss
 from model import embed_net
 from recipe import check_optimizer_state, make_optimizer, train_epoch, warmup_warning
+from resnet import imagenet_state_dict
 
 
 def validate(net, data_path, epoch, args, device, amp_dtype=None, selection=None):
@@ -139,6 +140,8 @@ def check_inputs(args):
     if args.pretrained not in ('imagenet', 'none') and not os.path.isfile(args.pretrained):
         raise ReIDError(f"--pretrained {args.pretrained}: no such file; expected 'imagenet', 'none' or the "
                         "path of torchvision's ResNet-50 ImageNet weights")
+    if args.pretrained not in ('imagenet', 'none') and not args.resume:
+        imagenet_state_dict(args.pretrained)   # read (safely) now: a file that is refused is refused before any work
     return ckpt, selection
 
 

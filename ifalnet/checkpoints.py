@@ -12,7 +12,6 @@ NaN or inf.
 """
 import json
 import os
-import pickle
 import re
 import warnings
 
@@ -23,7 +22,7 @@ from data_manager import DATASETS, dataset_info
 from ifalnet.atomic import atomic_write
 from ifalnet.devices import memory_format
 from model import Architecture, embed_net
-from utils import ReIDError
+from utils import ReIDError, load_failure
 
 # Weights the release stores but its forward pass never reads: layer1-4 of each of the four stems,
 # the body's own stem, and the conv_narrow pair of the layer3 MIA. Our model does not create them.
@@ -42,19 +41,6 @@ def _numpy_safe_globals():
     return allowed
 
 
-def _load_failure(err):
-    """Why torch.load refused a file, in one line, without torch's advice to load it unsafely."""
-    text = str(err)
-    if isinstance(err, pickle.UnpicklingError) and 'weights_only' in text:
-        detail = [line.strip() for line in text.splitlines() if 'WeightsUnpickler error' in line]
-        detail = detail[0].split(':', 1)[1].strip() if detail else 'an object of a type that is not allowed'
-        return (f'it holds objects other than tensors and plain values ({detail}); checkpoints are read '
-                'without running code from them, so it is refused')
-    if isinstance(err, RuntimeError) and 'zip archive' in text:
-        return 'the file is damaged or incomplete (its zip archive cannot be read)'
-    return f'not a PyTorch checkpoint file ({type(err).__name__}' + (f': {text.splitlines()[0]})' if text else ')')
-
-
 def read_checkpoint(path, mmap=False):
     """Load a checkpoint file (ours or the release's) as a dict, without running code from it;
     `mmap` maps the tensors instead of reading them (for a look at the other entries)."""
@@ -70,7 +56,7 @@ def read_checkpoint(path, mmap=False):
             warnings.simplefilter('ignore', UserWarning)   # torch's note on the pickle protocol
             ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
     except Exception as err:
-        raise ReIDError(f'cannot read checkpoint {path}: {_load_failure(err)}') from err
+        raise ReIDError(f'cannot read checkpoint {path}: {load_failure(err)}') from err
     if isinstance(ckpt, dict) and 'net' not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         ckpt = {'net': ckpt}  # a bare state_dict
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('net'), dict):

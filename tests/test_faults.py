@@ -584,6 +584,22 @@ def test_bad_checkpoint_files_are_one_clear_line(tmp_path, case):
             resolve_checkpoint(str(path), str(tmp_path))
 
 
+class Hostile:
+    def __reduce__(self):
+        return (os.system, ('touch PWNED',))
+
+
+def test_a_hostile_pretrained_file_is_refused_in_one_line_before_any_work(tmp_path, sysu_small, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({'conv1.weight': Hostile()}, tmp_path / 'r50.pth')
+    with pytest.raises(ReIDError) as err:
+        train_script.main(train_args(tmp_path, sysu_small, '--pretrained', str(tmp_path / 'r50.pth')))
+    assert str(err.value).startswith(f'cannot read ImageNet weights from {tmp_path / "r50.pth"}: it holds objects other '
+                                     'than tensors and plain values (')
+    assert 'weights_only' not in str(err.value) and '\n' not in str(err.value)
+    assert not (tmp_path / 'PWNED').exists() and not (tmp_path / 'models').exists() and not (tmp_path / 'log').exists()
+
+
 def test_zero_byte_and_nonfinite_arrays_are_refused(tmp_path, sysu_small):
     root = tmp_path / 'SYSU-MM01'
     shutil.copytree(sysu_small, root)
