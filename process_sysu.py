@@ -44,7 +44,10 @@ def save_resized_images(path, files, img_h, img_w, desc):
     os.close(fd)
     out = None
     try:
-        out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))
+        try:   # the array's header is written here
+            out = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), img_h, img_w, 3))
+        except OSError as err:
+            raise write_error(path, err) from None
         try:   # reserve the space now: a memory map on a full disk would crash (SIGBUS), not raise
             with open(tmp, 'r+b') as f:
                 os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp))

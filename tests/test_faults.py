@@ -649,6 +649,19 @@ def test_process_sysu_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tm
         assert not temp_files(root) and not list(root.glob('*.npy'))
 
 
+def test_process_sysu_failing_at_an_arrays_header_is_one_line(tmp_path, monkeypatch):
+    root = pathlib.Path(make_sysu(tmp_path / 'SYSU-MM01', train_ids=(1, 2), val_ids=(3,), test_ids=(4,),
+                                  images_per_cam=1, size=(16, 8)))
+
+    def full(*args, **kwargs):   # the disk fills while the header is written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(process_sysu.np.lib.format, 'open_memmap', full)
+    with pytest.raises(ReIDError) as err:
+        process_sysu.prepare_sysu(root)
+    assert str(err.value) == f'cannot write {root / "train_rgb_resized_img.npy"}: No space left on device [ENOSPC]'
+    assert not temp_files(root) and not list(root.glob('*.npy'))
+
+
 # ----------------------------------------------------------------------------------- one lock holder
 def contend(path, stale, starters, barrier, held, rounds, pause=0.002):
     """`starters` threads of this process, `rounds` times over a lock file left by a dead process: each
