@@ -92,6 +92,7 @@ from ifalnet.atomic import atomic_write
 from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
 from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
 from ifalnet.feature_bank import FeatureBank
+from ifalnet.output_paths import check_output_file
 from ifalnet.rerank import euclidean, re_ranking
 from ifalnet.timing import TEST_SET_SHAPES, best_of, peak_mb, ranking_case, timed
 from ifalnet.toy_datasets import render_identity
@@ -373,6 +374,8 @@ def print_table(title, rows, columns):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.json:
+        check_output_file(args.json, '--json')
     device = select_device(args.gpu)
     report = {'device': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu',
               'torch': torch.__version__, 'threads': torch.get_num_threads(), 'cpus': os.cpu_count(),

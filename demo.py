@@ -21,8 +21,8 @@ import time
 
 from ifalnet.flags import add_flag, make_parser
 from ifalnet.interruption import Interrupted, run_main
+from ifalnet.output_paths import check_output_dir
 from utils import ReIDError
-
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)
@@ -174,7 +174,7 @@ def main(argv=None):
 def run_demo(args):
     setting = SETTINGS['quick' if args.quick else 'full']
     start = time.time()
-    workdir = os.path.abspath(args.workdir)
+    workdir = os.path.abspath(check_output_dir(args.workdir, '--workdir'))
     data_root = os.path.join(workdir, 'SYSU-MM01')
     model_path = os.path.join(workdir, 'save_model')
     os.makedirs(model_path, exist_ok=True)

@@ -12,6 +12,7 @@ import shutil
 
 from ifalnet.flags import add_flag, make_parser, parse_size
 from ifalnet.interruption import run_main
+from ifalnet.output_paths import check_output_dir
 from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
 from utils import ReIDError
 
@@ -22,6 +23,7 @@ def clear_out(out, force):
     """Make sure a new dataset is not mixed with other files: `out` must be new or empty, or, with
     `force`, a dataset this script made (it is then removed). Any other folder is left alone."""
     if not os.path.exists(out):
+        check_output_dir(out, '--out')
         return
     if not os.path.isdir(out):
         raise ReIDError(f'--out {out} is a file, not a folder')

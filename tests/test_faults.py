@@ -21,9 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
+import bench
 import data_manager as dm
+import demo
 import process_sysu
 import recipe
+import synthetic
 import test as test_script
 import train as train_script
 import visualize
@@ -450,7 +453,7 @@ def test_a_full_disk_is_one_line_at_the_write_and_keeps_the_earlier_file(tmp_pat
 
 
 @pytest.mark.parametrize('case', ['read-only model_path', 'file model_path', 'results folder', 'features in a file',
-                                  'visualize out'])
+                                  'visualize out', 'synthetic out', 'demo workdir', 'bench json'])
 def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, sysu_small, trained, case):
     with small_file_system(tmp_path / 'ro', 'ro,size=64k') as fs:
         if fs is None and case in ('read-only model_path', 'visualize out'):   # no mount here: mocked at the check
@@ -473,6 +476,14 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, s
                                    'expected a file in a folder'),
             'visualize out': (lambda: visualize.main(['cmc', str(tmp_path / 'r.json'), '--out', str(tmp_path / 'ro/c.png')]),
                               f'--out {tmp_path}/ro/c.png: cannot write {tmp_path}/ro: Read-only file system [EROFS]'),
+            # these three used to be a traceback (synthetic.py, demo.py) or to fail after the measurements (bench.py)
+            'synthetic out': (lambda: synthetic.main(['--dataset', 'regdb', '--out', str(tmp_path / 'file/d')]),
+                              f'--out {tmp_path}/file/d is inside {tmp_path}/file, which is a file; expected a folder'),
+            'demo workdir': (lambda: demo.main(['--quick', '--workdir', str(tmp_path / 'file/w')]),
+                             f'--workdir {tmp_path}/file/w is inside {tmp_path}/file, which is a file; expected a folder'),
+            'bench json': (lambda: bench.main(['--parts', 'metrics', '--json', str(tmp_path / 'file/b.json')]),
+                           f'--json {tmp_path}/file/b.json is inside {tmp_path}/file, which is a file; expected a '
+                           'file in a folder'),
         }[case]
         with pytest.raises(ReIDError) as err:
             run()
