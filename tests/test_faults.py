@@ -78,19 +78,24 @@ def temp_files(folder):
 
 # ----------------------------------------------------------------------------------- divergence
 
-def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, sysu_small, trained, monkeypatch):
-    """A loss that is no longer finite (here at the resumed epoch 1's second step; a learning rate far too
-    high does it for real) stops the run before anything of the epoch is saved."""
-    last = copy_run(tmp_path, trained)
-    before = open(last, 'rb').read()
+def diverge_at_step(monkeypatch, step):
+    """Make the loss NaN at this process's training step `step` (1: its first)."""
     real, calls = recipe.total_loss, []
 
     def diverging(*args, **kwargs):
         calls.append(1)
         loss, parts = real(*args, **kwargs)
-        return (loss * float('nan'), parts) if len(calls) == 2 else (loss, parts)
+        return (loss * float('nan'), parts) if len(calls) == step else (loss, parts)
 
     monkeypatch.setattr(recipe, 'total_loss', diverging)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, sysu_small, trained, monkeypatch):
+    """A loss that is no longer finite (here at the resumed epoch 1's second step; a learning rate far too
+    high does it for real) stops the run before anything of the epoch is saved."""
+    last = copy_run(tmp_path, trained)
+    before = open(last, 'rb').read()
+    diverge_at_step(monkeypatch, 2)
     with pytest.raises(ReIDError) as err:
         train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', str(last)))
     assert re.fullmatch(r'training diverged: the loss is nan \(id \S+ tri \S+ tca \S+\) at epoch 1 step 2/3, learning '
@@ -213,14 +218,7 @@ def test_an_overwrite_stopped_before_its_first_save_puts_the_earlier_run_back(tm
         assert sorted(os.listdir(models)) == earlier and last.read_bytes() == before
 
     # An error in the first epoch (a divergence at its second step)
-    real, calls = recipe.total_loss, []
-
-    def diverging(*args, **kwargs):
-        calls.append(1)
-        loss, parts = real(*args, **kwargs)
-        return (loss * float('nan'), parts) if len(calls) == 2 else (loss, parts)
-
-    monkeypatch.setattr(recipe, 'total_loss', diverging)
+    diverge_at_step(monkeypatch, 2)
     with pytest.raises(ReIDError, match='^training diverged'):
         train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--overwrite', '--margin', '0.5'))
     assert f"--overwrite: this run ended before saving its first checkpoint; the earlier run's {NAME}_best.t, " \
