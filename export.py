@@ -9,6 +9,7 @@ ifalnet/deploy.py. `--check` (on when the runtime is installed) compares the fil
 """
 import argparse
 import os
+import re
 
 from ifalnet.flags import (DEFAULT_OPSET, EXPORT_FORMATS, EXPORT_TOLERANCE, MODALITIES, add_flag, check_counts,
                            image_side, make_parser, parse_se_channels)
@@ -46,9 +47,10 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 
 import torch
 
-from ifalnet.atomic import temp_file_beside
+from ifalnet.atomic import temp_file_beside, write_error
 from ifalnet.checkpoints import input_size, load_model, resolve_checkpoint
-from ifalnet.deploy import Embedder, Exported, check, check_inputs, export, require, runtime_available
+from ifalnet.deploy import Embedder, Exported, check, check_inputs, require, runtime_available, serialized
+from ifalnet.output_paths import check_output_file, note_removed, remove_stale_temp_files
 from model import Architecture, Modal
 
 
@@ -60,9 +62,42 @@ def output_paths(out, modality):
     return {m: f'{stem}_{m}{ext}' for m in MODALITIES}
 
 
+def prepare_outputs(out, modality):
+    """Check every file the export will write before anything is loaded (a folder given as a file, a
+    read-only or missing place), and remove the temporary files that a killed export of the same --out
+    (either --modality) left beside them. Returns `output_paths`."""
+    outputs = output_paths(out, modality)
+    for path in dict.fromkeys([out, *outputs.values()]):
+        check_output_file(path, '--out')
+    names = {os.path.basename(p) for m in ('both', *MODALITIES) for p in output_paths(out, m).values()}
+    note_removed(remove_stale_temp_files(os.path.dirname(os.path.abspath(out)),
+                                         '|'.join(re.escape(name) for name in sorted(names))))
+    return outputs
+
+
+def write_file(out, data):
+    """`data` in a new temporary file beside `out` (flushed to disk), returned; a failed write (a full
+    disk) is one line naming `out`, and leaves no temporary file."""
+    tmp = None
+    try:
+        fd, tmp = temp_file_beside(out)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(err, OSError):
+            raise write_error(out, err) from None
+        raise
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_counts(args, {'--img_h': 1, '--img_w': 1, '--opset': 7})
+    outputs = prepare_outputs(args.out, args.modality)
     path = resolve_checkpoint(args.resume, args.model_path)
     if args.format == 'onnx':
         require('onnx')
@@ -72,7 +107,6 @@ def main(argv=None):
     elif not checking and args.check is None:
         print('note: onnxruntime is not installed, so the export is not checked '
               '(python3 -m pip install -r requirements-export.txt)')
-    outputs = output_paths(args.out, args.modality)
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
     args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, path, 'exporting')
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
@@ -83,21 +117,24 @@ def main(argv=None):
     try:
         for modality, out in outputs.items():
             embedder = Embedder(net, Modal.named(modality))
-            fd, tmp = temp_file_beside(out)
-            os.close(fd)
-            written[modality] = tmp
-            export(embedder, args.format, tmp, args.img_h, args.img_w, {**metadata, 'modality': modality},
-                   args.opset)
+            data = serialized(embedder, args.format, args.img_h, args.img_w, {**metadata, 'modality': modality},
+                              args.opset)
+            written[modality] = write_file(out, data)
+            del data
             if checking:
-                features, embedding = check(embedder, Exported(tmp), check_inputs(embedder.modal, args.img_h,
-                                                                                 args.img_w))
+                features, embedding = check(embedder, Exported(written[modality]),
+                                            check_inputs(embedder.modal, args.img_h, args.img_w))
                 print(f'check {modality}: max |embedding difference| {embedding:.1e}, max |features difference| '
                       f'{features:.1e} (random and synthetic images, batches of 1 and 5)', flush=True)
                 if max(features, embedding) > EXPORT_TOLERANCE:
                     raise ReIDError(f'the exported {modality} branch differs from the PyTorch model by '
                                     f'{max(features, embedding):.1e} (more than {EXPORT_TOLERANCE:.0e}); nothing written')
         for modality, out in outputs.items():
-            os.replace(written.pop(modality), out)
+            try:
+                os.replace(written[modality], out)
+            except OSError as err:
+                raise write_error(out, err) from None
+            written.pop(modality)
             print(f'wrote {out}: {args.format}, {modality} branch, input image (B, 3, {args.img_h}, {args.img_w}), '
                   f'{os.path.getsize(out) / 2 ** 20:.0f} MB', flush=True)
     finally:

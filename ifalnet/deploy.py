@@ -11,7 +11,8 @@
   torch.export-based one fails in onnxscript's optimizer on this model with torch 2.14) or
   TorchScript (`torch.jit.trace`), batch size dynamic, image size fixed, with what it is in the
   file's metadata;
-- `Exported` runs such a file with onnxruntime or torch.jit (format told from the file),
+- `Exported` runs such a file with onnxruntime or torch.jit (format told from the file's first bytes;
+  a TorchScript file is code: it runs its own program, so SIGTERM and Ctrl-C are watched while it runs),
   `check` compares it with the PyTorch model, and `ExportedNet` is a pair of them called the way
   feature_bank.FeatureBank calls the network (test.py --onnx, bench.py's exported row).
 
@@ -19,6 +20,7 @@ onnx and onnxruntime are optional (requirements-export.txt); TorchScript needs n
 """
 import contextlib
 import importlib
+import io
 import json
 import os
 import warnings
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from data_loader import test_transform
+from ifalnet import interruption
 from ifalnet.flags import DEFAULT_OPSET
 from ifalnet.toy_datasets import render_identity
 from model import Modal
@@ -37,6 +40,7 @@ from utils import ReIDError
 INPUT, OUTPUTS = 'image', ('features', 'embedding')
 META_KEY = 'ifalnet'        # ONNX metadata_props key / TorchScript extra file holding the JSON metadata
 KIND = 'ifalnet-export'
+ZIP_MAGIC = b'PK'           # how every zip archive, and so every TorchScript file, starts
 
 
 class Embedder(nn.Module):
@@ -89,24 +93,33 @@ def quiet_tracing():
         yield
 
 
-def export(embedder, fmt, path, img_h, img_w, metadata, opset=DEFAULT_OPSET):
-    """Write `embedder` to `path` in `fmt` for (B, 3, img_h, img_w) inputs, batch size dynamic."""
+def serialized(embedder, fmt, img_h, img_w, metadata, opset=DEFAULT_OPSET):
+    """`embedder` in `fmt` for (B, 3, img_h, img_w) inputs, batch size dynamic, as the bytes of the file:
+    made in memory, so that writing it is one plain write whose failure (a full disk) names the file."""
     example = torch.zeros(2, 3, img_h, img_w)
     text = json.dumps({'kind': KIND, 'version': 1, 'img_h': img_h, 'img_w': img_w, **metadata})
+    buffer = io.BytesIO()
     with torch.no_grad(), quiet_tracing():
         if fmt == 'torchscript':
             # check_trace would run the model twice more; export.py --check compares the saved file instead.
             traced = torch.jit.trace(embedder, example, check_trace=False)
-            torch.jit.save(traced, path, _extra_files={META_KEY: text})
-            return
+            torch.jit.save(traced, buffer, _extra_files={META_KEY: text})
+            return buffer.getvalue()
         onnx = require('onnx')
         batch = {0: 'batch'}
-        torch.onnx.export(embedder, (example,), path, input_names=[INPUT], output_names=list(OUTPUTS),
+        torch.onnx.export(embedder, (example,), buffer, input_names=[INPUT], output_names=list(OUTPUTS),
                           dynamic_axes={name: batch for name in (INPUT, *OUTPUTS)}, opset_version=opset,
                           dynamo=False)
-    model = onnx.load(path)
+    model = onnx.load_from_string(buffer.getvalue())
     model.metadata_props.add(key=META_KEY, value=text)
-    onnx.save(model, path)
+    return model.SerializeToString()
+
+
+def export(embedder, fmt, path, img_h, img_w, metadata, opset=DEFAULT_OPSET):
+    """Write `embedder` to `path` in `fmt` (see `serialized`)."""
+    data = serialized(embedder, fmt, img_h, img_w, metadata, opset)
+    with open(path, 'wb') as f:
+        f.write(data)
 
 
 class Exported:
@@ -117,17 +130,23 @@ class Exported:
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise ReIDError(f'exported model not found: {self.path}')
+        with open(self.path, 'rb') as f:
+            magic = f.read(2)
+        if not magic:
+            raise ReIDError(f'{self.path} is empty (0 bytes); expected a file written by export.py')
+        # TorchScript files are zip archives (they start b'PK'), ONNX files protobuf: the file's own
+        # bytes, not its name, say which it is, so a damaged file of either kind is named as such.
+        self.format = 'torchscript' if magic == ZIP_MAGIC else 'onnx'
         try:
-            if zipfile.is_zipfile(self.path):   # TorchScript files are zip archives, ONNX files protobuf
-                self.format, text = 'torchscript', self._load_torchscript()
-            else:
-                self.format, text = 'onnx', self._load_onnx()
+            text = self._load_torchscript() if self.format == 'torchscript' else self._load_onnx()
             self.metadata = json.loads(text)
         except (ReIDError, ImportError):
             raise
         except Exception as err:
-            raise ReIDError(f'cannot read {self.path} as an exported IFALNet (ONNX or TorchScript): {err}') from err
-        if self.metadata.get('kind') != KIND:
+            kind = 'TorchScript' if self.format == 'torchscript' else 'ONNX'
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ReIDError(f'cannot read {self.path}: a damaged {kind} file ({reason}); export it again') from None
+        if not isinstance(self.metadata, dict) or self.metadata.get('kind') != KIND:
             raise ReIDError(f'{self.path} was not written by export.py (no IFALNet metadata)')
         self.modal = Modal.named(self.metadata['modality'])
         self.img_h, self.img_w = self.metadata['img_h'], self.metadata['img_w']
@@ -135,6 +154,8 @@ class Exported:
         self.middle = bool(self.metadata.get('architecture', {}).get('middle', True))
 
     def _load_torchscript(self):
+        if not zipfile.is_zipfile(self.path):
+            raise ValueError('it starts as a zip archive, as TorchScript files do, but is not a whole one')
         files = {META_KEY: ''}
         with quiet_tracing():
             self.module = torch.jit.load(self.path, map_location='cpu', _extra_files=files)
@@ -147,10 +168,12 @@ class Exported:
 
     def run(self, images):
         images = np.ascontiguousarray(images, dtype=np.float32)
-        if self.format == 'onnx':
-            return tuple(self.session.run(list(OUTPUTS), {INPUT: images}))
-        with torch.no_grad(), quiet_tracing():
-            return tuple(t.numpy() for t in self.module(torch.from_numpy(images)))
+        # Native code that might not return (a crafted file): SIGTERM and Ctrl-C still end the process.
+        with interruption.watched(f'the {self.format} file {self.path}'):
+            if self.format == 'onnx':
+                return tuple(self.session.run(list(OUTPUTS), {INPUT: images}))
+            with torch.no_grad(), quiet_tracing():
+                return tuple(t.numpy() for t in self.module(torch.from_numpy(images)))
 
 
 def check_inputs(modal, img_h, img_w, n=5, seed=0):
@@ -212,6 +235,10 @@ def exported_pair(paths, img_h, img_w, flag='--onnx'):
                             f'--img_w {exported.img_w} (got {img_h}x{img_w})')
         print(f'loaded {path} ({exported.format}, {exported.metadata["modality"]} branch, '
               f'from {exported.metadata.get("checkpoint")})', flush=True)
+        if exported.format == 'torchscript':
+            print(f'warning: {path} is a TorchScript file, which runs the program stored in it: trust it as you '
+                  'would code (an ONNX file runs no code of its own; prefer it where the file comes from elsewhere)',
+                  flush=True)
         branches.append(exported)
     if branches[0].middle != branches[1].middle:
         raise ReIDError(f'{flag}: {paths[0]} and {paths[1]} come from different networks (one has the middle '

@@ -23,6 +23,10 @@ stored once; RegDB with one model per split ({trial} in --resume) stores each sp
 test.py scores a trial from `rows(query_<t>)` and `rows(gallery_<t>)` in float64 with
 `scoring.score_similarities(q, g, meta["llcm_pool_quirk"])` and the dataset's metric
 (`test.py --from-features FILE` does it: `saved_problems` and `SavedBank`).
+
+`Features` checks a file before anything is computed from it: the dataset is one this code knows,
+index arrays are whole numbers within range, every feature array is (N, 2048) floats, no trial's
+query or gallery is empty; a damaged file is one line naming the array.
 """
 import json
 import os
@@ -30,9 +34,10 @@ import zipfile
 
 import numpy as np
 
-from data_manager import dataset_info
+from data_manager import DATASETS, dataset_info
 from ifalnet.atomic import atomic_write
 from ifalnet.problems import ImageSet, problem
+from model import Modal
 from utils import ReIDError
 
 KIND = 'ifalnet-features'
@@ -41,6 +46,7 @@ VERSION = 1
 # output; a network without the middle modality (train.py --no-middle) has the original two.
 FEATURE_NAMES = ('pool_ori', 'pool_mid', 'bn_ori', 'bn_mid')
 ORIGINAL_FEATURES = ('pool_ori', 'bn_ori')
+FEATURE_WIDTH = 2048   # ResNet-50's last stage: every feature vector
 NO_CAMERA = -1
 META_KEYS = ('dataset', 'mode', 'protocol', 'tvsearch', 'data_root', 'img_h', 'img_w', 'arch',
              'llcm_pool_quirk', 'checkpoints', 'trials', 'trial_models')
@@ -140,6 +146,7 @@ class Features:
         absent = [k for k in META_KEYS if k not in meta]
         if absent:
             raise ReIDError(f'{self.source}: "meta" lacks {", ".join(absent)}: a damaged features file')
+        self._check_meta(meta)
         trial_keys = [f'{side}_{t}' for t in meta['trials'] for side in ('query', 'gallery')]
         # A network without the middle modality (train.py --no-middle) gives the original features only.
         names = FEATURE_NAMES if any(k in arrays for k in ('pool_mid', 'bn_mid')) else ORIGINAL_FEATURES
@@ -147,10 +154,7 @@ class Features:
                    if k not in arrays]
         if missing:
             raise ReIDError(f'{self.source} lacks the arrays {", ".join(missing)}: a damaged features file')
-        n = len(arrays['path'])
-        if any(len(arrays[k]) != n for k in ('identity', 'camera', 'modality', 'model', *names)) or \
-                any(arrays[k].size and (arrays[k].min() < 0 or arrays[k].max() >= n) for k in trial_keys):
-            raise ReIDError(f'{self.source}: array lengths or row indices do not agree: a damaged features file')
+        self._check_arrays(arrays, names, trial_keys, meta)
         nonfinite = [k for k in names if not np.isfinite(arrays[k]).all()]
         if nonfinite:
             raise ReIDError(f'{self.source}: the features {", ".join(nonfinite)} hold NaN or inf values (the network '
@@ -159,6 +163,63 @@ class Features:
         self.dataset, self.trials = meta['dataset'], list(meta['trials'])
         self.path, self.identity, self.camera = arrays['path'], arrays['identity'], arrays['camera']
         self.modality, self.model = arrays['modality'], arrays['model']
+
+    def _damaged(self, what):
+        raise ReIDError(f'{self.source}: {what}: a damaged features file')
+
+    def _check_meta(self, meta):
+        """The types of "meta"'s entries that the readers use, and a dataset this code knows."""
+        if not isinstance(meta['dataset'], str) or meta['dataset'] not in DATASETS:
+            self._damaged(f'"meta" names the dataset {meta["dataset"]!r}; expected one of {", ".join(DATASETS)}')
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        if not isinstance(meta['trials'], list) or not meta['trials'] or not all(whole(t) for t in meta['trials']):
+            self._damaged(f'"meta" "trials" is {meta["trials"]!r}; expected a non-empty list of trial numbers')
+        if len(set(meta['trials'])) != len(meta['trials']):
+            self._damaged(f'"meta" "trials" lists a trial twice ({meta["trials"]})')
+        if not isinstance(meta['checkpoints'], list) or not all(isinstance(c, str) for c in meta['checkpoints']):
+            self._damaged('"meta" "checkpoints" is not a list of paths')
+        models = meta['trial_models']
+        if not isinstance(models, list) or len(models) != len(meta['trials']) or \
+                not all(whole(m) and 0 <= m < len(meta['checkpoints']) for m in models):
+            self._damaged(f'"meta" "trial_models" is {models!r}; expected one index into "checkpoints" per trial')
+        for key in ('img_h', 'img_w'):
+            if not whole(meta[key]) or meta[key] < 1:
+                self._damaged(f'"meta" "{key}" is {meta[key]!r}; expected a positive whole number')
+        if not isinstance(meta['data_root'], str) or not isinstance(meta['llcm_pool_quirk'], bool):
+            self._damaged('"meta" "data_root" is not a path or "llcm_pool_quirk" not true or false')
+
+    def _check_arrays(self, arrays, names, trial_keys, meta):
+        """Shapes, dtypes and ranges: one row per image, integer indices within range, one
+        (rows, FEATURE_WIDTH) float matrix per feature, non-empty trials."""
+        n = len(arrays['path']) if arrays['path'].ndim == 1 else -1
+        if arrays['path'].dtype.kind != 'U' or n < 1:
+            self._damaged(f'"path" is a {arrays["path"].dtype} array of shape {arrays["path"].shape}; expected one '
+                          'image path (text) per row')
+        for key in ('identity', 'camera', 'modality', 'model', *trial_keys):
+            a = arrays[key]
+            if a.ndim != 1 or a.dtype.kind not in 'iu':
+                self._damaged(f'"{key}" is a {a.dtype} array of shape {a.shape}; expected a list of whole numbers')
+        for key in ('identity', 'camera', 'modality', 'model'):
+            if len(arrays[key]) != n:
+                self._damaged(f'"{key}" has {len(arrays[key])} rows and "path" {n}; expected one per image')
+        for key, allowed, what in (('modality', (int(Modal.VISIBLE), int(Modal.THERMAL)), 'the network branches'),
+                                   ('model', range(len(meta['checkpoints'])), 'indices into "meta" "checkpoints"')):
+            bad = sorted(set(np.unique(arrays[key]).tolist()) - set(allowed))
+            if bad:
+                self._damaged(f'"{key}" holds {bad[0]}; expected {what} ({", ".join(map(str, allowed))})')
+        for key in names:
+            a = arrays[key]
+            if a.dtype.kind != 'f' or a.shape != (n, FEATURE_WIDTH):
+                self._damaged(f'the features "{key}" are a {a.dtype} array of shape {a.shape}; expected ({n}, '
+                              f'{FEATURE_WIDTH}) floats, one {FEATURE_WIDTH}-long vector per image')
+        for t in meta['trials']:
+            for side in ('query', 'gallery'):
+                rows = arrays[f'{side}_{t}']
+                if not rows.size:
+                    self._damaged(f'the {side} of trial {t} is empty; expected its images\' rows')
+                if rows.min() < 0 or rows.max() >= n:
+                    self._damaged(f'the {side} of trial {t} names row {rows.min() if rows.min() < 0 else rows.max()}; '
+                                  f'expected rows 0..{n - 1}')
 
     def trial(self, trial=None):
         """`trial`, or the file's first trial when None; refuses a trial the file does not hold."""

@@ -13,7 +13,7 @@ from data_loader import test_transform
 from data_manager import DATASETS, dataset_info
 from ifalnet.image_grids import load_tile
 from ifalnet.plots import optional
-from ifalnet.results_file import load_json
+from ifalnet.results_file import check_report, load_json
 from ifalnet.scoring import ORIGINAL_SCORES, SCORES, has_middle, score_similarities
 from model import Modal
 from utils import ReIDError
@@ -150,8 +150,9 @@ def read_cmc(path, score):
     if not isinstance(report, dict) or not isinstance(report.get('cmc'), dict) or 'mean' not in report:
         raise ReIDError(f'{path} has no "cmc" curves: expected a results file written by test.py --results '
                         '(run test.py again to get the curves)')
-    if score not in report['cmc']['mean']:
-        raise ReIDError(f'{path} has no score {score!r}; it has {", ".join(report["cmc"]["mean"])}')
+    check_report(path, report)
+    if score not in (report['cmc'].get('mean') or {}) or score not in (report.get('mean') or {}):
+        raise ReIDError(f'{path} has no score {score!r}; it has {", ".join(report["cmc"].get("mean") or ()) or "none"}')
     return (np.asarray(report['cmc']['mean'][score]), report['mean'][score]['rank1'], report['mean'][score]['mAP'],
             results_protocol(report))
 

@@ -8,11 +8,20 @@ error, and the script ends with one line and the shell's status for the signal (
 `deferred` holds the signals while a file is written, so a save is finished rather than cut
 (then the signal takes effect); `quiet_worker` makes DataLoader workers leave the signals to the
 main process, which shuts them down (no worker tracebacks).
+
+Python runs a signal handler only between its own instructions, so native code that never returns
+(a crafted TorchScript file that loops) would leave SIGTERM and Ctrl-C without effect. Inside
+`watched`, the signal also wakes a watchdog thread (through `signal.set_wakeup_fd`, written by the
+C-level handler at once); if the native call has not returned `WATCHDOG_GRACE` seconds later, the
+watchdog prints the one line and ends the process with the signal's status (`os._exit`: there is
+nothing to clean up while a model runs).
 """
 import contextlib
+import os
 import signal
 import sys
 import threading
+import time
 
 from utils import ReIDError
 
@@ -77,6 +86,56 @@ def located(where):
     except Interrupted as err:
         err.where = err.where or where
         raise
+
+
+WATCHDOG_GRACE = 1.0   # seconds a signalled native call has to return before the watchdog ends the process
+
+
+class _Watchdog:
+    """A daemon thread that reads the signal numbers written to its pipe (the wakeup fd) and ends the
+    process when one of SIGNALS arrived while `busy` (what runs) is set and stays set for the grace."""
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)   # set_wakeup_fd's requirement
+        self.busy = None
+        threading.Thread(target=self._watch, name='signal-watchdog', daemon=True).start()
+
+    def _watch(self):
+        while True:
+            for signum in os.read(self.read_fd, 64):
+                run = self.busy
+                if signum not in SIGNALS or run is None:
+                    continue
+                time.sleep(WATCHDOG_GRACE)
+                if self.busy is run:   # the same call, still running
+                    err = Interrupted(signum)
+                    err.hint = f'{run[0]} did not return to Python, so the process ends at once'
+                    print(err, file=sys.stderr, flush=True)
+                    os._exit(err.exit_status)
+
+
+_watchdog = None
+
+
+@contextlib.contextmanager
+def watched(what):
+    """SIGTERM and SIGINT end the process within `WATCHDOG_GRACE` seconds even while the block runs native
+    code that never returns (`what` names it in the line). Outside the main thread a no-op."""
+    global _watchdog
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _watchdog is None:
+        _watchdog = _Watchdog()
+    previous = signal.set_wakeup_fd(_watchdog.write_fd, warn_on_full_buffer=False)
+    run = _watchdog.busy = [what]   # a new object per call: the watchdog tells calls apart by identity
+    try:
+        yield
+    finally:
+        if _watchdog.busy is run:
+            _watchdog.busy = None
+        signal.set_wakeup_fd(previous)
 
 
 def quiet_worker(worker_id=None):

@@ -3,12 +3,16 @@ dot product against test.py's ALL, test.py's scores from exported files, docs/ex
 example, and the messages when the optional extra is missing."""
 import contextlib
 import copy
+import errno
 import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -18,8 +22,10 @@ import export as export_script
 import test as test_script
 from data_loader import TestData
 from data_manager import process_gallery_sysu, process_query_sysu
+from ifalnet import output_paths
+from ifalnet.atomic import temp_file_beside
 from ifalnet.checkpoints import save_checkpoint
-from ifalnet.deploy import Embedder, Exported, check_inputs
+from ifalnet.deploy import Embedder, Exported, check_inputs, exported_pair
 from ifalnet.scoring import score_similarities
 from model import Modal, embed_net
 from utils import ReIDError
@@ -199,7 +205,7 @@ def test_working_se_checkpoint_exports_its_per_sample_channel_choice(tmp_path):
 
 def test_an_export_that_differs_fails_and_writes_nothing(tmp_path, checkpoint, monkeypatch):
     # Stand-ins for the export and its runtime (the real ones are tested above): a file that differs.
-    monkeypatch.setattr(export_script, 'export', lambda embedder, fmt, path, *args: open(path, 'w').write('x'))
+    monkeypatch.setattr(export_script, 'serialized', lambda *args: b'x')
     monkeypatch.setattr(export_script, 'Exported', lambda path: path)
     monkeypatch.setattr(export_script, 'check', lambda *args: (0.0, 3e-4))
     with pytest.raises(ReIDError, match=r'the exported visible branch differs from the PyTorch model by 3.0e-04 '
@@ -284,3 +290,171 @@ def test_export_takes_the_checkpoints_image_size(tmp_path, checkpoint):
                      '--img_h', str(2 * H), '--img_w', str(2 * W), '--out', str(tmp_path / 'other.pt'))
     assert f'warning: exporting at {2 * H}x{2 * W} but {path} was trained at {H}x{W}' in out
     assert Exported(tmp_path / 'other.pt').img_h == 2 * H
+
+
+# ----------------------------------------------------------------------------- outputs
+@pytest.mark.parametrize('case', ['a folder', 'inside a file', 'read-only', 'a branch file is a folder'])
+def test_every_output_is_checked_before_the_checkpoint_is_loaded(tmp_path, monkeypatch, case):
+    (tmp_path / 'file').write_text('x')
+    (tmp_path / 'm_thermal.pt').mkdir()
+    if case == 'read-only':   # root writes anywhere, so the file system's refusal is mocked at the check
+        def read_only(*args, **kwargs):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        monkeypatch.setattr(output_paths.tempfile, 'mkstemp', read_only)
+    out, message = {
+        'a folder': (tmp_path, f'--out {tmp_path} is a folder; expected a file name'),
+        'inside a file': (tmp_path / 'file' / 'new' / 'm.pt',
+                          f'--out {tmp_path}/file/new/m.pt is inside {tmp_path}/file, which is a file; expected a file '
+                          'in a folder'),
+        'read-only': (tmp_path / 'ro' / 'm.pt',
+                      f'--out {tmp_path}/ro/m.pt: cannot write {tmp_path}: Read-only file system [EROFS]'),
+        'a branch file is a folder': (tmp_path / 'm.pt', f'--out {tmp_path}/m_thermal.pt is a folder; expected a file name'),
+    }[case]
+    monkeypatch.setattr(export_script, 'load_model', lambda *args, **kwargs: pytest.fail('loaded before the check'))
+    with pytest.raises(ReIDError) as err:   # the checkpoint does not exist either: the outputs come first
+        run_export('--resume', str(tmp_path / 'none.t'), '--format', 'torchscript', '--out', str(out))
+    assert str(err.value) == message
+    assert sorted(os.listdir(tmp_path)) == ['file', 'm_thermal.pt']
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, checkpoint):
+    real = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(export_script.os, 'fdopen', lambda fd, mode: Full(real(fd, mode)))
+    monkeypatch.setattr(export_script, 'serialized', lambda *args: b'exported')   # tracing is tested above
+    with pytest.raises(ReIDError) as err:
+        run_export('--resume', checkpoint[0], '--format', 'torchscript', '--modality', 'visible', '--no-check',
+                   '--out', str(tmp_path / 'm.pt'), *SIZE)
+    assert str(err.value) == f'cannot write {tmp_path}/m.pt: No space left on device [ENOSPC]'
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_temporary_files_of_a_killed_export_are_removed_by_the_next(tmp_path, monkeypatch, checkpoint):
+    # what a SIGKILL during the write leaves: the temporary file of each branch, named as the export names them
+    stale = []
+    for name in ('m_visible.pt', 'm_thermal.pt', 'm.pt'):
+        fd, tmp = temp_file_beside(tmp_path / name)
+        os.write(fd, b'x' * 1000)
+        os.close(fd)
+        stale.append(tmp)
+    others = [tmp_path / '.notes.txt.k1ll3d_0.tmp', tmp_path / '.other.pt.k1ll3d_0.tmp']
+    for other in others:
+        other.write_bytes(b'not ours')
+    monkeypatch.setattr(export_script, 'serialized', lambda *args: b'exported')
+    out = run_export('--resume', checkpoint[0], '--format', 'torchscript', '--no-check', '--out',
+                     str(tmp_path / 'm.pt'), *SIZE)
+    assert f'note: removed 3 temporary file(s) left by an interrupted write: {", ".join(sorted(stale))}' in out
+    assert sorted(os.listdir(tmp_path)) == sorted(['m_visible.pt', 'm_thermal.pt', *(o.name for o in others)])
+    assert (tmp_path / 'm_visible.pt').read_bytes() == b'exported'
+
+
+# ----------------------------------------------------------------------------- exported files are code
+class Looping(torch.nn.Module):
+    """A crafted TorchScript model: says it runs, then never returns (a loop in TorchScript's own interpreter)."""
+
+    def forward(self, image):
+        print('looping')
+        i = 0
+        while True:
+            i += 1
+            if i < 0:
+                break
+        return image, image
+
+
+class Echo(torch.nn.Module):
+    def forward(self, image):
+        return image, image
+
+
+def crafted_torchscript(path, module, modality):
+    meta = {'kind': 'ifalnet-export', 'version': 1, 'img_h': H, 'img_w': W, 'modality': modality}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)   # torch.jit.script's deprecation note
+        torch.jit.save(torch.jit.script(module), str(path), _extra_files={'ifalnet': json.dumps(meta)})
+    return str(path)
+
+
+def tiny_onnx(path, modality):
+    onnx = pytest.importorskip('onnx')
+    helper = onnx.helper
+    image = helper.make_tensor_value_info('image', onnx.TensorProto.FLOAT, ['batch', 3, H, W])
+    outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in ('features', 'embedding')]
+    graph = helper.make_graph([helper.make_node('Identity', ['image'], [name]) for name in ('features', 'embedding')],
+                              'tiny', [image], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    model.metadata_props.add(key='ifalnet', value=json.dumps({'kind': 'ifalnet-export', 'version': 1, 'img_h': H,
+                                                              'img_w': W, 'modality': modality}))
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_a_torchscript_file_is_code_and_says_so_onnx_not(tmp_path, capsys):
+    pytest.importorskip('onnxruntime')
+    pair = [crafted_torchscript(tmp_path / f'{m}.pt', Echo(), m) for m in ('visible', 'thermal')]
+    exported_pair(pair, H, W)
+    out = capsys.readouterr().out
+    for path in pair:
+        assert (f'warning: {path} is a TorchScript file, which runs the program stored in it: trust it as you would '
+                'code') in out
+    exported_pair([tiny_onnx(tmp_path / f'{m}.onnx', m) for m in ('visible', 'thermal')], H, W)
+    assert 'warning' not in capsys.readouterr().out
+
+
+def test_a_truncated_file_says_which_kind_it_is(tmp_path):
+    pytest.importorskip('onnxruntime')
+    for path, kind in ((crafted_torchscript(tmp_path / 'm.pt', Echo(), 'visible'), 'TorchScript'),
+                       (tiny_onnx(tmp_path / 'm.onnx', 'visible'), 'ONNX')):
+        assert Exported(path).format == kind.lower()   # whole, it loads
+        data = open(path, 'rb').read()
+        for name in ('cut.bin', 'cut.onnx', 'cut.pt'):   # the bytes say the kind, not the name
+            (tmp_path / name).write_bytes(data[:len(data) // 2])
+            with pytest.raises(ReIDError) as err:
+                Exported(tmp_path / name)
+            assert str(err.value).startswith(f'cannot read {tmp_path / name}: a damaged {kind} file (')
+            assert str(err.value).endswith('); export it again') and '\n' not in str(err.value)
+    (tmp_path / 'empty.onnx').write_bytes(b'')
+    with pytest.raises(ReIDError, match='empty.onnx is empty'):
+        Exported(tmp_path / 'empty.onnx')
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_end_a_torchscript_file_that_never_returns(tmp_path, sysu_root, signum):
+    pair = [crafted_torchscript(tmp_path / f'{m}.pt', Looping(), m) for m in ('visible', 'thermal')]
+    proc = subprocess.Popen([sys.executable, 'test.py', '--data-path', sysu_root, *SIZE, '--workers', '0', '--gpu', '',
+                             '--trials', '0', '--onnx', *pair], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:   # the model runs: it printed from inside TorchScript
+            if line.strip() == 'looping':
+                break
+        time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        proc.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+    err = proc.stderr.read()
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum and took < 5, (proc.returncode, took, err)
+    assert err in {f'interrupted by {name}; the torchscript file {path} did not return to Python, so the process ends '
+                   'at once\n' for path in pair}   # the branch that runs first

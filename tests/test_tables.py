@@ -261,3 +261,58 @@ def test_rows_of_several_settings_say_which_is_which(results, tmp_path):
     # one setting: no column in Markdown (the caption says it), the CSV names it anyway
     one = [markdown_cells(line) for line in tables.main(paths[:1]).splitlines()[2:]]
     assert one[0][1] == 'Rank-1' and csv_rows(tables.main([*paths[:1], '--csv']))[0]['setting'] == table[2][1]
+
+
+def synthetic_report(dataset='regdb'):
+    """A results file's content as test.py writes it, with made-up scores (no training)."""
+    scores = {'rank1': 0.5, 'rank5': 0.625, 'rank10': 0.75, 'rank20': 0.875, 'mAP': 0.375, 'mINP': 0.25}
+    return {'dataset': dataset, 'mode': None, 'direction': 'visible -> thermal', 'tvsearch': False,
+            'protocol': 'release', 'flip': False, 'gallery': 'random', 'shots': 1, 'trials': [1, 2],
+            'mean': {'ALL': dict(scores)}, 'std': {'ALL': dict.fromkeys(scores, 0.0)},
+            'per_trial': [{'trial': 1, 'ALL': dict(scores)}, {'trial': 2, 'ALL': dict(scores)}],
+            'cmc': {'mean': {'ALL': [0.5] * 20}, 'per_trial': [{'trial': t, 'ALL': [0.5] * 20} for t in (1, 2)]},
+            'per_camera': None, 'rerank': None, 'trained_on': None,
+            'checkpoints': [{'path': 'm_last.t', 'trials': [1, 2], 'args': {'seed': 0}}]}
+
+
+@pytest.mark.parametrize('case', ['nan', 'inf', 'huge', 'negative', 'above one', 'text', 'bool', 'std nan',
+                                  'cmc', 'camera', 'trial', 'dataset', 'settings', 'checkpoints', 'depth',
+                                  'recursion'])
+def test_results_files_are_checked_value_by_value(tmp_path, case, capsys):
+    """NaN, inf, 1e300, negatives and values above 1 anywhere (Rank-k, mAP, mINP, their spreads, the CMC,
+    per camera), a wrong type at any level and JSON nested too deeply are one line naming the key."""
+    report = synthetic_report()
+    path = tmp_path / 'r.json'
+    path.write_text(json.dumps(report))
+    assert '| r | 50.00 ± 0.00 | 62.50 ± 0.00 |' in tables.main([str(path)])   # the untouched file is a row
+    expected = 'a fraction within [0, 1] (a results file of test.py --results)'
+    edit, message = {
+        'nan': (lambda r: r['per_trial'][1]['ALL'].update(mAP=float('nan')), f'per_trial[1].ALL.mAP is nan; expected {expected}'),
+        'inf': (lambda r: r['per_trial'][0]['ALL'].update(rank1=float('inf')), f'per_trial[0].ALL.rank1 is inf; expected {expected}'),
+        'huge': (lambda r: r['per_trial'][0]['ALL'].update(mINP=1e300), f'per_trial[0].ALL.mINP is 1e+300; expected {expected}'),
+        'negative': (lambda r: r['mean']['ALL'].update(rank5=-0.25), f'mean.ALL.rank5 is -0.25; expected {expected}'),
+        'above one': (lambda r: r['per_trial'][0]['ALL'].update(rank20=1.5), f'per_trial[0].ALL.rank20 is 1.5; expected {expected}'),
+        'text': (lambda r: r['per_trial'][0]['ALL'].update(rank10='0.75'), f'per_trial[0].ALL.rank10 is "0.75"; expected {expected}'),
+        'bool': (lambda r: r['per_trial'][0]['ALL'].update(rank1=True), f'per_trial[0].ALL.rank1 is true; expected {expected}'),
+        'std nan': (lambda r: r['std']['ALL'].update(mAP=float('nan')), f'std.ALL.mAP is nan; expected {expected}'),
+        'cmc': (lambda r: r['cmc']['mean']['ALL'].__setitem__(3, 7), f'cmc.mean.ALL[3] is 7; expected {expected}'),
+        'camera': (lambda r: r.update(per_camera={'ALL': {'1': {'rank1': 0.5, 'mAP': -1, 'mINP': 0.1, 'queries': 3,
+                                                               'trials': 1}}}),
+                   f'per_camera.ALL.1.mAP is -1; expected {expected}'),
+        'trial': (lambda r: r['per_trial'][0].update(trial=[1]), 'per_trial[0].trial is [1]; expected a trial number'),
+        'dataset': (lambda r: r.update(dataset=['regdb']), 'is not a results file of test.py --results'),
+        'settings': (lambda r: r.update(flip='yes'), 'flip is "yes"; expected true, false or null'),
+        'checkpoints': (lambda r: r.update(checkpoints=[{'path': 'm', 'args': [1]}]),
+                        r'checkpoints[0].args is [1]; expected an object of training arguments or null'),
+        'depth': (lambda r: r['checkpoints'][0]['args'].update(deep=json.loads('[' * 500 + ']' * 500)),
+                  'r.json nests lists and objects more than 16 levels deep'),
+        'recursion': (None, 'cannot read .*r.json: its JSON is nested too deeply'),
+    }[case]
+    if edit is None:
+        path.write_text('[' * 100_000 + ']' * 100_000)
+    else:
+        edit(report)
+        path.write_text(json.dumps(report))
+    with pytest.raises(ReIDError, match=re.escape(message) if edit else message):
+        tables.main([str(path), '--out', str(tmp_path / 't.md')])
+    assert not (tmp_path / 't.md').exists()

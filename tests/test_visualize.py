@@ -2,6 +2,7 @@
 on the synthetic datasets of conftest.py with freshly built models (32x16 inputs, CPU)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -514,6 +515,85 @@ def test_files_of_another_kind_are_refused(tmp_path):
         with pytest.raises(ReIDError, match=message):
             visualize.main(['distances', '--features', str(path), '--out', str(tmp_path / 'x.png')])
     assert not (tmp_path / 'x.png').exists()
+
+
+def synthetic_features(folder):
+    """The arrays of a features file of one SYSU-MM01 trial (three identities, a thermal query and a
+    visible gallery image each), with random unit feature vectors: no network."""
+    rng = np.random.default_rng(0)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+    meta = {'kind': 'ifalnet-features', 'version': 1, 'dataset': 'sysu', 'mode': 'all', 'protocol': 'release',
+            'tvsearch': False, 'data_root': str(folder), 'img_h': 32, 'img_w': 16, 'arch': 'resnet50',
+            'llcm_pool_quirk': False, 'checkpoints': [str(folder / 'm_best.t')], 'trials': [0], 'trial_models': [0],
+            'flip': False, 'gallery': 'random', 'shots': 1}
+    return {'meta': meta, 'path': np.array([f'cam{c}/{i:04d}/0001.jpg' for i in (1, 2, 3) for c in (3, 1)]),
+            'identity': np.repeat(np.arange(1, 4, dtype=np.int64), 2), 'camera': np.tile(np.array([3, 1]), 3),
+            'modality': np.tile(np.array([2, 1]), 3), 'model': np.zeros(6, dtype=np.int64),
+            **{name: unit(rng.standard_normal((6, 2048))) for name in FEATURES},
+            'query_0': np.array([0, 2, 4]), 'gallery_0': np.array([1, 3, 5])}
+
+
+@pytest.mark.parametrize('case', ['float index', 'float identity', 'row out of range', 'unknown dataset',
+                                  'narrow features', 'widths differ', 'integer features', 'empty query',
+                                  'unknown branch', 'model out of range', 'text trials'])
+def test_damaged_features_files_are_one_line_before_any_score_or_figure(tmp_path, case):
+    arrays = synthetic_features(tmp_path)
+    path = tmp_path / 'f.npz'
+
+    def write(arrays):
+        np.savez(path, **{**arrays, 'meta': np.array(json.dumps(arrays['meta']))})
+    write(arrays)
+    assert test_script.main(['--from-features', str(path)])['ALL']['rank1'] >= 0   # the intact file scores
+    damaged = 'a damaged features file'
+    edit, message = {
+        'float index': (lambda a: a.update(query_0=a['query_0'].astype(np.float64)),
+                        f'"query_0" is a float64 array of shape (3,); expected a list of whole numbers: {damaged}'),
+        'float identity': (lambda a: a.update(identity=a['identity'] + 0.5),
+                           f'"identity" is a float64 array of shape (6,); expected a list of whole numbers: {damaged}'),
+        'row out of range': (lambda a: a.update(gallery_0=np.array([1, 3, 6])),
+                             f'the gallery of trial 0 names row 6; expected rows 0..5: {damaged}'),
+        'unknown dataset': (lambda a: a['meta'].update(dataset='market'),
+                            f'"meta" names the dataset \'market\'; expected one of sysu, regdb, llcm: {damaged}'),
+        'narrow features': (lambda a: a.update(bn_mid=a['bn_mid'][:, :100]),
+                            'the features "bn_mid" are a float32 array of shape (6, 100); expected (6, 2048) floats'),
+        'widths differ': (lambda a: a.update(pool_ori=a['pool_ori'].reshape(3, 4096)),
+                          'the features "pool_ori" are a float32 array of shape (3, 4096); expected (6, 2048) floats'),
+        'integer features': (lambda a: a.update(pool_mid=np.ones((6, 2048), dtype=np.int64)),
+                             'the features "pool_mid" are a int64 array of shape (6, 2048)'),
+        'empty query': (lambda a: a.update(query_0=np.array([], dtype=np.int64)),
+                        f"the query of trial 0 is empty; expected its images' rows: {damaged}"),
+        'unknown branch': (lambda a: a.update(modality=np.array([2, 1, 3, 1, 2, 1])),
+                           f'"modality" holds 3; expected the network branches (1, 2): {damaged}'),
+        'model out of range': (lambda a: a.update(model=np.array([0, 0, 0, 0, 0, 1])),
+                               f'"model" holds 1; expected indices into "meta" "checkpoints" (0): {damaged}'),
+        'text trials': (lambda a: a['meta'].update(trials=['0']),
+                        f'"meta" "trials" is [\'0\']; expected a non-empty list of trial numbers: {damaged}'),
+    }[case]
+    edit(arrays)
+    write(arrays)
+    for run in (lambda: test_script.main(['--from-features', str(path), '--results', str(tmp_path / 'r.json')]),
+                lambda: visualize.main(['distances', '--features', str(path), '--out', str(tmp_path / 'd.png')])):
+        with pytest.raises(ReIDError) as err:
+            run()
+        assert str(err.value).startswith(f'{path}: {message}') and '\n' not in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == ['f.npz']
+
+
+def test_cmc_of_a_results_file_with_values_outside_0_1_is_refused(tmp_path):
+    curve = [0.5] * 20
+    scores = {'rank1': 0.5, 'rank5': 0.5, 'rank10': 0.5, 'rank20': 0.5, 'mAP': 0.5, 'mINP': 0.5}
+    for where, value in (('cmc', float('nan')), ('mean', float('inf')), ('cmc', -3)):
+        report = {'dataset': 'llcm', 'per_trial': [{'trial': 1, 'ALL': scores}], 'mean': {'ALL': scores},
+                  'cmc': {'mean': {'ALL': curve}, 'per_trial': [{'trial': 1, 'ALL': curve}]}}
+        if where == 'cmc':
+            report['cmc']['mean']['ALL'] = [*curve[:19], value]
+        else:
+            report['mean']['ALL'] = {**scores, 'mAP': value}
+        (tmp_path / 'r.json').write_text(json.dumps(report))
+        key = 'cmc.mean.ALL[19]' if where == 'cmc' else 'mean.ALL.mAP'
+        with pytest.raises(ReIDError, match=rf'r.json: {re.escape(key)} is {value}; expected a fraction within \[0, 1\]'):
+            visualize.main(['cmc', str(tmp_path / 'r.json'), '--out', str(tmp_path / 'c.png')])
+    assert not (tmp_path / 'c.png').exists()
 
 
 def test_grid_labels_say_what_the_scores_are():
