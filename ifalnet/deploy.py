@@ -164,6 +164,12 @@ class Exported:
     def _load_onnx(self):
         ort = require('onnxruntime')
         self.session = ort.InferenceSession(self.path, providers=['CPUExecutionProvider'])
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT] or sorted(outputs) != sorted(OUTPUTS):
+            raise ReIDError(f'{self.path} takes {", ".join(inputs) or "nothing"} and gives '
+                            f'{", ".join(outputs) or "nothing"}; expected the input {INPUT} and the outputs '
+                            f'{", ".join(OUTPUTS)} of a file written by export.py')
         return self.session.get_modelmeta().custom_metadata_map.get(META_KEY, '{}')
 
     def run(self, images):
@@ -171,9 +177,24 @@ class Exported:
         # Native code that might not return (a crafted file): SIGTERM and Ctrl-C still end the process.
         with interruption.watched(f'the {self.format} file {self.path}'):
             if self.format == 'onnx':
-                return tuple(self.session.run(list(OUTPUTS), {INPUT: images}))
-            with torch.no_grad(), quiet_tracing():
-                return tuple(t.numpy() for t in self.module(torch.from_numpy(images)))
+                out = tuple(self.session.run(list(OUTPUTS), {INPUT: images}))
+            else:
+                with torch.no_grad(), quiet_tracing():
+                    out = self.module(torch.from_numpy(images))
+                    out = tuple(t.numpy() for t in out) if isinstance(out, (tuple, list)) and \
+                        all(isinstance(t, torch.Tensor) for t in out) else out
+        return self.check_outputs(out, len(images))
+
+    def check_outputs(self, out, batch):
+        """What the file gave for `batch` images, if it is what export.py's files give (see the module)."""
+        streams = 4 if self.middle else 2
+        expected = {'features': (batch, streams, 2048), 'embedding': (batch, 2 * 2048)}
+        shapes = [tuple(a.shape) if isinstance(a, np.ndarray) else type(a).__name__ for a in
+                  (out if isinstance(out, tuple) else (out,))]
+        if shapes != list(expected.values()) or not all(np.issubdtype(a.dtype, np.floating) for a in out):
+            raise ReIDError(f'{self.path} gave {shapes} for {batch} images; expected float arrays '
+                            + ', '.join(f'{k} {v}' for k, v in expected.items()) + ' (a file written by export.py)')
+        return out
 
 
 def check_inputs(modal, img_h, img_w, n=5, seed=0):

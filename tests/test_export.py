@@ -391,12 +391,12 @@ def crafted_torchscript(path, module, modality):
     return str(path)
 
 
-def tiny_onnx(path, modality):
+def tiny_onnx(path, modality, names=('features', 'embedding')):
     onnx = pytest.importorskip('onnx')
     helper = onnx.helper
     image = helper.make_tensor_value_info('image', onnx.TensorProto.FLOAT, ['batch', 3, H, W])
-    outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in ('features', 'embedding')]
-    graph = helper.make_graph([helper.make_node('Identity', ['image'], [name]) for name in ('features', 'embedding')],
+    outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names]
+    graph = helper.make_graph([helper.make_node('Identity', ['image'], [name]) for name in names],
                               'tiny', [image], outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
     model.ir_version = 8
@@ -433,6 +433,24 @@ def test_a_truncated_file_says_which_kind_it_is(tmp_path):
     (tmp_path / 'empty.onnx').write_bytes(b'')
     with pytest.raises(ReIDError, match='empty.onnx is empty'):
         Exported(tmp_path / 'empty.onnx')
+
+
+def test_an_exported_file_with_other_outputs_is_refused(tmp_path):
+    """A file with export.py's metadata whose outputs are not features (B, 4, 2048) and embedding
+    (B, 4096): refused by name at load (ONNX) or by shape at the first batch (either), not scored."""
+    pytest.importorskip('onnxruntime')
+    images = np.zeros((2, 3, H, W), np.float32)
+    for path in (crafted_torchscript(tmp_path / 'echo.pt', Echo(), 'visible'),
+                 tiny_onnx(tmp_path / 'echo.onnx', 'visible')):
+        with pytest.raises(ReIDError) as err:
+            Exported(path).run(images)
+        assert str(err.value) == (f'{path} gave [(2, 3, {H}, {W}), (2, 3, {H}, {W})] for 2 images; expected float '
+                                  'arrays features (2, 4, 2048), embedding (2, 4096) (a file written by export.py)')
+    path = tiny_onnx(tmp_path / 'named.onnx', 'visible', names=('logits',))
+    with pytest.raises(ReIDError) as err:
+        Exported(path)
+    assert str(err.value) == (f'{path} takes image and gives logits; expected the input image and the outputs '
+                              'features, embedding of a file written by export.py')
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
