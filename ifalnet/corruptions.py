@@ -12,7 +12,8 @@ test images after their resize to the test size.
   that `mix` (the benchmark's random draw per image) gives it;
 - `Corruption`: a setting (one corruption and severity, or `mix`) as the callable that
   data_loader.TestData applies to each resized image;
-- `check_installed`: the optional dependency (requirements-corrupt.txt), or a one-line error.
+- `check_installed`: the optional dependency (requirements-corrupt.txt), or a one-line error;
+  `warm_up` compiles what data-loader workers would each compile.
 
 Seventeen corruptions run the maintained fork of `imagecorruptions` (`imagecorruptions-imaug`), whose
 code is the 2020 package's with the names today's numpy and scikit-image removed replaced (the 2020
@@ -190,6 +191,12 @@ def rain(x, severity, rnd):
     table = np.arange(256, dtype=np.float32)
     table += -(0.05 + 0.05 * severity) * 255
     return cv2.LUT(out, np.clip(table, 0, 255).astype(np.uint8))
+
+
+def warm_up():
+    """Compile the fork's glass_blur (numba, seconds) in this process, so that data-loader workers
+    forked from it inherit it instead of compiling it each."""
+    corrupt(np.zeros((32, 32, 3), np.uint8), 'glass_blur', 1, 0)
 
 
 class Corruption:

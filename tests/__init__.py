@@ -25,6 +25,8 @@ The scripts and the features
     nothing lost, nothing silent (signals, disks, locks)  test_faults.py
     the component switches (ablations)                    test_ablation_switches.py
     test-time options (re-ranking, flip, galleries)       test_test_time_options.py
+    corrupted test images (ifalnet/corruptions.py, ifalnet/corruption_sweep.py, test.py --corrupt)
+                                                          test_corruptions.py
     several processes (torchrun)                          test_torchrun.py
     process_sysu.py                                       test_process_sysu.py
     tables.py                                             test_tables.py
