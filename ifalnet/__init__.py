@@ -34,6 +34,7 @@ Figures, export, speed, synthetic data
     attention_maps.py   the attention maps of each MIA and layer 4's energy, and their overlays
     deploy.py           the deployable branch, its ONNX and TorchScript files, running them
     timing.py           the timing helper of bench.py: best of rounds, peak memory, score matrices
+    costs.py            the cost of a network: parameters, FLOPs, latency, peak memory (bench.py --parts cost)
     toy_datasets.py     synthetic datasets in the real on-disk layouts
 
 This file imports nothing: `from ifalnet import scoring` loads only what it asks for.

@@ -4,12 +4,12 @@ that repeats digit for digit, resumes, and refuses what it cannot do before embe
 import collections
 import json
 import os
+import test as test_script
 
 import numpy as np
 import pytest
 import torch
 
-import test as test_script
 from ifalnet import corruptions
 from ifalnet.checkpoints import save_checkpoint
 from ifalnet.corruption_sweep import summarise_cells
