@@ -15,7 +15,7 @@ test images after their resize to the test size.
 - `check_installed`: the optional dependency (requirements-corrupt.txt), or a one-line error;
   `warm_up` compiles what data-loader workers would each compile.
 
-Seventeen corruptions run the maintained fork of `imagecorruptions` (`imagecorruptions-imaug`), whose
+Eighteen corruptions run the maintained fork of `imagecorruptions` (`imagecorruptions-imaug`), whose
 code is the 2020 package's with the names today's numpy and scikit-image removed replaced (the 2020
 package's glass_blur, gaussian_blur and fog fail on them). Its random draws come from numpy's legacy
 global generator, which `corrupt` seeds for the call and restores after; glass_blur and impulse_noise
