@@ -49,7 +49,7 @@ import tempfile
 import time
 
 from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
-from ifalnet.interruption import quiet_worker, run_main
+from ifalnet.interruption import Interrupted, quiet_worker, run_main
 
 
 PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank', 'cost')
@@ -153,8 +153,9 @@ def reset_cuda_peak(device):
         torch.cuda.reset_peak_memory_stats()
 
 
-def bench_training(args, device):
-    """Per-step seconds (data wait, compute) of train_epoch, one warm-up epoch then one measured."""
+def bench_training(args, device, best=None):
+    """Per-step seconds (data wait, compute) of train_epoch, one warm-up epoch then one measured; `best`
+    (a dict) receives each variant's best as it comes."""
     batch_items = 4 * 4
     # N = 16 (steps - 1) images per modality: the sampler's N // 16 + 1 batches are `steps` steps.
     color, thermal, labels = rendered(4 * max(args.steps - 1, 1), 4, (args.img_h, args.img_w))
@@ -164,6 +165,7 @@ def bench_training(args, device):
         ['--img_h', str(args.img_h), '--img_w', str(args.img_w)])
     options.print_freq = 10 ** 6
     table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
+    best = {} if best is None else best
 
     def measure(name):
         channels_last, amp = table[name]
@@ -185,19 +187,30 @@ def bench_training(args, device):
         return step, {'data_wait_s': stats['data_wait'] / steps, 'compute_s': stats['compute'] / steps,
                       'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, list(table), measure, 'training')
-    base = best['fp32 contiguous'][0]
-    return {name: {'step_s': s, **extra, 'ratio': s / base} for name, (s, extra) in best.items()}
+    return training_rows(best_of(args.repeats, list(table), measure, 'training', best,
+                                 lambda s, extra: f'{s:.3f} s a step'))
 
 
-def bench_embedding(args, device, folder):
-    """Images per second of FeatureBank.add (decode, resize, network) on JPEGs of twice the size."""
+def ratios(best, base='fp32 contiguous'):
+    """Each variant's time over the base variant's (None until the base is measured)."""
+    base = best.get(base, (None,))[0]
+    return {name: s / base if base else None for name, (s, _) in best.items()}
+
+
+def training_rows(best):
+    return {name: {'step_s': s, **extra, 'ratio': ratios(best)[name]} for name, (s, extra) in best.items()}
+
+
+def bench_embedding(args, device, folder, best=None):
+    """Images per second of FeatureBank.add (decode, resize, network) on JPEGs of twice the size; `best`
+    as for bench_training."""
     visible, _, _ = rendered(args.embed_images, 1, (2 * args.img_h, 2 * args.img_w))
     paths = []
     for i, img in enumerate(visible):
         paths.append(os.path.join(folder, f'{i:05d}.jpg'))
         Image.fromarray(img).save(paths[-1], quality=95)
     table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
+    best = {} if best is None else best
     torch.manual_seed(0)
     weights = embed_net(395).state_dict()
     exported = exported_net(weights, args, folder)
@@ -218,9 +231,13 @@ def bench_embedding(args, device, folder):
             seconds = time.perf_counter() - start
         return seconds, {'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, [*table, *exported], measure, 'embedding')
-    base = best['fp32 contiguous'][0]
-    return {name: {'images_per_s': len(paths) / s, 'seconds': s, **extra, 'ratio': s / base}
+    best_of(args.repeats, [*table, *exported], measure, 'embedding', best,
+            lambda s, extra: f'{len(paths) / s:.1f} images/s')
+    return embedding_rows(best, len(paths))
+
+
+def embedding_rows(best, images):
+    return {name: {'images_per_s': images / s, 'seconds': s, **extra, 'ratio': ratios(best)[name]}
             for name, (s, extra) in best.items()}
 
 
@@ -247,8 +264,9 @@ def torchvision_views(img_h, img_w):
     return [lambda img, rng, gen, c=c: c(Image.fromarray(img)) for c in composed]
 
 
-def bench_pipeline(args, device):
-    """Training items per second, without the network: ours and torchvision's views, 0 and N workers."""
+def bench_pipeline(args, device, best=None):
+    """Training items per second, without the network: ours and torchvision's views, 0 and N workers;
+    `best` as for bench_training."""
     size = args.pipeline_size
     color, thermal, labels = rendered(32, 8, size)
     n_items = 8 * 16
@@ -279,7 +297,11 @@ def bench_pipeline(args, device):
         items = sum(len(batch[4]) for batch in loader)
         return (time.perf_counter() - start) / items, {}
 
-    best = best_of(args.repeats, names, measure, 'input pipeline')
+    return pipeline_rows(best_of(args.repeats, names, measure, 'input pipeline', best,
+                                 lambda s, extra: f'{1 / s:.0f} items/s'))
+
+
+def pipeline_rows(best):
     return {name: {'items_per_s': 1 / s} for name, (s, _) in best.items()}
 
 
@@ -355,17 +377,22 @@ COST_MODELS = {'IFALNet': True, 'two-stream baseline (--no-middle)': False}
 COST_CLASSES = 395   # SYSU-MM01's training identities: the classifier's size
 
 
-def bench_cost(args, device, folder):
+def bench_cost(args, device, folder, out=None):
     """Parameters and FLOPs of each model, and latency, images per second and peak memory of its
-    visible branch on each runtime (PyTorch on the CPU, ONNX Runtime on the CPU, PyTorch on CUDA)."""
+    visible branch on each runtime (PyTorch on the CPU, ONNX Runtime on the CPU, PyTorch on CUDA).
+    `out`, a dict, is filled as the figures come, so that an interrupted run still has them."""
     (h, w), batches = args.cost_size, sorted({1, args.cost_batch})
-    models, runtimes = {}, {}
+    out = {} if out is None else out
+    out.update({'img_h': h, 'img_w': w, 'classes': COST_CLASSES, 'batches': batches, 'models': {}, 'runtimes': {}})
     for name, middle in COST_MODELS.items():
-        print(f'  cost: {name}: parameters and FLOPs ...', flush=True)
+        print(f'  cost: {name}: parameters and FLOPs ...', end='', flush=True)
         torch.manual_seed(0)
         net = costs.build(COST_CLASSES, middle)
-        models[name] = {**costs.parameter_counts(net), 'test_image_flops': costs.test_flops(COST_CLASSES, middle, h, w),
-                        'training_item_flops': costs.training_flops(COST_CLASSES, middle, h, w)}
+        model = {**costs.parameter_counts(net), 'test_image_flops': costs.test_flops(COST_CLASSES, middle, h, w),
+                 'training_item_flops': costs.training_flops(COST_CLASSES, middle, h, w)}
+        out['models'][name] = model
+        print(f' {model["network"] / 1e6:.2f}M parameters, {model["test_image_flops"] / 1e9:.1f} GFLOP per test image',
+              flush=True)
         loaders = {f'{name}, PyTorch fp32 CPU': ('cpu', costs.TorchBranch(COST_CLASSES, middle))}
         if runtime_available('onnx') and importlib.util.find_spec('onnx'):
             path = os.path.join(folder, f'{"ifalnet" if middle else "baseline"}.onnx')
@@ -375,13 +402,13 @@ def bench_cost(args, device, folder):
         if device.type == 'cuda':
             loaders[f'{name}, PyTorch fp32 CUDA'] = ('cuda', None)
         for row, (kind, loader) in loaders.items():
-            runtimes[row] = cost_row(row, kind, loader, net, batches, h, w, args.repeats, device)
-    return {'img_h': h, 'img_w': w, 'classes': COST_CLASSES, 'batches': batches, 'models': models,
-            'runtimes': runtimes}
+            cost_row(out['runtimes'].setdefault(row, {}), row, kind, loader, net, batches, h, w, args.repeats, device)
+    return out
 
 
-def cost_row(row, kind, loader, net, batches, h, w, repeats, device):
-    """{'batch_<b>': {'seconds', 'ms_per_image', 'images_per_s', 'peak_mb'}} of one runtime."""
+def cost_row(out, row, kind, loader, net, batches, h, w, repeats, device):
+    """Fills `out` with {'batch_<b>': {'seconds', 'ms_per_image', 'images_per_s', 'peak_mb'}} of one
+    runtime, each figure printed as it comes."""
     if kind == 'cuda':
         embedder = Embedder(net.to(device, memory_format=torch.channels_last), Modal.VISIBLE)
 
@@ -393,37 +420,44 @@ def cost_row(row, kind, loader, net, batches, h, w, repeats, device):
     else:
         branch = loader()
         run = lambda b: functools.partial(branch, np.random.default_rng(0).standard_normal((b, 3, h, w), np.float32))
-    out = {}
     for b in batches:
-        print(f'  cost: {row}, batch {b} (best of {repeats}) ...', flush=True)
         reset_cuda_peak(device)
-        seconds = costs.seconds_per_batch(run(b), repeats)
+        call_batch = run(b)
+        call_batch()   # one untimed call first (allocations, kernel choice)
+        (seconds, _), = best_of(repeats, [f'{row}, batch {b}'], lambda _: timed(call_batch), 'cost',
+                                report=lambda t, _: f'{1000 * t / b:.1f} ms per image, {b / t:.2f} images/s').values()
         out[f'batch_{b}'] = {'seconds': seconds, 'ms_per_image': 1000 * seconds / b, 'images_per_s': b / seconds,
                              'peak_mb': cuda_peak(device) if kind == 'cuda' else None}
     if kind == 'cuda':
         net.to('cpu')
     else:
-        print(f'  cost: {row}: peak memory (a child process) ...', flush=True)
-        for b, peak in zip(batches, costs.peak_memory(loader, batches, h, w)):
+        print(f'  cost: {row}: peak memory (a child process) ...', end='', flush=True)
+        peaks = costs.peak_memory(loader, batches, h, w)
+        for b, peak in zip(batches, peaks):
             out[f'batch_{b}']['peak_mb'] = peak
+        print(' ' + ', '.join(f'batch {b}: {peak:.0f} MB' for b, peak in zip(batches, peaks)), flush=True)
     return out
 
 
-def print_cost(cost, repeats):
+def print_cost(cost, repeats, interrupted=False):
+    """The cost part's two tables; `interrupted`: of what was measured so far ('-' for the rest)."""
     h, w, small, large = cost['img_h'], cost['img_w'], cost['batches'][0], cost['batches'][-1]
+    note = ', interrupted: what was measured so far' if interrupted else ''
     rows = {name: {**m, 'test_gflop': m['test_image_flops'] / 1e9, 'train_gflop': m['training_item_flops'] / 1e9,
                    **{k: m[k] / 1e6 for k in ('network', 'branch', 'branch_with_classifier')}}
             for name, m in cost['models'].items()}
     print_table(f'Cost at {h}x{w}: parameters (millions; {cost["classes"]} classes), FLOPs per test image (one '
                 'branch, original and middle streams) and per training item (a visible and an infrared image, four '
-                'views, forward and backward)', rows,
+                f'views, forward and backward){note}', rows,
                 [('network M', ('network', '.2f')), ('branch M', ('branch', '.2f')),
                  ('+classifier M', ('branch_with_classifier', '.2f')), ('test GFLOP', ('test_gflop', '.1f')),
                  ('train GFLOP', ('train_gflop', '.1f'))])
-    rows = {row: {f'{k}_{b}': v for b in (small, large) for k, v in r[f'batch_{b}'].items()}
+    rows = {row: {f'{k}_{b}': v for b in (small, large) for k, v in r.get(f'batch_{b}', {}).items()}
             for row, r in cost['runtimes'].items()}
+    if not rows:
+        return
     print_table(f'Latency of the visible branch at {h}x{w} (the network alone; best of {repeats}), peak memory '
-                '(what a process adds to load the branch and embed the batch; on CUDA the peak allocated)', rows,
+                f'(what a process adds to load the branch and embed the batch; on CUDA the peak allocated){note}', rows,
                 [(f'b{small} ms/image', (f'ms_per_image_{small}', '.1f')),
                  (f'b{small} images/s', (f'images_per_s_{small}', '.2f')),
                  (f'b{large} images/s', (f'images_per_s_{large}', '.2f')),
@@ -453,42 +487,60 @@ def main(argv=None):
     report['skipped_variants'] = skipped
     if skipped and {'train', 'embed'} & set(args.parts):
         print(SKIPPED_NOTE.format(', '.join(skipped)), flush=True)
-    if 'train' in args.parts:
-        print('training ...', flush=True)
-        report['train'] = bench_training(args, device)
-        print_table(f'Training step, 4 ids x 4 images x 2 modalities, {args.img_h}x{args.img_w} '
-                    f'(best of {args.repeats} x {args.steps} steps)', report['train'],
-                    [('step s', ('step_s', '.3f')), ('data wait s', ('data_wait_s', '.3f')),
-                     ('compute s', ('compute_s', '.3f')), ('vs fp32', ('ratio', '.2f')),
-                     ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))])
-    if 'embed' in args.parts:
-        print('\nembedding ...', flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            report['embed'] = bench_embedding(args, device, folder)
-        print_table(f'Test embedding, {args.embed_images} JPEGs {2 * args.img_h}x{2 * args.img_w} tested at '
-                    f'{args.img_h}x{args.img_w}, batch {args.test_batch}', report['embed'],
-                    [('images/s', ('images_per_s', '.1f')), ('seconds', ('seconds', '.2f')),
-                     ('time vs fp32', ('ratio', '.2f')), ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))])
-    if 'pipeline' in args.parts:
-        print('\ninput pipeline ...', flush=True)
-        report['pipeline'] = bench_pipeline(args, device)
-        h, w = args.pipeline_size
-        print_table(f'Training input pipeline at {h}x{w} (items of four views)', report['pipeline'],
-                    [('items/s', ('items_per_s', '.0f'))])
-    if 'metrics' in args.parts:
-        report['metrics'] = bench_metrics_calls(args)
-        print_table('Metrics, one call (release CMC, mAP, mINP)', report['metrics'], [('seconds', ('seconds', '.4f'))])
-    if 'loop' in args.parts:
-        print('\nMetrics against the per-query loop (best of {}):'.format(max(args.repeats, 7)), flush=True)
-        report['loop'] = bench_metrics_loop(max(args.repeats, 7), np.random.default_rng(0))
-    if 'rerank' in args.parts:
-        print('\nRe-ranking against the per-image version:', flush=True)
-        report['rerank'] = bench_rerank(max(args.repeats, 7), np.random.default_rng(0))
-    if 'cost' in args.parts:
-        print('\ncost ...', flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            report['cost'] = bench_cost(args, device, folder)
-        print_cost(report['cost'], args.repeats)
+    h, w = args.pipeline_size
+    tables = {   # part: (title, columns, rows of a part's best_of figures, measured so far or all)
+        'train': (f'Training step, 4 ids x 4 images x 2 modalities, {args.img_h}x{args.img_w} '
+                  f'(best of {args.repeats} x {args.steps} steps)',
+                  [('step s', ('step_s', '.3f')), ('data wait s', ('data_wait_s', '.3f')),
+                   ('compute s', ('compute_s', '.3f')), ('vs fp32', ('ratio', '.2f')),
+                   ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))], training_rows),
+        'embed': (f'Test embedding, {args.embed_images} JPEGs {2 * args.img_h}x{2 * args.img_w} tested at '
+                  f'{args.img_h}x{args.img_w}, batch {args.test_batch}',
+                  [('images/s', ('images_per_s', '.1f')), ('seconds', ('seconds', '.2f')),
+                   ('time vs fp32', ('ratio', '.2f')), ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))],
+                  lambda best: embedding_rows(best, args.embed_images)),
+        'pipeline': (f'Training input pipeline at {h}x{w} (items of four views)', [('items/s', ('items_per_s', '.0f'))],
+                     pipeline_rows),
+    }
+    partial = {}   # part: the best_of figures it has so far
+    partial_cost = {}   # the cost part's figures so far (bench_cost fills it as they come)
+    try:
+        if 'train' in args.parts:
+            print('training ...', flush=True)
+            report['train'] = bench_training(args, device, partial.setdefault('train', {}))
+            print_table(*tables['train'][:1], report['train'], tables['train'][1])
+        if 'embed' in args.parts:
+            print('\nembedding ...', flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                report['embed'] = bench_embedding(args, device, folder, partial.setdefault('embed', {}))
+            print_table(*tables['embed'][:1], report['embed'], tables['embed'][1])
+        if 'pipeline' in args.parts:
+            print('\ninput pipeline ...', flush=True)
+            report['pipeline'] = bench_pipeline(args, device, partial.setdefault('pipeline', {}))
+            print_table(*tables['pipeline'][:1], report['pipeline'], tables['pipeline'][1])
+        if 'metrics' in args.parts:
+            report['metrics'] = bench_metrics_calls(args)
+            print_table('Metrics, one call (release CMC, mAP, mINP)', report['metrics'], [('seconds', ('seconds', '.4f'))])
+        if 'loop' in args.parts:
+            print('\nMetrics against the per-query loop (best of {}):'.format(max(args.repeats, 7)), flush=True)
+            report['loop'] = bench_metrics_loop(max(args.repeats, 7), np.random.default_rng(0))
+        if 'rerank' in args.parts:
+            print('\nRe-ranking against the per-image version:', flush=True)
+            report['rerank'] = bench_rerank(max(args.repeats, 7), np.random.default_rng(0))
+        if 'cost' in args.parts:
+            print('\ncost ...', flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                report['cost'] = bench_cost(args, device, folder, partial_cost)
+            print_cost(report['cost'], args.repeats)
+    except (Interrupted, KeyboardInterrupt):
+        # The part in progress: its table of what was measured (the finished parts' tables are above).
+        for part, best in partial.items():
+            if part not in report and best:
+                title, columns, rows = tables[part]
+                print_table(f'{title}, interrupted: the {len(best)} variant(s) measured so far', rows(best), columns)
+        if 'cost' not in report and partial_cost.get('models'):
+            print_cost(partial_cost, args.repeats, interrupted=True)
+        raise
     report['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'\npeak resident memory {report["peak_rss_mb"]:.0f} MB')
     if args.json:

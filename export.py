@@ -27,8 +27,10 @@ def parse_args(argv=None):
              help='the branch to export (thermal = infrared); both writes one file per branch, the modality '
                   'added to the name')
     add_flag(parser, '--out', required=True, metavar='FILE', help='the file to write')
-    add_flag(parser, '--img_h', default=384, type=int, help='input image height (fixed in the file)')
-    add_flag(parser, '--img_w', default=192, type=int, help='input image width (fixed in the file)')
+    add_flag(parser, '--img_h', default=None, type=int,
+             help="input image height, fixed in the file (default: the checkpoint's, else 384)")
+    add_flag(parser, '--img_w', default=None, type=int,
+             help="input image width, fixed in the file (default: the checkpoint's, else 192)")
     add_flag(parser, '--opset', default=DEFAULT_OPSET, type=int, help='ONNX opset version')
     add_flag(parser, '--check', action=argparse.BooleanOptionalAction, default=None,
              help='run the file with onnxruntime / torch.jit and compare it with the PyTorch model; the export '
@@ -45,7 +47,7 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import torch
 
 from ifalnet.atomic import temp_file_beside
-from ifalnet.checkpoints import load_model, resolve_checkpoint
+from ifalnet.checkpoints import input_size, load_model, resolve_checkpoint
 from ifalnet.deploy import Embedder, Exported, check, check_inputs, export, require, runtime_available
 from model import Architecture, Modal
 
@@ -72,6 +74,7 @@ def main(argv=None):
               '(python3 -m pip install -r requirements-export.txt)')
     outputs = output_paths(args.out, args.modality)
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
+    args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, path, 'exporting')
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
                 'working_se': net.middle and not net.SEnet.constant, 'format': args.format}
     if net.config != Architecture():   # an ablation's network; a file without it is the full one

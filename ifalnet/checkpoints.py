@@ -185,14 +185,40 @@ def save_checkpoint(ckpt, path):
 
 
 def resolve_checkpoint(resume, model_path, trial=None):
-    """`--resume` is a path, or a name under `--model_path` as in the release; `{trial}` is filled in."""
+    """`--resume` is a path, or a name under `--model_path` as in the release; `{trial}` is filled in.
+    A missing `<run>_best.t` whose `<run>_last.t` is there says so."""
     name = resume.replace('{trial}', str(trial)) if trial is not None else resume
-    for candidate in (name, os.path.join(model_path, name)):
+    candidates = (name, os.path.join(model_path, name))
+    for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
         if os.path.isdir(candidate):
             raise ReIDError(f'{candidate} is a folder; expected a checkpoint file')
-    raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')
+    lasts = [c[:-len('_best.t')] + '_last.t' for c in candidates if c.endswith('_best.t')]
+    last = next((p for p in lasts if os.path.isfile(p)), None)
+    hint = (f'; {last} is there: a run validates after every epoch but the first and keeps its best as _best.t, so '
+            'a one-epoch run has none; test its _last.t, or train longer') if last else ''
+    raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path}){hint}')
+
+
+RELEASE_SIZE = (384, 192)   # the release's image size, for a checkpoint that does not say its own
+
+
+def input_size(trained_on, img_h, img_w, source, doing='testing'):
+    """The image size (h, w) to run checkpoint `source` at: --img_h/--img_w where given, else the size
+    its training arguments store (`trained_on`), else the release's. Says which, and warns when a given
+    size differs from the checkpoint's own; `doing` names the work ('testing', 'exporting')."""
+    own = (trained_on['img_h'], trained_on['img_w']) if trained_on['img_h'] and trained_on['img_w'] else None
+    given = (img_h, img_w)
+    size = tuple(g or d for g, d in zip(given, own or RELEASE_SIZE))
+    if given == (None, None):
+        print(f'{doing} at {size[0]}x{size[1]}: ' + ("the checkpoint's own size" if own else
+              "the release's size (the checkpoint does not say its own)") + '; --img_h/--img_w choose another',
+              flush=True)
+    elif own and size != own:
+        print(f'warning: {doing} at {size[0]}x{size[1]} but {source} was trained at {own[0]}x{own[1]}: the scores '
+              f'will be lower than the model\'s; leave out --img_h/--img_w to use its own size', flush=True)
+    return size
 
 
 def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):

@@ -7,7 +7,6 @@
   image, four views, forward and backward), counted by `torch.utils.flop_counter` on fake tensors
   (torch's FakeTensorMode: shapes only, no memory and no arithmetic, any size in a second); it counts
   convolutions and matrix products, nothing elementwise;
-- `seconds_per_batch`: the best time of a callable on one batch;
 - `peak_memory`: the resident memory a process adds to load a deployed branch and embed a batch of
   each size, measured in a child process (on Linux forked, its freed heap returned to the system and
   its peak reset first, so that nothing the measuring process holds counts), with one thread.
@@ -15,7 +14,6 @@
 import multiprocessing
 import resource
 import sys
-import time
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -71,18 +69,6 @@ def training_flops(classes, middle, img_h, img_w):
             pool, logits = net(*views, Modal.BOTH)
             (pool.sum() + logits.sum()).backward()
     return counter.get_total_flops()
-
-
-def seconds_per_batch(run, repeats):
-    """The best of `repeats` timed calls of `run()` after one untimed call; `run` synchronises
-    itself where the device is asynchronous."""
-    run()
-    best = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def memory_status(field):

@@ -1,10 +1,14 @@
 """bench.py: what it runs by default on a CPU without native bfloat16, and its table; the cost part."""
 import json
+import re
+import signal
 
+import pytest
 import torch
 
 import bench
 from ifalnet import costs
+from ifalnet.interruption import Interrupted
 
 
 def test_bench_skips_the_emulated_bfloat16_variant(tmp_path, monkeypatch, capsys):
@@ -68,3 +72,52 @@ def test_bench_cost_prints_the_cost_table(tmp_path, monkeypatch, capsys):
     assert 'Cost at 32x16: parameters (millions; 395 classes)' in out and 'Latency of the visible branch at 32x16' in out
     assert [line.split()[0] for line in out.splitlines() if 'fp32 CPU' in line and 'cost:' not in line] == \
         ['IFALNet,', 'two-stream']
+    # each figure as it comes
+    assert re.search(r'^  cost: IFALNet: parameters and FLOPs \.\.\. 49\.\d\dM parameters, \d+\.\d GFLOP per test image$',
+                     out, re.M)
+    assert re.search(r'^  cost: IFALNet, PyTorch fp32 CPU, batch 3 \(round 1 of 1\) \.\.\. \d+\.\d ms per image, '
+                     r'\d+\.\d\d images/s$', out, re.M)
+    assert re.search(r'^  cost: IFALNet, PyTorch fp32 CPU: peak memory \(a child process\) \.\.\. batch 1: \d+ MB, '
+                     r'batch 3: \d+ MB$', out, re.M)
+
+
+def test_bench_cost_interrupted_prints_what_it_has(monkeypatch, capsys):
+    # Interrupted while measuring the first model's memory: its parameters, FLOPs and latencies are
+    # printed, the memory columns and the second model are not.
+    monkeypatch.setattr(bench, 'runtime_available', lambda fmt: False)
+
+    def interrupted(*args):
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(bench.costs, 'peak_memory', interrupted)
+    with pytest.raises(Interrupted):
+        bench.main(['--parts', 'cost', '--cost-size', '32x16', '--cost-batch', '2', '--repeats', '1', '--gpu', ''])
+    out = capsys.readouterr().out
+    titles = [line for line in out.splitlines() if line.startswith(('Cost at', 'Latency of'))]
+    assert len(titles) == 2 and all(t.endswith('interrupted: what was measured so far') for t in titles)
+    assert re.search(r'^  IFALNet +49\.\d\d +\d', out, re.M) and 'two-stream' not in out
+    row = next(line for line in out.splitlines() if line.startswith('  IFALNet, PyTorch fp32 CPU'))
+    assert row.split()[-5:-2] != ['-'] * 3 and row.split()[-2:] == ['-', '-']   # latencies, no memory
+
+
+def test_bench_prints_each_figure_as_it_comes_and_a_partial_table_when_interrupted(monkeypatch, capsys):
+    """On a slow machine a part can take many minutes: each measurement prints its figure at once, and
+    Ctrl-C (or SIGTERM) prints the table of what was measured before the signal ends the script."""
+    monkeypatch.setattr(bench, 'cpu_has_native_bf16', lambda: False)
+    real, calls = bench.train_epoch, []
+
+    def interrupted_in_the_second_variant(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:   # variant 2's warm-up epoch (variant 1: a warm-up and a measured epoch)
+            raise Interrupted(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, 'train_epoch', interrupted_in_the_second_variant)
+    with pytest.raises(Interrupted):
+        bench.main(['--parts', 'train', '--steps', '2', '--repeats', '1', '--img_h', '32', '--img_w', '16',
+                    '--workers', '0', '--gpu', ''])
+    out = capsys.readouterr().out
+    assert re.search(r'^  training: fp32 contiguous \(round 1 of 1\) \.\.\. \d+\.\d{3} s a step$', out, re.M)
+    title = next(line for line in out.splitlines() if line.startswith('Training step'))
+    assert title.endswith('interrupted: the 1 variant(s) measured so far')
+    assert re.search(r'^  fp32 contiguous +\d', out, re.M) and not re.search(r'^  fp32 channels_last +\d', out, re.M)
