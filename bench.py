@@ -51,7 +51,6 @@ import time
 from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
 from ifalnet.interruption import Interrupted, quiet_worker, run_main
 
-
 PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank', 'cost')
 
 
@@ -99,8 +98,7 @@ from torchvision import transforms as T
 
 import data_loader as dl
 import eval_metrics
-from ifalnet import slow_metrics
-from ifalnet import costs
+from ifalnet import costs, slow_metrics
 from ifalnet.atomic import atomic_write
 from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
 from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
