@@ -21,14 +21,20 @@
 Variants run in turn, `--repeats` times, and the best time of each is kept, so that passing load on
 a shared machine inflates all of them alike. Prints a table; `--json FILE` writes the figures.
 
-Two parts run only when asked for (`--parts loop`, `--parts rerank`; they were bench_metrics.py):
+Three parts run only when asked for (`--parts loop`, `--parts rerank`, which were bench_metrics.py, and
+`--parts cost`):
 - loop: the vectorised metrics (eval_metrics.py) against a straightforward per-query loop
   (ifalnet/slow_metrics.py, which pays the release's argsort of the whole matrix) at SYSU-MM01 and
   LLCM test-set sizes, with the default threads and one thread, and whether the numbers agree;
 - rerank: k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3) against the per-image version of
   slow_metrics.py at the SYSU-MM01 size (the loop once: it takes tens of seconds), and alone at the
-  LLCM size, with the peak memory it allocates.
-A disagreement of either with its slow version ends the script with status 1.
+  LLCM size, with the peak memory it allocates;
+- cost: for IFALNet and the two-stream baseline (--no-middle), at `--cost-size` (384x192): parameters
+  (trained network, deployed branch, branch with the classifier), FLOPs per test image and per
+  training item (torch.utils.flop_counter), latency at batch 1 and images per second at batch 1 and
+  `--cost-batch`, and peak memory, for PyTorch on the CPU, ONNX Runtime on the CPU (with
+  requirements-export.txt) and PyTorch on CUDA (on a GPU); ifalnet/costs.py measures.
+A disagreement of loop or rerank with its slow version ends the script with status 1.
 """
 import contextlib
 import functools
@@ -45,7 +51,7 @@ import time
 from ifalnet.flags import add_common_args, add_flag, image_side, make_parser, parse_size
 from ifalnet.interruption import Interrupted, quiet_worker, run_main
 
-PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank')
+PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank', 'cost')
 
 
 def parse_args(argv=None):
@@ -61,7 +67,11 @@ def parse_args(argv=None):
     add_flag(parser, '--repeats', type=int, default=2, help='rounds of every variant; the best is kept')
     add_flag(parser, '--parts', default='train,embed,pipeline,metrics',
              help='comma-separated parts to run: train, embed, pipeline, metrics, and, only when asked for, loop '
-                  '(the metrics against a per-query loop) and rerank (re-ranking against a per-image version)')
+                  '(the metrics against a per-query loop), rerank (re-ranking against a per-image version) and cost '
+                  '(parameters, FLOPs, latency and memory of IFALNet and the two-stream baseline)')
+    add_flag(parser, '--cost-size', type=parse_size, default='384x192', metavar='HxW',
+             help='image size of the cost part')
+    add_flag(parser, '--cost-batch', type=int, default=32, help='the large batch of the cost part (images)')
     add_flag(parser, '--gpu', default='0', help="CUDA device (CUDA_VISIBLE_DEVICES); 'cpu' or '' for the CPU")
     add_flag(parser, '--all-variants', action='store_true',
              help='also measure variants this device cannot run natively (the CPU bfloat16 variant without '
@@ -72,8 +82,9 @@ def parse_args(argv=None):
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f'--parts: unknown part(s) {", ".join(sorted(unknown))}; expected {", ".join(PARTS)}')
-    if min(args.steps, args.embed_images, args.repeats, args.img_h, args.img_w) < 1 or args.workers < 0:
-        parser.error('--steps, --embed-images, --repeats and the image size must be positive, --workers >= 0')
+    if min(args.steps, args.embed_images, args.repeats, args.img_h, args.img_w, args.cost_batch) < 1 or args.workers < 0:
+        parser.error('--steps, --embed-images, --repeats, --cost-batch and the image size must be positive, '
+                     '--workers >= 0')
     return args
 
 
@@ -87,7 +98,7 @@ from torchvision import transforms as T
 
 import data_loader as dl
 import eval_metrics
-from ifalnet import slow_metrics
+from ifalnet import costs, slow_metrics
 from ifalnet.atomic import atomic_write
 from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
 from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
@@ -361,6 +372,97 @@ def bench_rerank(repeats, rng):
     return out
 
 
+COST_MODELS = {'IFALNet': True, 'two-stream baseline (--no-middle)': False}
+COST_CLASSES = 395   # SYSU-MM01's training identities: the classifier's size
+
+
+def bench_cost(args, device, folder, out=None):
+    """Parameters and FLOPs of each model, and latency, images per second and peak memory of its
+    visible branch on each runtime (PyTorch on the CPU, ONNX Runtime on the CPU, PyTorch on CUDA).
+    `out`, a dict, is filled as the figures come, so that an interrupted run still has them."""
+    (h, w), batches = args.cost_size, sorted({1, args.cost_batch})
+    out = {} if out is None else out
+    out.update({'img_h': h, 'img_w': w, 'classes': COST_CLASSES, 'batches': batches, 'models': {}, 'runtimes': {}})
+    for name, middle in COST_MODELS.items():
+        print(f'  cost: {name}: parameters and FLOPs ...', end='', flush=True)
+        torch.manual_seed(0)
+        net = costs.build(COST_CLASSES, middle)
+        model = {**costs.parameter_counts(net), 'test_image_flops': costs.test_flops(COST_CLASSES, middle, h, w),
+                 'training_item_flops': costs.training_flops(COST_CLASSES, middle, h, w)}
+        out['models'][name] = model
+        print(f' {model["network"] / 1e6:.2f}M parameters, {model["test_image_flops"] / 1e9:.1f} GFLOP per test image',
+              flush=True)
+        loaders = {f'{name}, PyTorch fp32 CPU': ('cpu', costs.TorchBranch(COST_CLASSES, middle))}
+        if runtime_available('onnx') and importlib.util.find_spec('onnx'):
+            path = os.path.join(folder, f'{"ifalnet" if middle else "baseline"}.onnx')
+            print(f'  cost: {name}: exporting the visible branch to ONNX ...', flush=True)
+            export(Embedder(net, Modal.VISIBLE), 'onnx', path, h, w, {'modality': 'visible'})
+            loaders[f'{name}, ONNX Runtime fp32 CPU'] = ('onnx', costs.ExportedBranch(path))
+        if device.type == 'cuda':
+            loaders[f'{name}, PyTorch fp32 CUDA'] = ('cuda', None)
+        for row, (kind, loader) in loaders.items():
+            cost_row(out['runtimes'].setdefault(row, {}), row, kind, loader, net, batches, h, w, args.repeats, device)
+    return out
+
+
+def cost_row(out, row, kind, loader, net, batches, h, w, repeats, device):
+    """Fills `out` with {'batch_<b>': {'seconds', 'ms_per_image', 'images_per_s', 'peak_mb'}} of one
+    runtime, each figure printed as it comes."""
+    if kind == 'cuda':
+        embedder = Embedder(net.to(device, memory_format=torch.channels_last), Modal.VISIBLE)
+
+        def call(images):
+            with torch.inference_mode():
+                embedder(images)
+            torch.cuda.synchronize()
+        run = lambda b: lambda: call(torch.zeros(b, 3, h, w, device=device).contiguous(memory_format=torch.channels_last))
+    else:
+        branch = loader()
+        run = lambda b: functools.partial(branch, np.random.default_rng(0).standard_normal((b, 3, h, w), np.float32))
+    for b in batches:
+        reset_cuda_peak(device)
+        call_batch = run(b)
+        call_batch()   # one untimed call first (allocations, kernel choice)
+        (seconds, _), = best_of(repeats, [f'{row}, batch {b}'], lambda _: timed(call_batch), 'cost',
+                                report=lambda t, _: f'{1000 * t / b:.1f} ms per image, {b / t:.2f} images/s').values()
+        out[f'batch_{b}'] = {'seconds': seconds, 'ms_per_image': 1000 * seconds / b, 'images_per_s': b / seconds,
+                             'peak_mb': cuda_peak(device) if kind == 'cuda' else None}
+    if kind == 'cuda':
+        net.to('cpu')
+    else:
+        print(f'  cost: {row}: peak memory (a child process) ...', end='', flush=True)
+        peaks = costs.peak_memory(loader, batches, h, w)
+        for b, peak in zip(batches, peaks):
+            out[f'batch_{b}']['peak_mb'] = peak
+        print(' ' + ', '.join(f'batch {b}: {peak:.0f} MB' for b, peak in zip(batches, peaks)), flush=True)
+    return out
+
+
+def print_cost(cost, repeats, interrupted=False):
+    """The cost part's two tables; `interrupted`: of what was measured so far ('-' for the rest)."""
+    h, w, small, large = cost['img_h'], cost['img_w'], cost['batches'][0], cost['batches'][-1]
+    note = ', interrupted: what was measured so far' if interrupted else ''
+    rows = {name: {**m, 'test_gflop': m['test_image_flops'] / 1e9, 'train_gflop': m['training_item_flops'] / 1e9,
+                   **{k: m[k] / 1e6 for k in ('network', 'branch', 'branch_with_classifier')}}
+            for name, m in cost['models'].items()}
+    print_table(f'Cost at {h}x{w}: parameters (millions; {cost["classes"]} classes), FLOPs per test image (one '
+                'branch, original and middle streams) and per training item (a visible and an infrared image, four '
+                f'views, forward and backward){note}', rows,
+                [('network M', ('network', '.2f')), ('branch M', ('branch', '.2f')),
+                 ('+classifier M', ('branch_with_classifier', '.2f')), ('test GFLOP', ('test_gflop', '.1f')),
+                 ('train GFLOP', ('train_gflop', '.1f'))])
+    rows = {row: {f'{k}_{b}': v for b in (small, large) for k, v in r.get(f'batch_{b}', {}).items()}
+            for row, r in cost['runtimes'].items()}
+    if not rows:
+        return
+    print_table(f'Latency of the visible branch at {h}x{w} (the network alone; best of {repeats}), peak memory '
+                f'(what a process adds to load the branch and embed the batch; on CUDA the peak allocated){note}', rows,
+                [(f'b{small} ms/image', (f'ms_per_image_{small}', '.1f')),
+                 (f'b{small} images/s', (f'images_per_s_{small}', '.2f')),
+                 (f'b{large} images/s', (f'images_per_s_{large}', '.2f')),
+                 (f'b{small} peak MB', (f'peak_mb_{small}', '.0f')), (f'b{large} peak MB', (f'peak_mb_{large}', '.0f'))])
+
+
 def print_table(title, rows, columns):
     width = max(map(len, rows)) + 2   # the longest name, and room
     print(f'\n{title}')
@@ -402,6 +504,7 @@ def main(argv=None):
                      pipeline_rows),
     }
     partial = {}   # part: the best_of figures it has so far
+    partial_cost = {}   # the cost part's figures so far (bench_cost fills it as they come)
     try:
         if 'train' in args.parts:
             print('training ...', flush=True)
@@ -425,12 +528,19 @@ def main(argv=None):
         if 'rerank' in args.parts:
             print('\nRe-ranking against the per-image version:', flush=True)
             report['rerank'] = bench_rerank(max(args.repeats, 7), np.random.default_rng(0))
+        if 'cost' in args.parts:
+            print('\ncost ...', flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                report['cost'] = bench_cost(args, device, folder, partial_cost)
+            print_cost(report['cost'], args.repeats)
     except (Interrupted, KeyboardInterrupt):
         # The part in progress: its table of what was measured (the finished parts' tables are above).
         for part, best in partial.items():
             if part not in report and best:
                 title, columns, rows = tables[part]
                 print_table(f'{title}, interrupted: the {len(best)} variant(s) measured so far', rows(best), columns)
+        if 'cost' not in report and partial_cost.get('models'):
+            print_cost(partial_cost, args.repeats, interrupted=True)
         raise
     report['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'\npeak resident memory {report["peak_rss_mb"]:.0f} MB')

@@ -496,22 +496,26 @@ def make_train_loader(trainset, batches, workers, device, worker_init_fn=None):
 
 class TestData(Dataset):
     """Test images opened as RGB, resized with LANCZOS to (img_w, img_h) and normalised; items are
-    (tensor, label). The files are checked at construction and decoded per item."""
+    (tensor, label). The files are checked at construction and decoded per item. `alter`, if given,
+    is called as `alter(image, path)` on each resized PIL image and returns the image to normalise
+    (a corruption of the robustness benchmark: after the resize, as its code corrupts)."""
 
     __test__ = False   # a dataset, not a pytest test class
 
-    def __init__(self, img_paths, labels, img_h, img_w):
+    def __init__(self, img_paths, labels, img_h, img_w, alter=None):
         if len(img_paths) != len(labels):
             raise ValueError(f'{len(img_paths)} image paths but {len(labels)} labels')
         missing = [path for path in img_paths if not os.path.isfile(path)]
         if missing:
             raise ReIDError(f'{len(missing)} test images are missing, first {missing[0]}')
         self.img_paths, self.labels = list(img_paths), np.asarray(labels)
-        self.img_h, self.img_w = img_h, img_w
+        self.img_h, self.img_w, self.alter = img_h, img_w, alter
         self.transform = test_transform()
 
     def __getitem__(self, i):
         img = open_rgb(self.img_paths[i]).resize((self.img_w, self.img_h), Image.Resampling.LANCZOS)
+        if self.alter is not None:
+            img = self.alter(img, self.img_paths[i])
         return self.transform(img), int(self.labels[i])
 
     def __len__(self):

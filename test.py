@@ -4,10 +4,14 @@
     python test.py --dataset regdb --resume 'save_model/regdb_..._trial_{trial}_best.t'
     python test.py --dataset llcm --resume llcm_..._best.t --results results.json
 
+    python test.py --dataset sysu --resume sysu_..._best.t --corrupt all --severity all --results sysu_c.json
+
 This is the command line (flags, input checks, the RegDB one-model-per-split loop, tables and
-files); what it computes lives in the ifalnet/ package (feature_bank.py, scoring.py), what it
-prints in ifalnet/report_text.py, the results file in ifalnet/results_file.py.
+files); what it computes lives in the ifalnet/ package (feature_bank.py, scoring.py, and for
+--corrupt corruptions.py and corruption_sweep.py), what it prints in ifalnet/report_text.py, the
+results file in ifalnet/results_file.py.
 """
+import os
 from collections import Counter
 
 import data_manager as dm
@@ -62,6 +66,18 @@ def parse_args(argv=None):
     add_flag(group, '--strict', action='store_true',
              help='refuse an incomplete test set (a camera folder missing, a test identity without query or '
                   'gallery images) instead of warning')
+    group = parser.add_argument_group('corrupted test images (the corruption benchmark of Chen et al., NeurIPS 2021; '
+                                      'needs requirements-corrupt.txt)')
+    add_flag(group, '--corrupt', default=None, metavar='NAMES',
+             help="also test with the visible test images corrupted after their resize: comma-separated corruptions, "
+                  "'all' (the 20: the 19 of ImageNet-C and rain) or 'mix' (one drawn per image, as the benchmark's "
+                  'code does); every image seeded, so a run repeats exactly (see docs/evaluation.md)')
+    add_flag(group, '--severity', default=None, metavar='LEVELS',
+             help="with --corrupt: comma-separated severities in 1..5 or 'all' (with mix: drawn per image) "
+                  '(default: all)')
+    add_flag(group, '--corrupt-seed', default=0, type=int, metavar='N',
+             help='with --corrupt: the seed every image\'s corruption is derived from (with its path, corruption '
+                  'and severity)')
     args = parser.parse_args(argv)
     sources = [flag for flag, value in (('--resume', args.resume), ('--onnx', args.onnx),
                                         ('--from-features', args.from_features)) if value]
@@ -80,15 +96,18 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import numpy as np
 
 from ifalnet.checkpoints import describe_training, input_size, load_model, resolve_checkpoint
+from ifalnet.corruption_sweep import (Model, cells, check_clean_scores, done_cells, run_cells, summarise_cells,
+                                      sweep_setting)
+from ifalnet.corruptions import check_installed, parse_corruptions, parse_severities
 from ifalnet.deploy import exported_pair
 from ifalnet.devices import autocast_dtype, select_device
 from ifalnet.feature_bank import embed
 from ifalnet.features_file import Features, save_features, saved_problems
 from ifalnet.output_paths import check_output_file
 from ifalnet.partial_sets import gaps_warning, test_set_gaps
-from ifalnet.report_text import (direction, format_cameras, format_spread, format_table, mean_title, rows_note,
-                                 trial_title)
-from ifalnet.results_file import results_report, write_results
+from ifalnet.report_text import (direction, format_cameras, format_corruption_grid, format_side_by_side, format_spread,
+                                 format_table, mean_title, rows_note, trial_title)
+from ifalnet.results_file import corruption_report, embedding_report, load_json, results_report, write_results
 from ifalnet.scoring import (camera_report, cmc_report, has_middle, mean_scores, score_trials, std_scores,
                              summarise_trials)
 
@@ -197,7 +216,8 @@ def check_test_time_options(args, dataset=None):
 
 def embed_and_score(args, trials, rerank, by_camera):
     """Embed with the checkpoint(s) of --resume (or the --onnx files) and score:
-    (setting, results, per_trial, {trial: Problem})."""
+    (setting, results, per_trial, {trial: Problem}, gaps, models); `models` holds each network with
+    its problems and clean feature bank for --corrupt (corruption_sweep.Model), else nothing."""
     data_path = dm.check_layout(args.dataset, resolve_data_path(args.dataset, args.data_path), trials)
     if args.onnx:   # the exported files stand in for the checkpoint, through the same protocol code
         exported = exported_pair(args.onnx, args.img_h, args.img_w)
@@ -215,6 +235,8 @@ def embed_and_score(args, trials, rerank, by_camera):
 
     sizes, trained = [], []   # each model's test size (the features file records the first), what it was trained on
     used = []   # each model's path, the trials it scored and its training arguments (the results file's "checkpoints")
+    models = []   # corruption_sweep.Model of each network, kept for --corrupt
+    embedded = [0, 0.0]   # images embedded, seconds
 
     def load_and_embed(path, tested):
         if args.onnx:   # exported files test at the size they were exported for
@@ -228,6 +250,10 @@ def embed_and_score(args, trials, rerank, by_camera):
             used.append({'path': path, 'trials': list(tested), 'args': net.training_args})
         problems, bank = embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1],
                                **options)
+        embedded[0], embedded[1] = embedded[0] + bank.images, embedded[1] + bank.seconds
+        if args.corrupt:
+            models.append(Model(net, problems, bank, dict(img_h=sizes[-1][0], img_w=sizes[-1][1], **{
+                k: options[k] for k in ('batch_size', 'workers', 'channels_last', 'amp_dtype', 'flip')})))
         if args.shots > 1 and len(used) == 1:
             print(short_folders_note(next(iter(problems.values())), args.shots) or '', end='', flush=True)
         return problems, bank
@@ -263,8 +289,9 @@ def embed_and_score(args, trials, rerank, by_camera):
         print(f'features written to {args.save_features}')
     setting = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch, 'protocol': args.protocol,
                'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots, 'trained_on': trained or None,
-               'checkpoints': used}
-    return setting, results, per_trial, titles, gaps
+               'checkpoints': used, 'embedding': embedding_report(*embedded, device), 'img_size': sizes[0],
+               'data_root': data_path}
+    return setting, results, per_trial, titles, gaps, models
 
 
 def print_trials(dataset, mode, problems, per_trial):
@@ -300,6 +327,83 @@ def saved_checkpoints(meta, trials):
             for k, path in enumerate(meta['checkpoints']) if any(models.get(t) == k for t in trials)]
 
 
+def plan_corruption(args):
+    """--corrupt's cells and the sweep to resume, checked before anything is embedded: None without
+    --corrupt, else (names, severities, the corruption setting, the results file read back or None)."""
+    if args.corrupt is None:
+        for flag, value in (('--severity', args.severity), ('--corrupt-seed', args.corrupt_seed or None)):
+            if value is not None:
+                raise ReIDError(f'{flag} applies to corrupted images: give --corrupt too')
+        return None
+    names, severities = parse_corruptions(args.corrupt), parse_severities(args.severity or 'all')
+    if args.from_features or args.save_features:
+        raise ReIDError('--corrupt embeds the corrupted images with the network, so it cannot be used with '
+                        '--from-features or --save-features (the features file holds the clean images\' features)')
+    versions = check_installed()
+    previous = None
+    if args.results and os.path.isfile(args.results):
+        try:
+            previous = load_json(args.results)
+        except ReIDError:
+            previous = None   # not a results file: replaced, as without --corrupt
+    return names, severities, sweep_setting(names, severities, args.corrupt_seed, versions), previous
+
+
+def run_corruption(args, plan, report, models, root, img_size):
+    """The cells of --corrupt not done yet (`report`: the clean run's results file content; `root`
+    the data root, `img_size` the test size), each embedded, scored, printed and written; then the
+    side-by-side table (and for a sweep the corruption x severity tables). Returns the summary."""
+    names, severities, setting, previous = plan
+    todo_all = cells(names, severities, args.corrupt_seed, root)
+    report['corruption'] = corruption_report(setting, img_size, {})
+    done = {}
+    if args.results:
+        done = done_cells(previous, report, args.results)
+        check_clean_scores(previous if done else None, report['mean'], args.results)
+    done = {c.label: done[c.label] for c in todo_all if c.label in done}
+    todo = [c for c in todo_all if c.label not in done]
+    clean = report['mean']
+    if done:
+        print(f'resuming the sweep of {args.results}: {len(done)} of {len(todo_all)} cells done', flush=True)
+    elif len(todo_all) > 1 and not args.results:
+        print('note: without --results an interrupted sweep cannot resume', flush=True)
+    print(f'corrupting the visible test images ({len(todo_all)} setting{"s" if len(todo_all) > 1 else ""}, seed '
+          f'{args.corrupt_seed}) ...', flush=True)
+
+    def write(cells_done, summary=None):
+        if args.results:
+            report['corruption'] = corruption_report(setting, img_size, cells_done, summary)
+            write_results(args.results, report)
+
+    def on_cell(label, cell, left):
+        done[label] = cell
+        write(done)
+        n = len(done)
+        print(f'[{n}/{len(todo_all)}] {label}: ALL Rank-1 {100 * cell["mean"]["ALL"]["rank1"]:.2f}% mAP '
+              f'{100 * cell["mean"]["ALL"]["mAP"]:.2f}% (clean {100 * clean["ALL"]["rank1"]:.2f}% / '
+              f'{100 * clean["ALL"]["mAP"]:.2f}%); {cell["images"]} images in {cell["seconds"]:.1f}s'
+              + (f'; about {format_duration(left)} left' if n < len(todo_all) else ''), flush=True)
+
+    run_cells(models, todo, report['dataset'], report['rerank'] and Rerank(**report['rerank']), on_cell)
+    done = {c.label: done[c.label] for c in todo_all}
+    summary = summarise_cells(done, clean)
+    write(done, summary)
+    trials = f'mean over {len(report["trials"])} trial{"s" if len(report["trials"]) > 1 else ""}'
+    if len(done) > 1:
+        for metric, word in (('rank1', 'Rank-1'), ('mAP', 'mAP')):
+            print(format_corruption_grid(f'ALL {word} under corruption ({trials})', done, clean, 'ALL', metric))
+        print(format_side_by_side(f'Clean and corrupted (the mean over all {len(done)} settings), {trials}',
+                                  clean, summary['mean']))
+    else:
+        (label, cell), = done.items()
+        print(format_side_by_side(f'Clean and corrupted ({label}), {trials}', clean, cell['mean']))
+    return summary
+
+
+def format_duration(seconds):
+    return f'{seconds / 60:.0f} min' if seconds >= 90 else f'{seconds:.0f} s'
+
+
 def main(argv=None):
     args = parse_args(argv)
     # Every input is checked before the first image is embedded.
@@ -307,8 +411,10 @@ def main(argv=None):
     for flag, path in (('--results', args.results), ('--save-features', args.save_features)):
         if path:
             check_output_file(path, flag)
+    plan = plan_corruption(args)
     rerank = Rerank(args.k1, args.k2, args.lambda_value) if args.rerank else None
     by_camera = {} if args.results or args.per_camera else None
+    models = []
     if args.from_features:
         check_test_time_options(args)
         setting, trials, results, per_trial, titles = score_saved(args, rerank, by_camera)
@@ -316,7 +422,13 @@ def main(argv=None):
     else:
         trials = select_trials(args)
         check_test_time_options(args, args.dataset)
-        setting, results, per_trial, titles, gaps = embed_and_score(args, trials, rerank, by_camera)
+        if plan and args.results:   # a sweep with other settings is refused before anything is embedded
+            done_cells(plan[3], {'dataset': args.dataset, 'mode': args.mode if dm.dataset_info(args.dataset).modes
+                                 else None, 'tvsearch': args.tvsearch, 'protocol': args.protocol, 'flip': args.flip,
+                                 'gallery': args.gallery, 'shots': args.shots, 'trials': trials,
+                                 'rerank': rerank._asdict() if rerank else None,
+                                 'corruption': {'setting': plan[2]}}, args.results, early=True)
+        setting, results, per_trial, titles, gaps, models = embed_and_score(args, trials, rerank, by_camera)
     dataset, mode = setting['dataset'], setting['mode']
     mean, std = mean_scores(per_trial), std_scores(per_trial)
     others = sorted({m['dataset'] for m in setting['trained_on'] or () if m['dataset'] not in (dataset, 'unknown')})
@@ -330,11 +442,15 @@ def main(argv=None):
             print(f'note: --per-camera: {dataset} has no camera numbers')
         for name in cameras or ():
             print(format_cameras(f'{name} per query camera (mean over {len(trials)} trial(s))', cameras, name))
-    if args.results:
-        report = results_report(setting, trials, direction(dataset, next(iter(titles.values()))), mean, std,
-                                per_trial, cmc_report(results), cameras, rerank, gaps)
+    report = results_report(setting, trials, direction(dataset, next(iter(titles.values()))), mean, std,
+                            per_trial, cmc_report(results), cameras, rerank, gaps)
+    if args.results and plan is None:
         write_results(args.results, report)
         print(f'results written to {args.results}')
+    if plan is not None:
+        run_corruption(args, plan, report, models, setting['data_root'], setting['img_size'])
+        if args.results:
+            print(f'results written to {args.results}')
     return mean
 
 

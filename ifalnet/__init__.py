@@ -25,6 +25,8 @@ Evaluation
     results_file.py     the results file of test.py --results (writer and reader)
     run_comparison.py   results files of several runs as one Markdown, LaTeX or CSV table
     slow_metrics.py     the metrics as a per-query loop, re-ranking one image at a time (yardsticks)
+    corruptions.py      corrupted test images of the corruption benchmark: the 20 corruptions, seeds, mix
+    corruption_sweep.py a test under corruption: its cells embedded and scored, resuming, the summary
 Figures, export, speed, synthetic data
     figure_data.py      what the figures show: ranked lists, t-SNE points, distances, CMC curves
     image_grids.py      image grids: tiles, borders, captions, the ranking grid
@@ -32,6 +34,7 @@ Figures, export, speed, synthetic data
     attention_maps.py   the attention maps of each MIA and layer 4's energy, and their overlays
     deploy.py           the deployable branch, its ONNX and TorchScript files, running them
     timing.py           the timing helper of bench.py: best of rounds, peak memory, score matrices
+    costs.py            the cost of a network: parameters, FLOPs, latency, peak memory (bench.py --parts cost)
     toy_datasets.py     synthetic datasets in the real on-disk layouts
 
 This file imports nothing: `from ifalnet import scoring` loads only what it asks for.

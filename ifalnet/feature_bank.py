@@ -1,9 +1,11 @@
 """The feature bank: each test image embedded once by the network, whatever the trials share.
 
 `FeatureBank` holds four float32 vectors per image (pool and bn features of the original and the
-middle-modality branch; two, the original ones, for a network without the middle modality);
-`embed` builds the test problems of some trials and fills a bank for them, `embed_problems` fills
-one for problems built elsewhere (train.py's held-out validation), and `evaluate` embeds and scores.
+middle-modality branch; two, the original ones, for a network without the middle modality), and
+how many images it embedded in how many seconds; `embed` builds the test problems of some trials
+and fills a bank for them, `embed_problems` fills one for problems built elsewhere (train.py's
+held-out validation, a corruption of the visible images that reuses a clean bank's other side), and
+`evaluate` embeds and scores.
 """
 import time
 
@@ -32,15 +34,19 @@ class FeatureBank:
     Each image has four float32 vectors: pool/bn features of the original and the middle-modality
     branch, kept as rows of one (n, 4, dim) array per branch (a network without the middle modality:
     two, pool/bn original, (n, 2, dim)). With `flip`, each vector is the sum of
-    the image's and its horizontal mirror's, scaled back to unit length."""
+    the image's and its horizontal mirror's, scaled back to unit length. `alter` ({branch:
+    callable}) changes the resized images of a branch before the network sees them (see
+    data_loader.TestData). `images` and `seconds` count what `add` embedded and how long it took."""
 
     PROGRESS_SECONDS = 10
 
     def __init__(self, net, device, img_h, img_w, batch_size, workers, channels_last=True, amp_dtype=None,
-                 flip=False):
+                 flip=False, alter=None):
         self.net, self.device = net, device
         self.img_h, self.img_w, self.batch_size, self.workers = img_h, img_w, batch_size, workers
         self.format, self.amp_dtype, self.flip = memory_format(channels_last), amp_dtype, flip
+        self.alter = dict(alter or {})
+        self.images, self.seconds = 0, 0.0
         self.middle = net_has_middle(net)
         self.names = FEATURE_NAMES if self.middle else ORIGINAL_FEATURES
         self.rows = {}        # (branch, path) -> row of self.features[branch]
@@ -54,7 +60,8 @@ class FeatureBank:
             return
         what = what or f'{Modal(modal).name.lower()} image'
         cuda = self.device.type == 'cuda'
-        loader = DataLoader(TestData(todo, np.zeros(len(todo)), self.img_h, self.img_w), batch_size=self.batch_size,
+        loader = DataLoader(TestData(todo, np.zeros(len(todo)), self.img_h, self.img_w, self.alter.get(modal)),
+                            batch_size=self.batch_size,
                             shuffle=False, num_workers=self.workers, pin_memory=cuda,
                             worker_init_fn=quiet_worker)
         out = None
@@ -87,7 +94,15 @@ class FeatureBank:
         self.features[modal] = np.concatenate([self.features[modal], out.numpy()]) if first else out.numpy()
         self.rows.update(((modal, path), first + i) for i, path in enumerate(todo))
         seconds = time.perf_counter() - start
+        self.images, self.seconds = self.images + len(todo), self.seconds + seconds
         print(f'  embedded {plural(len(todo), what)} in {seconds:.1f}s ({len(todo) / seconds:.0f} images/s)', flush=True)
+
+    def share(self, other, modal):
+        """Take the rows of branch `modal` from the bank `other` (before any `add` of that branch here):
+        the images a corruption of the other branch leaves as they were are not embedded again."""
+        if modal in other.features and modal not in self.features:
+            self.features[modal] = other.features[modal]
+            self.rows.update((key, row) for key, row in other.rows.items() if key[0] == modal)
 
     def embed_batch(self, x, modal):
         """(b, 4, dim) float32: the four feature vectors of each image of the batch `x` (without the
@@ -117,14 +132,20 @@ def embed(net, dataset, data_path, trials, device, mode='all', tvsearch=False, p
 
 
 def embed_problems(net, dataset, problems, device, img_h=384, img_w=192, batch_size=64, workers=4,
-                   channels_last=True, amp_dtype=None, flip=False):
+                   channels_last=True, amp_dtype=None, flip=False, alter=None, reuse=None, label=''):
     """A FeatureBank holding every image of `problems` ({trial: Problem}, built by `build_problem` or
-    otherwise, e.g. val_selection.validation_problem); the options as for `embed`."""
-    bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype, flip)
+    otherwise, e.g. val_selection.validation_problem); the options as for `embed`. `alter` as for
+    FeatureBank; `reuse`, a bank of the same network and options, gives the rows of the branches
+    `alter` leaves alone; `label` goes before the images' name in the progress lines ('fog/3')."""
+    bank = FeatureBank(net, device, img_h, img_w, batch_size, workers, channels_last, amp_dtype, flip, alter)
+    if reuse is not None:
+        for modal in (Modal.VISIBLE, Modal.THERMAL):
+            if modal not in bank.alter:
+                bank.share(reuse, modal)
     for side in ('query', 'gallery'):
         for modal in (Modal.VISIBLE, Modal.THERMAL):
             paths = [p for pr in problems.values() if getattr(pr, side).modal == modal for p in getattr(pr, side).paths]
-            bank.add(paths, modal, f'{side} {modality_word(dataset, modal)} image')
+            bank.add(paths, modal, (f'{label} ' if label else '') + f'{side} {modality_word(dataset, modal)} image')
     return bank
 
 

@@ -84,3 +84,43 @@ def format_table(title, scores):
     for name in present_scores(scores):
         lines.append(f'  {name:<10}' + ''.join(f'{100 * scores[name][k]:8.2f}%' for k in METRIC_KEYS))
     return '\n'.join(lines + ([] if has_middle(scores) else [NO_MIDDLE_NOTE]))
+
+
+def format_side_by_side(title, clean, corrupted):
+    """Rank-1, mAP and mINP of every score, clean and corrupted side by side, and the corrupted
+    score's relative drop in Rank-1 and mAP."""
+    metrics = (('Rank-1', 'rank1'), ('mAP', 'mAP'), ('mINP', 'mINP'))
+    lines = [title, f'  {"score":<10}' + ''.join(f'{h + " clean":>13}{"corrupted":>11}' for h, _ in metrics)
+             + f'{"Rank-1 drop":>13}{"mAP drop":>10}']
+    for name in present_scores(corrupted):
+        cells = ''.join(f'{100 * clean[name][k]:12.2f}%{100 * corrupted[name][k]:10.2f}%' for _, k in metrics)
+        drops = [relative_drop(clean[name][k], corrupted[name][k]) for k in ('rank1', 'mAP')]
+        lines.append(f'  {name:<10}{cells}{drops[0]:>13}{drops[1]:>10}')
+    return '\n'.join(lines)
+
+
+def relative_drop(clean, corrupted):
+    """'12.3%': (clean - corrupted) / clean, or '-' for a clean score of 0."""
+    return f'{100 * (clean - corrupted) / clean:.1f}%' if clean else '-'
+
+
+def format_corruption_grid(title, cells, clean, score='ALL', metric='rank1'):
+    """One value (`metric` of `score`, %) per corruption and severity from the cells {label: cell} of
+    a sweep, with each row's mean, each severity's mean over the corruptions, the mean over all cells
+    (the benchmark's headline), the clean value and the headline's relative drop from it."""
+    severities = sorted({cell['severity'] for cell in cells.values()}, key=str)
+    names = list(dict.fromkeys(cell['corruption'] for cell in cells.values()))
+    value = {(cell['corruption'], cell['severity']): 100 * cell['mean'][score][metric] for cell in cells.values()}
+    width = max(len(n) for n in names + ['mean over all']) + 2
+    lines = [title, f'  {"":<{width}}' + ''.join(f'{"severity " + str(s):>12}' for s in severities) + f'{"mean":>10}']
+    for name in names:
+        row = [value.get((name, s)) for s in severities]
+        known = [v for v in row if v is not None]
+        lines.append(f'  {name:<{width}}' + ''.join(f'{v:11.2f}%' if v is not None else f'{"-":>12}' for v in row)
+                     + f'{sum(known) / len(known):9.2f}%')
+    columns = [[value[(n, s)] for n in names if (n, s) in value] for s in severities]
+    overall = sum(value.values()) / len(value)
+    lines.append(f'  {"mean":<{width}}' + ''.join(f'{sum(c) / len(c):11.2f}%' for c in columns) + f'{overall:9.2f}%')
+    lines.append(f'  mean over all {len(value)} cells {overall:.2f}%, clean {100 * clean[score][metric]:.2f}%, '
+                 f'relative drop {relative_drop(100 * clean[score][metric], overall)}')
+    return '\n'.join(lines)

@@ -13,10 +13,20 @@ read by tables.py and visualize.py (`read_results`, `load_json`). Values are fra
      "rerank": {"k1", "k2", "lambda_value"} or null,
      "trained_on": [{"checkpoint", "dataset", "trial", "img_h", "img_w", "epoch"}] or null,
      "checkpoints": [{"path", "trials", "args"}],
-     "warnings": [...] (only for an incomplete test set)}
+     "warnings": [...] (only for an incomplete test set),
+     "embedding": {"images", "seconds", "seconds_per_image", "device"} or null (--from-features),
+     "corruption": (only with --corrupt) {"setting": {"corruptions", "severities", "seed", "side",
+         "applied", "versions"}, "img_size": [h, w], "complete": bool,
+         "cells": {"fog/3" | "mix/1-5": {"corruption", "severity", "mean", "std", "per_trial", "images",
+                                        "seconds"}},
+         "summary": {"cells", "mean": {score: {"rank1", "mAP", "mINP"}}, "relative_drop": {the same}}
+                    (once complete)}}
 
 Scores are named as the release prints them (`scoring.SCORES`; a network without the middle modality
 has `scoring.ORIGINAL_SCORES`). A CMC shorter than 20 (a small gallery) carries its last value forward.
+The file grows keys, never changes old ones: "embedding" and "corruption" came later. A corruption
+sweep rewrites the file after every cell ("complete" false until the last), so an interrupted one
+resumes from it.
 
 Readers check a file before using it (`check_report`): its structure level by level, every score a
 finite fraction within [0, 1] (Rank-k, mAP, mINP, their spreads, the CMC curves, per camera), and a
@@ -37,8 +47,8 @@ EXPECTED = 'a results file of test.py --results'
 
 def results_report(setting, trials, direction, mean, std, per_trial, cmc, per_camera, rerank, gaps=()):
     """The results file's content. `setting`: test.py's dataset, mode, tvsearch, protocol, flip, gallery,
-    shots, trained_on and checkpoints; `rerank` a scoring.Rerank or None; `gaps` the lines of an
-    incomplete test set (partial_sets.py)."""
+    shots, trained_on, checkpoints and embedding (`embedding_report`, or None); `rerank` a
+    scoring.Rerank or None; `gaps` the lines of an incomplete test set (partial_sets.py)."""
     dataset = setting['dataset']
     # "mode" (SYSU-MM01's gallery cameras) is kept for every dataset, as the file format has it, and is
     # null where it means nothing (RegDB, LLCM); the direction is always written.
@@ -48,7 +58,21 @@ def results_report(setting, trials, direction, mean, std, per_trial, cmc, per_ca
             'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
             'cmc': cmc, 'per_camera': per_camera, 'rerank': rerank._asdict() if rerank else None,
             'trained_on': setting['trained_on'], 'checkpoints': setting['checkpoints'],
-            **({'warnings': list(gaps)} if gaps else {})}
+            **({'warnings': list(gaps)} if gaps else {}), 'embedding': setting.get('embedding')}
+
+
+def embedding_report(images, seconds, device):
+    """The "embedding" entry: the images embedded, in how many seconds (decoding, resizing and the
+    network, through the data loader) and per image, on which device."""
+    return {'images': images, 'seconds': seconds, 'seconds_per_image': seconds / images if images else None,
+            'device': str(device)}
+
+
+def corruption_report(setting, img_size, cells, summary=None):
+    """The "corruption" entry of a sweep (ifalnet/corruption_sweep.py): its setting, the test size,
+    the cells done so far and, once every cell is done, the summary."""
+    return {'setting': setting, 'img_size': list(img_size), 'complete': summary is not None, 'cells': cells,
+            **({'summary': summary} if summary is not None else {})}
 
 
 def write_results(path, report):

@@ -18,6 +18,7 @@ The package
     ifalnet/val_selection.py        test_val_selection.py
     ifalnet/toy_datasets.py         test_toy_datasets.py (with synthetic.py)
     ifalnet/ddp.py                  test_torchrun.py
+    ifalnet/costs.py                test_costs.py (FLOPs against an analytic count), test_bench.py (the cost part)
 The scripts and the features
     train.py and test.py end to end, exact resume        test_train_and_test.py
     training from scratch learns on unseen identities     test_learning.py
@@ -25,6 +26,8 @@ The scripts and the features
     nothing lost, nothing silent (signals, disks, locks)  test_faults.py
     the component switches (ablations)                    test_ablation_switches.py
     test-time options (re-ranking, flip, galleries)       test_test_time_options.py
+    corrupted test images (ifalnet/corruptions.py, ifalnet/corruption_sweep.py, test.py --corrupt)
+                                                          test_corruptions.py
     several processes (torchrun)                          test_torchrun.py
     process_sysu.py                                       test_process_sysu.py
     tables.py                                             test_tables.py

@@ -52,6 +52,19 @@ def llcm_root(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def untrained_checkpoint(tmp_path_factory):
+    """An untrained network of 5 classes (seed 0) saved as a checkpoint without training arguments: its path."""
+    import torch
+
+    from ifalnet.checkpoints import save_checkpoint
+    from model import embed_net
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('untrained') / 'untrained.t'
+    save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': -1}, path)
+    return str(path)
+
+
+@pytest.fixture(scope='session')
 def sysu_prepared(tmp_path_factory):
     """A SYSU-MM01 copy of its own, prepared by process_sysu.py (the shared sysu_root stays unprepared):
     (root, what the script printed)."""

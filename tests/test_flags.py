@@ -31,7 +31,7 @@ SPELLING_CASES = {
     '--dist-timeout': ('5', 5.0), '--save-features': ('f.npz', 'f.npz'), '--warmup-epochs': ('3', 3),
     '--lr-steps': ('5,8', (5, 8)), '--lambda-value': ('0.5', 0.5), '--per-camera': (None, True),
     '--from-features': ('f.npz', 'f.npz'), '--run-name': ('ab', 'ab'), '--val-ids': ('3', 3),
-    '--triplet-pairs': ('original', 'original'), '--id-weight': ('0.5', 0.5),
+    '--triplet-pairs': ('original', 'original'), '--id-weight': ('0.5', 0.5), '--corrupt-seed': ('4', 4),
 }
 
 
@@ -69,7 +69,7 @@ def test_both_spellings_of_every_flag_parse_to_the_same_value(script, capsys):
     # A new flag with "-" or "_" needs a row in SPELLING_CASES (and gets its alias from flags.add_flag).
     train_only = {'--print-freq', '--sync-bn', '--dist-backend', '--dist-timeout', '--warmup-epochs', '--lr-steps',
                   '--run-name', '--val-ids', '--triplet-pairs', '--id-weight'}
-    test_only = {'--save-features', '--lambda-value', '--per-camera', '--from-features'}
+    test_only = {'--save-features', '--lambda-value', '--per-camera', '--from-features', '--corrupt-seed'}
     assert with_separator == set(SPELLING_CASES) - (train_only if script == 'test' else test_only)
     for flag in with_separator:
         given, expected = SPELLING_CASES[flag]

@@ -107,14 +107,6 @@ def test_regdb_missing_split_checkpoints_are_listed_before_any_embedding(tmp_pat
     assert capsys.readouterr().out == ''   # nothing loaded or embedded
 
 
-@pytest.fixture(scope='module')
-def untrained_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp('untrained') / 'untrained.t'
-    torch.manual_seed(0)
-    save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': -1}, path)
-    return path
-
-
 def run_test_script(tmp_path, *argv):
     results = tmp_path / 'results.json'
     test_script.main([*argv, '--img_h', '32', '--img_w', '16', '--workers', '0', '--gpu', '',

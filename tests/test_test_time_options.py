@@ -1,6 +1,7 @@
 """Test-time options of test.py and evaluation.py: re-ranking, flip, the official SYSU-MM01
 galleries with multi-shot, the spread over trials, per-camera scores, re-scoring saved features.
-One untrained checkpoint (32x16) on the session's synthetic SYSU-MM01 and LLCM sets serves them all."""
+One untrained checkpoint (32x16, conftest's untrained_checkpoint) on the session's synthetic SYSU-MM01 and LLCM
+sets serves them all."""
 import json
 import os
 
@@ -28,14 +29,6 @@ from utils import ReIDError
 FAST = ['--img_h', '32', '--img_w', '16', '--workers', '0', '--test-batch', '32', '--gpu', '']
 
 
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('tta_model') / 'untrained.t'
-    save_checkpoint({'net': embed_net(5).state_dict(), 'epoch': -1}, path)
-    return str(path)
-
-
 def run(tmp_path, name, data_path, checkpoint, *extra, dataset='sysu'):
     results = tmp_path / f'{name}.json'
     test_script.main(['--dataset', dataset, '--data-path', data_path, '--resume', checkpoint,
@@ -44,11 +37,11 @@ def run(tmp_path, name, data_path, checkpoint, *extra, dataset='sysu'):
 
 
 @pytest.fixture(scope='module')
-def saved_run(tmp_path_factory, sysu_root, checkpoint):
+def saved_run(tmp_path_factory, sysu_root, untrained_checkpoint):
     """test.py on SYSU-MM01 trials 0-2, with the features file and the results file."""
     out = tmp_path_factory.mktemp('tta_saved')
     features = out / 'features.npz'
-    report = run(out, 'plain', sysu_root, checkpoint, '--trials', '0,1,2', '--save-features', str(features))
+    report = run(out, 'plain', sysu_root, untrained_checkpoint, '--trials', '0,1,2', '--save-features', str(features))
     return out, features, report
 
 
@@ -86,8 +79,8 @@ def test_reranked_scores_are_the_metric_of_re_ranking_the_vectors(saved_run):
 
 
 # ----------------------------------------------------------------------------- flip
-def test_flip_is_the_normalised_mean_of_the_image_and_its_mirror(sysu_root, checkpoint):
-    net = load_model(checkpoint, torch.device('cpu')).eval()
+def test_flip_is_the_normalised_mean_of_the_image_and_its_mirror(sysu_root, untrained_checkpoint):
+    net = load_model(untrained_checkpoint, torch.device('cpu')).eval()
     paths, _, _ = dm.process_query_sysu(sysu_root)
     paths = paths[:5]
     flipped = FeatureBank(net, torch.device('cpu'), 32, 16, 4, 0, flip=True)
@@ -165,12 +158,12 @@ def test_missing_or_malformed_permutation_file(tmp_path, sysu_perm):
         dm.process_gallery_sysu(root, 'all', 0, 'official')
 
 
-def test_official_multi_shot_through_test_py(tmp_path, sysu_perm, checkpoint):
-    report = run(tmp_path, 'official', sysu_perm, checkpoint, '--trials', '0', '--gallery', 'official',
+def test_official_multi_shot_through_test_py(tmp_path, sysu_perm, untrained_checkpoint):
+    report = run(tmp_path, 'official', sysu_perm, untrained_checkpoint, '--trials', '0', '--gallery', 'official',
                  '--shots', '10')
     assert (report['gallery'], report['shots'], report['flip'], report['rerank']) == ('official', 10, False, None)
     with pytest.raises(ReIDError, match='--gallery and --shots choose SYSU-MM01 galleries; regdb has its own'):
-        test_script.main(['--dataset', 'regdb', '--resume', checkpoint, '--gallery', 'official', *FAST])
+        test_script.main(['--dataset', 'regdb', '--resume', untrained_checkpoint, '--gallery', 'official', *FAST])
 
 
 # ----------------------------------------------------------------------------- spread, per camera
@@ -186,8 +179,8 @@ def test_std_is_numpys_over_the_trials_and_printed(saved_run, capsys):
                                            f'{100 * report["std"]["ALL"]["rank1"]:.2f}%' in all_row
 
 
-def test_per_camera_scores_recombine_to_the_overall_ones(saved_run, llcm_root, checkpoint):
-    net = load_model(checkpoint, torch.device('cpu'))
+def test_per_camera_scores_recombine_to_the_overall_ones(saved_run, llcm_root, untrained_checkpoint):
+    net = load_model(untrained_checkpoint, torch.device('cpu'))
     llcm = embed(net, 'llcm', llcm_root, [0, 1], torch.device('cpu'), img_h=32, img_w=16, batch_size=32,
                             workers=0)
     for (problems, bank), cameras in ((saved(saved_run[1], [0, 1, 2]), {3, 6}), (llcm, None)):
@@ -234,10 +227,10 @@ def test_from_features_reproduces_the_run_that_wrote_the_file(saved_run, tmp_pat
         test_script.main(['--from-features', str(features), '--flip'])
 
 
-def test_from_features_with_rerank_equals_rerank_on_the_images(saved_run, tmp_path, sysu_root, checkpoint):
+def test_from_features_with_rerank_equals_rerank_on_the_images(saved_run, tmp_path, sysu_root, untrained_checkpoint):
     _, features, _ = saved_run
     options = ['--rerank', '--k1', '5', '--k2', '3', '--lambda-value', '0.2']
-    direct = run(tmp_path, 'direct', sysu_root, checkpoint, '--trials', '1', *options)
+    direct = run(tmp_path, 'direct', sysu_root, untrained_checkpoint, '--trials', '1', *options)
     results = tmp_path / 'saved.json'
     test_script.main(['--from-features', str(features), '--results', str(results), '--trials', '1', *options])
     saved = json.loads(results.read_text())
@@ -245,11 +238,11 @@ def test_from_features_with_rerank_equals_rerank_on_the_images(saved_run, tmp_pa
     assert saved['per_trial'] == direct['per_trial'] and saved['mean'] == direct['mean']
 
 
-def test_bad_re_ranking_parameters(checkpoint):
+def test_bad_re_ranking_parameters(untrained_checkpoint):
     with pytest.raises(ReIDError, match='--lambda-value must be within 0..1, got 2.0'):
-        test_script.main(['--resume', checkpoint, '--rerank', '--lambda-value', '2', *FAST])
+        test_script.main(['--resume', untrained_checkpoint, '--rerank', '--lambda-value', '2', *FAST])
     with pytest.raises(ReIDError, match='--k1 must be at least 1, got 0'):
-        test_script.main(['--resume', checkpoint, '--rerank', '--k1', '0', *FAST])
+        test_script.main(['--resume', untrained_checkpoint, '--rerank', '--k1', '0', *FAST])
 
 
 # ----------------------------------------------------------------------------- cross-dataset
@@ -269,7 +262,8 @@ def test_a_sysu_checkpoint_tests_on_regdb_and_llcm(tmp_path, regdb_root, llcm_ro
         assert 0 <= report['mean']['ALL']['rank1'] <= 1
 
 
-def test_a_release_checkpoint_was_trained_on_unknown(saved_run, checkpoint):
+def test_a_release_checkpoint_was_trained_on_unknown(saved_run, untrained_checkpoint):
     _, _, report = saved_run
-    assert report['trained_on'][0]['dataset'] == 'unknown' and report['trained_on'][0]['checkpoint'] == checkpoint
-    assert report['checkpoints'] == [{'path': checkpoint, 'trials': report['trials'], 'args': None}]
+    trained_on, = report['trained_on']
+    assert trained_on['dataset'] == 'unknown' and trained_on['checkpoint'] == untrained_checkpoint
+    assert report['checkpoints'] == [{'path': untrained_checkpoint, 'trials': report['trials'], 'args': None}]
