@@ -25,6 +25,8 @@ Evaluation
     results_file.py     the results file of test.py --results (writer and reader)
     run_comparison.py   results files of several runs as one Markdown, LaTeX or CSV table
     slow_metrics.py     the metrics as a per-query loop, re-ranking one image at a time (yardsticks)
+Datasets
+    dataset_census.py   a dataset copy counted and checked against its published statistics, or as made
 Figures, export, speed, synthetic data
     figure_data.py      what the figures show: ranked lists, t-SNE points, distances, CMC curves
     image_grids.py      image grids: tiles, borders, captions, the ranking grid
