@@ -47,6 +47,7 @@ import torch
 from ifalnet.atomic import temp_file_beside
 from ifalnet.checkpoints import load_model, resolve_checkpoint
 from ifalnet.deploy import Embedder, Exported, check, check_inputs, export, require, runtime_available
+from ifalnet.environment_stamp import stamp
 from model import Architecture, Modal
 
 
@@ -73,7 +74,8 @@ def main(argv=None):
     outputs = output_paths(args.out, args.modality)
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
-                'working_se': net.middle and not net.SEnet.constant, 'format': args.format}
+                'working_se': net.middle and not net.SEnet.constant, 'format': args.format,
+                'environment': stamp(torch.device('cpu'))}
     if net.config != Architecture():   # an ablation's network; a file without it is the full one
         metadata['architecture'] = net.architecture()
     written = {}   # modality -> temporary file, moved into place once every branch has passed

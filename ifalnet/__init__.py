@@ -12,6 +12,7 @@ Command lines and files
     atomic.py           files written atomically, a failed write as one line
     output_paths.py     output paths checked before any work, stale temporary files, the log tee
     checkpoints.py      checkpoint files: safe reading, atomic writing, release keys, the network they hold
+    environment_stamp.py  the software and hardware that made a file (versions, device, commit), in every file
     run_files.py        a training run: its name, files, lock, collisions, kept epochs, random states
     val_selection.py    model selection on held-out identities (train.py --select val)
 Evaluation

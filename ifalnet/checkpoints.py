@@ -8,7 +8,7 @@ was trained on (`trained_on`, `describe_training`) and the training arguments it
 (`training_args`); `load_state`, which drops the release's unused weights and refuses any other
 difference with a list of what differs; `load_checkpoint` (a file into a network) and `load_model`
 (the network a checkpoint holds, ready to evaluate); `refuse_nonfinite` refuses weights that hold
-NaN or inf.
+NaN or inf; `checkpoint_record`, what a loaded network's file says of its making.
 """
 import json
 import os
@@ -195,10 +195,21 @@ def resolve_checkpoint(resume, model_path, trial=None):
     raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')
 
 
+# What a checkpoint holds besides the weights and the state an exact resume needs.
+RECORD_KEYS = ('epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'architecture', 'args', 'held_out', 'environment',
+               'dataset_copy')
+
+
+def checkpoint_record(ckpt):
+    """The entries of `ckpt` other than weights and resume state (RECORD_KEYS; None where absent)."""
+    return {key: ckpt.get(key) for key in RECORD_KEYS}
+
+
 def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):
     """The network of checkpoint `path` on `device`. The release squeeze-excitation's channels are
     `se_channels` if given, else the ones the checkpoint stores, else (a release checkpoint) the
-    topk tie order of `device`; they are printed."""
+    topk tie order of `device`; they are printed. The network also carries what the file says of its
+    making: `trained_on`, `training_args` and `record` (`checkpoint_record`)."""
     ckpt = read_checkpoint(path)
     refuse_nonfinite(ckpt['net'], path)
     net = embed_net(arch=arch, **checkpoint_model_args(ckpt, path))
@@ -208,6 +219,7 @@ def load_model(path, device, arch='resnet50', se_channels=None, channels_last=Tr
     net = net.to(device, memory_format=memory_format(channels_last))
     net.trained_on = trained_on(ckpt)   # what test.py checks against what it is asked to test
     net.training_args = training_args(ckpt)   # recorded in test.py's results file (tables.py groups runs by them)
+    net.record = checkpoint_record(ckpt)   # what else the file says: scores, environment, dataset copy
     stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
     if not net.middle:
         if se_channels:

@@ -12,7 +12,11 @@ read by tables.py and visualize.py (`read_results`, `load_json`). Values are fra
      "per_camera": {score: {camera: {"rank1", "mAP", "mINP", "queries", "trials"}}} or null (RegDB),
      "rerank": {"k1", "k2", "lambda_value"} or null,
      "trained_on": [{"checkpoint", "dataset", "trial", "img_h", "img_w", "epoch"}] or null,
-     "checkpoints": [{"path", "trials", "args"}],
+     "checkpoints": [{"path", "trials", "args", "environment"}] (environment: the stamp the checkpoint
+                    stores, or null),
+     "dataset_copy": the test set copy against the published one (dataset_census.check_copy), null with
+                     --from-features,
+     "environment": the environment stamp of this run (environment_stamp.stamp),
      "warnings": [...] (only for an incomplete test set)}
 
 Scores are named as the release prints them (`scoring.SCORES`; a network without the middle modality
@@ -28,8 +32,8 @@ from utils import ReIDError
 
 def results_report(setting, trials, direction, mean, std, per_trial, cmc, per_camera, rerank, gaps=()):
     """The results file's content. `setting`: test.py's dataset, mode, tvsearch, protocol, flip, gallery,
-    shots, trained_on and checkpoints; `rerank` a scoring.Rerank or None; `gaps` the lines of an
-    incomplete test set (partial_sets.py)."""
+    shots, trained_on, checkpoints, dataset_copy and environment; `rerank` a scoring.Rerank or None;
+    `gaps` the lines of an incomplete test set (partial_sets.py)."""
     dataset = setting['dataset']
     # "mode" (SYSU-MM01's gallery cameras) is kept for every dataset, as the file format has it, and is
     # null where it means nothing (RegDB, LLCM); the direction is always written.
@@ -39,6 +43,7 @@ def results_report(setting, trials, direction, mean, std, per_trial, cmc, per_ca
             'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
             'cmc': cmc, 'per_camera': per_camera, 'rerank': rerank._asdict() if rerank else None,
             'trained_on': setting['trained_on'], 'checkpoints': setting['checkpoints'],
+            'dataset_copy': setting['dataset_copy'], 'environment': setting['environment'],
             **({'warnings': list(gaps)} if gaps else {})}
 
 

@@ -181,7 +181,8 @@ def test_results_file_holds_each_scores_cmc_curve(runs):
         # "mode" (SYSU-MM01's gallery cameras) is null for RegDB and LLCM; every file says its direction
         assert report['mode'] == ('all' if dataset == 'sysu' else None)
         assert set(report) == {'dataset', 'mode', 'direction', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc',
-                               'std', 'per_camera', 'rerank', 'flip', 'gallery', 'shots', 'trained_on', 'checkpoints'}
+                               'std', 'per_camera', 'rerank', 'flip', 'gallery', 'shots', 'trained_on', 'checkpoints',
+                               'dataset_copy', 'environment'}
         assert all(set(report['mean'][s]) == SCORE_KEYS for s in SCORES)
         assert [t['trial'] for t in report['cmc']['per_trial']] == report['trials']
         for name in SCORES:
