@@ -4,7 +4,7 @@
     python test.py --dataset regdb --resume 'save_model/regdb_..._trial_{trial}_best.t'
     python test.py --dataset llcm --resume llcm_..._best.t --results results.json
 
-Before embedding, test.py says
+--resume also takes a model folder of export.py --format safetensors. Before embedding, test.py says
 whether the test set copy is the published one (ifalnet/dataset_census.py) and what software and
 hardware run it (ifalnet/environment_stamp.py); both go into the results file.
 
@@ -76,7 +76,7 @@ def parse_args(argv=None):
 if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
     parse_args()                # are imported (main parses them again)
 
-from ifalnet.checkpoints import describe_training, load_model, resolve_checkpoint
+from ifalnet.checkpoints import checkpoint_sha256, describe_training, load_model, resolve_checkpoint
 from ifalnet.dataset_census import check_copy, copy_line
 from ifalnet.deploy import exported_pair
 from ifalnet.devices import autocast_dtype, select_device
@@ -224,13 +224,14 @@ def embed_and_score(args, trials, rerank, by_camera):
         if args.onnx:   # exported files test at the size they were exported for
             net = exported
             sizes.append((exported.img_h, exported.img_w))
-            used.append({'path': path, 'trials': list(tested), 'args': None, 'environment': None})
+            used.append({'path': path, 'trials': list(tested), 'args': None, 'sha256': None, 'environment': None})
         else:
             net = load_model(path, **model)
             sizes.append(fit_to_checkpoint(net, path, args, tested))
             note_other_versions(path, net.record['environment'], environment)
             trained.append({'checkpoint': path, **net.trained_on, 'dataset': net.trained_on['dataset'] or 'unknown'})
             used.append({'path': path, 'trials': list(tested), 'args': net.training_args,
+                         'sha256': checkpoint_sha256(net, path) if args.results else None,
                          'environment': net.record['environment']})
         return embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1], **options)
 
@@ -306,9 +307,9 @@ def score_saved(args, rerank, by_camera):
 
 def saved_checkpoints(meta, trials):
     """The results file's "checkpoints" of a features file: the paths it names and the trials each
-    embedded (the file keeps no training arguments or stamps: null)."""
+    embedded (the file keeps no training arguments, hashes or stamps: null)."""
     models = dict(zip(meta['trials'], meta['trial_models']))
-    return [{'path': path, 'trials': [t for t in trials if models.get(t) == k], 'args': None,
+    return [{'path': path, 'trials': [t for t in trials if models.get(t) == k], 'args': None, 'sha256': None,
              'environment': None}
             for k, path in enumerate(meta['checkpoints']) if any(models.get(t) == k for t in trials)]
 

@@ -26,7 +26,10 @@ Evaluation
     results_file.py     the results file of test.py --results (writer and reader)
     run_comparison.py   results files of several runs as one Markdown, LaTeX or CSV table
     slow_metrics.py     the metrics as a per-query loop, re-ranking one image at a time (yardsticks)
-Datasets
+Sharing a model, and the data it was made on
+    weights_folder.py   the model folder to share: safetensors weights, config.json, checksums; reading it safely
+    hub_card.py         the folder's model card: the Hub's YAML front matter and model-index, the page
+    hub_transfer.py     weights from a URL (hash-checked) or the Hugging Face Hub, and pushing a folder there
     dataset_census.py   a dataset copy counted and checked against its published statistics, or as made
 Figures, export, speed, synthetic data
     figure_data.py      what the figures show: ranked lists, t-SNE points, distances, CMC curves

@@ -12,8 +12,9 @@ read by tables.py and visualize.py (`read_results`, `load_json`). Values are fra
      "per_camera": {score: {camera: {"rank1", "mAP", "mINP", "queries", "trials"}}} or null (RegDB),
      "rerank": {"k1", "k2", "lambda_value"} or null,
      "trained_on": [{"checkpoint", "dataset", "trial", "img_h", "img_w", "epoch"}] or null,
-     "checkpoints": [{"path", "trials", "args", "environment"}] (environment: the stamp the checkpoint
-                    stores, or null),
+     "checkpoints": [{"path", "trials", "args", "sha256", "environment"}] (sha256 of the checkpoint file or
+                    of a model folder's model.safetensors, null for exported files; environment: the stamp the
+                    checkpoint stores, or null),
      "dataset_copy": the test set copy against the published one (dataset_census.check_copy), null with
                      --from-features,
      "environment": the environment stamp of this run (environment_stamp.stamp),

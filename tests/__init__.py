@@ -32,6 +32,8 @@ The scripts and the features
     tables.py                                             test_tables.py
     visualize.py (figures, features and results files)   test_visualize.py
     export.py and test.py --onnx                          test_export.py
+    sharing a model: safetensors folder, model card,      test_sharing.py
+      torch.hub, the Hub, refused files (weights_folder.py, hub_card.py, hub_transfer.py, hubconf.py)
     bench.py                                              test_bench.py
     demo.py                                               test_demo.py
     the repository's layout, maps and links               test_layout.py
