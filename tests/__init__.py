@@ -18,7 +18,7 @@ The package
     ifalnet/val_selection.py        test_val_selection.py
     ifalnet/toy_datasets.py         test_toy_datasets.py (with synthetic.py)
     ifalnet/ddp.py                  test_torchrun.py
-    ifalnet/environment_stamp.py    test_environment_stamp.py
+    ifalnet/environment_stamp.py    test_environment_stamp.py (with requirements-lock.txt)
     ifalnet/dataset_census.py       test_dataset_census.py
 The scripts and the features
     train.py and test.py end to end, exact resume        test_train_and_test.py

@@ -1,7 +1,7 @@
-"""ifalnet/environment_stamp.py: what a file records of the software and hardware that made it, and the note
-test.py gives for a checkpoint made under other major versions. The files that carry the stamp are
-tested with them (test_export.py: ONNX and TorchScript metadata; the key sets of the checkpoint in
-test_train_and_test.py and of the results file in test_visualize.py)."""
+"""ifalnet/environment_stamp.py: what a file records of the software and hardware that made it, the note
+test.py gives for a checkpoint made under other major versions, and the lock file of exact versions
+(requirements-lock.txt). That every file the scripts write carries the stamp is tested with the files:
+test_sharing.py (checkpoint, results, features, model folder), test_export.py (ONNX, TorchScript)."""
 import os
 import platform
 import re
@@ -12,6 +12,8 @@ import PIL
 import scipy
 import torch
 import torchvision
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 import test as test_script
 from ifalnet import environment_stamp as env
@@ -60,3 +62,28 @@ def test_test_py_notes_a_checkpoint_of_other_major_versions(capsys):
     assert capsys.readouterr().out == ('note: old.t was made with Python 3.8.10 (this run: 3.11.7), torch 1.13.1 (this '
                                        'run: 2.14.1), numpy 1.26.4 (this run: 2.4.6): other major versions, whose '
                                        'kernels and defaults can move scores in the last digits\n')
+
+
+def requirements(name):
+    with open(os.path.join(ROOT, name)) as f:
+        lines = [line.split('#')[0].strip() for line in f]
+    return [line for line in lines if line and not line.startswith('-r ')]
+
+
+def test_the_lock_file_pins_every_requirement_in_pips_format():
+    pins = {}
+    for line in requirements('requirements-lock.txt'):
+        assert re.fullmatch(r'[A-Za-z0-9][\w.-]*==[\w.+!-]+', line), line   # `pip freeze`'s format
+        name, version = line.split('==')
+        pins[name.lower().replace('_', '-')] = Version(version)
+    files = [f for f in os.listdir(ROOT) if re.fullmatch(r'requirements(-\w+)?\.txt', f) and f != 'requirements-lock.txt']
+    assert {'requirements.txt', 'requirements-vis.txt', 'requirements-export.txt', 'requirements-share.txt',
+            'requirements-hub.txt'} <= set(files)
+    for name in files:
+        for line in requirements(name):
+            wanted = Requirement(line)
+            key = wanted.name.lower().replace('_', '-')
+            assert key in pins, f'{name}: {wanted.name} is not in requirements-lock.txt'
+            assert pins[key] in wanted.specifier, f'{name}: {line}, but the lock pins {pins[key]}'
+    for tool in ('pytest', 'pytest-xdist'):   # what the README's test command installs besides
+        assert tool in pins
