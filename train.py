@@ -5,6 +5,10 @@
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
     torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (docs/training.md)
 
+At start it prints what runs it (ifalnet/environment_stamp.py), whether the training set is the
+published one (ifalnet/dataset_census.py) and how many steps an epoch has and why; every checkpoint
+records the first two.
+
 This is the command line and the epoch loop (flags, input checks, validation, checkpoints, log);
 the schedule, optimizer and one epoch live in recipe.py, a run's files and random states in
 ifalnet/run_files.py, the validation in ifalnet/feature_bank.py and ifalnet/scoring.py.

@@ -27,7 +27,8 @@ from utils import ReIDError
 
 
 def add_model_args(parser):
-    parser.add_argument('--resume', required=True, help='checkpoint (ours or the release\'s)')
+    parser.add_argument('--resume', required=True,
+                        help="checkpoint (ours or the release's), or a model folder of export.py --format safetensors")
     parser.add_argument('--img_h', default=384, type=int, help='network input height (as test.py)')
     parser.add_argument('--img_w', default=192, type=int, help='network input width (as test.py)')
     parser.add_argument('--arch', default='resnet50', choices=('resnet50',), help='backbone')

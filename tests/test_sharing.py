@@ -25,6 +25,7 @@ import process_sysu
 import synthetic
 import test as test_script
 import train as train_script
+import visualize
 from ifalnet import hub_transfer
 from ifalnet.checkpoints import read_checkpoint
 from ifalnet.interruption import run_main
@@ -110,6 +111,14 @@ def test_torch_hub_load_returns_the_network_of_the_checkpoint(run, hub_net):
     got = net.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert net.se_channels == (3, 5, 4)
+
+
+def test_visualize_draws_the_same_from_the_folder(run, tmp_path):
+    image = sorted((run['data'] / 'cam1' / '0001').iterdir())[0]
+    for name, weights in (('ckpt', run['ckpt']), ('folder', run['folder'])):
+        quiet(visualize.main, ['middle', '--resume', str(weights), '--img_h', '32', '--img_w', '16', '--gpu', 'cpu',
+                               str(image), '--modality', 'visible', '--out', str(tmp_path / f'{name}.png')])
+    assert (tmp_path / 'ckpt.png').read_bytes() == (tmp_path / 'folder.png').read_bytes()
 
 
 def test_safetensors_alone_reads_the_weights(run):
