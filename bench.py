@@ -43,7 +43,7 @@ import tempfile
 import time
 
 from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
-from ifalnet.interruption import quiet_worker, run_main
+from ifalnet.interruption import Interrupted, quiet_worker, run_main
 
 
 PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank')
@@ -141,8 +141,9 @@ def reset_cuda_peak(device):
         torch.cuda.reset_peak_memory_stats()
 
 
-def bench_training(args, device):
-    """Per-step seconds (data wait, compute) of train_epoch, one warm-up epoch then one measured."""
+def bench_training(args, device, best=None):
+    """Per-step seconds (data wait, compute) of train_epoch, one warm-up epoch then one measured; `best`
+    (a dict) receives each variant's best as it comes."""
     batch_items = 4 * 4
     # N = 16 (steps - 1) images per modality: the sampler's N // 16 + 1 batches are `steps` steps.
     color, thermal, labels = rendered(4 * max(args.steps - 1, 1), 4, (args.img_h, args.img_w))
@@ -152,6 +153,7 @@ def bench_training(args, device):
         ['--img_h', str(args.img_h), '--img_w', str(args.img_w)])
     options.print_freq = 10 ** 6
     table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
+    best = {} if best is None else best
 
     def measure(name):
         channels_last, amp = table[name]
@@ -173,19 +175,30 @@ def bench_training(args, device):
         return step, {'data_wait_s': stats['data_wait'] / steps, 'compute_s': stats['compute'] / steps,
                       'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, list(table), measure, 'training')
-    base = best['fp32 contiguous'][0]
-    return {name: {'step_s': s, **extra, 'ratio': s / base} for name, (s, extra) in best.items()}
+    return training_rows(best_of(args.repeats, list(table), measure, 'training', best,
+                                 lambda s, extra: f'{s:.3f} s a step'))
 
 
-def bench_embedding(args, device, folder):
-    """Images per second of FeatureBank.add (decode, resize, network) on JPEGs of twice the size."""
+def ratios(best, base='fp32 contiguous'):
+    """Each variant's time over the base variant's (None until the base is measured)."""
+    base = best.get(base, (None,))[0]
+    return {name: s / base if base else None for name, (s, _) in best.items()}
+
+
+def training_rows(best):
+    return {name: {'step_s': s, **extra, 'ratio': ratios(best)[name]} for name, (s, extra) in best.items()}
+
+
+def bench_embedding(args, device, folder, best=None):
+    """Images per second of FeatureBank.add (decode, resize, network) on JPEGs of twice the size; `best`
+    as for bench_training."""
     visible, _, _ = rendered(args.embed_images, 1, (2 * args.img_h, 2 * args.img_w))
     paths = []
     for i, img in enumerate(visible):
         paths.append(os.path.join(folder, f'{i:05d}.jpg'))
         Image.fromarray(img).save(paths[-1], quality=95)
     table = {name: (last, amp) for name, last, amp in variants(device, args.all_variants)[0]}
+    best = {} if best is None else best
     torch.manual_seed(0)
     weights = embed_net(395).state_dict()
     exported = exported_net(weights, args, folder)
@@ -206,9 +219,13 @@ def bench_embedding(args, device, folder):
             seconds = time.perf_counter() - start
         return seconds, {'cuda_max_allocated_mb': cuda_peak(device)}
 
-    best = best_of(args.repeats, [*table, *exported], measure, 'embedding')
-    base = best['fp32 contiguous'][0]
-    return {name: {'images_per_s': len(paths) / s, 'seconds': s, **extra, 'ratio': s / base}
+    best_of(args.repeats, [*table, *exported], measure, 'embedding', best,
+            lambda s, extra: f'{len(paths) / s:.1f} images/s')
+    return embedding_rows(best, len(paths))
+
+
+def embedding_rows(best, images):
+    return {name: {'images_per_s': images / s, 'seconds': s, **extra, 'ratio': ratios(best)[name]}
             for name, (s, extra) in best.items()}
 
 
@@ -235,8 +252,9 @@ def torchvision_views(img_h, img_w):
     return [lambda img, rng, gen, c=c: c(Image.fromarray(img)) for c in composed]
 
 
-def bench_pipeline(args, device):
-    """Training items per second, without the network: ours and torchvision's views, 0 and N workers."""
+def bench_pipeline(args, device, best=None):
+    """Training items per second, without the network: ours and torchvision's views, 0 and N workers;
+    `best` as for bench_training."""
     size = args.pipeline_size
     color, thermal, labels = rendered(32, 8, size)
     n_items = 8 * 16
@@ -267,7 +285,11 @@ def bench_pipeline(args, device):
         items = sum(len(batch[4]) for batch in loader)
         return (time.perf_counter() - start) / items, {}
 
-    best = best_of(args.repeats, names, measure, 'input pipeline')
+    return pipeline_rows(best_of(args.repeats, names, measure, 'input pipeline', best,
+                                 lambda s, extra: f'{1 / s:.0f} items/s'))
+
+
+def pipeline_rows(best):
     return {name: {'items_per_s': 1 / s} for name, (s, _) in best.items()}
 
 
@@ -362,37 +384,52 @@ def main(argv=None):
     report['skipped_variants'] = skipped
     if skipped and {'train', 'embed'} & set(args.parts):
         print(SKIPPED_NOTE.format(', '.join(skipped)), flush=True)
-    if 'train' in args.parts:
-        print('training ...', flush=True)
-        report['train'] = bench_training(args, device)
-        print_table(f'Training step, 4 ids x 4 images x 2 modalities, {args.img_h}x{args.img_w} '
-                    f'(best of {args.repeats} x {args.steps} steps)', report['train'],
-                    [('step s', ('step_s', '.3f')), ('data wait s', ('data_wait_s', '.3f')),
-                     ('compute s', ('compute_s', '.3f')), ('vs fp32', ('ratio', '.2f')),
-                     ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))])
-    if 'embed' in args.parts:
-        print('\nembedding ...', flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            report['embed'] = bench_embedding(args, device, folder)
-        print_table(f'Test embedding, {args.embed_images} JPEGs {2 * args.img_h}x{2 * args.img_w} tested at '
-                    f'{args.img_h}x{args.img_w}, batch {args.test_batch}', report['embed'],
-                    [('images/s', ('images_per_s', '.1f')), ('seconds', ('seconds', '.2f')),
-                     ('time vs fp32', ('ratio', '.2f')), ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))])
-    if 'pipeline' in args.parts:
-        print('\ninput pipeline ...', flush=True)
-        report['pipeline'] = bench_pipeline(args, device)
-        h, w = args.pipeline_size
-        print_table(f'Training input pipeline at {h}x{w} (items of four views)', report['pipeline'],
-                    [('items/s', ('items_per_s', '.0f'))])
-    if 'metrics' in args.parts:
-        report['metrics'] = bench_metrics_calls(args)
-        print_table('Metrics, one call (release CMC, mAP, mINP)', report['metrics'], [('seconds', ('seconds', '.4f'))])
-    if 'loop' in args.parts:
-        print('\nMetrics against the per-query loop (best of {}):'.format(max(args.repeats, 7)), flush=True)
-        report['loop'] = bench_metrics_loop(max(args.repeats, 7), np.random.default_rng(0))
-    if 'rerank' in args.parts:
-        print('\nRe-ranking against the per-image version:', flush=True)
-        report['rerank'] = bench_rerank(max(args.repeats, 7), np.random.default_rng(0))
+    h, w = args.pipeline_size
+    tables = {   # part: (title, columns, rows of a part's best_of figures, measured so far or all)
+        'train': (f'Training step, 4 ids x 4 images x 2 modalities, {args.img_h}x{args.img_w} '
+                  f'(best of {args.repeats} x {args.steps} steps)',
+                  [('step s', ('step_s', '.3f')), ('data wait s', ('data_wait_s', '.3f')),
+                   ('compute s', ('compute_s', '.3f')), ('vs fp32', ('ratio', '.2f')),
+                   ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))], training_rows),
+        'embed': (f'Test embedding, {args.embed_images} JPEGs {2 * args.img_h}x{2 * args.img_w} tested at '
+                  f'{args.img_h}x{args.img_w}, batch {args.test_batch}',
+                  [('images/s', ('images_per_s', '.1f')), ('seconds', ('seconds', '.2f')),
+                   ('time vs fp32', ('ratio', '.2f')), ('CUDA MB', ('cuda_max_allocated_mb', '.0f'))],
+                  lambda best: embedding_rows(best, args.embed_images)),
+        'pipeline': (f'Training input pipeline at {h}x{w} (items of four views)', [('items/s', ('items_per_s', '.0f'))],
+                     pipeline_rows),
+    }
+    partial = {}   # part: the best_of figures it has so far
+    try:
+        if 'train' in args.parts:
+            print('training ...', flush=True)
+            report['train'] = bench_training(args, device, partial.setdefault('train', {}))
+            print_table(*tables['train'][:1], report['train'], tables['train'][1])
+        if 'embed' in args.parts:
+            print('\nembedding ...', flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                report['embed'] = bench_embedding(args, device, folder, partial.setdefault('embed', {}))
+            print_table(*tables['embed'][:1], report['embed'], tables['embed'][1])
+        if 'pipeline' in args.parts:
+            print('\ninput pipeline ...', flush=True)
+            report['pipeline'] = bench_pipeline(args, device, partial.setdefault('pipeline', {}))
+            print_table(*tables['pipeline'][:1], report['pipeline'], tables['pipeline'][1])
+        if 'metrics' in args.parts:
+            report['metrics'] = bench_metrics_calls(args)
+            print_table('Metrics, one call (release CMC, mAP, mINP)', report['metrics'], [('seconds', ('seconds', '.4f'))])
+        if 'loop' in args.parts:
+            print('\nMetrics against the per-query loop (best of {}):'.format(max(args.repeats, 7)), flush=True)
+            report['loop'] = bench_metrics_loop(max(args.repeats, 7), np.random.default_rng(0))
+        if 'rerank' in args.parts:
+            print('\nRe-ranking against the per-image version:', flush=True)
+            report['rerank'] = bench_rerank(max(args.repeats, 7), np.random.default_rng(0))
+    except (Interrupted, KeyboardInterrupt):
+        # The part in progress: its table of what was measured (the finished parts' tables are above).
+        for part, best in partial.items():
+            if part not in report and best:
+                title, columns, rows = tables[part]
+                print_table(f'{title}, interrupted: the {len(best)} variant(s) measured so far', rows(best), columns)
+        raise
     report['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'\npeak resident memory {report["peak_rss_mb"]:.0f} MB')
     if args.json:

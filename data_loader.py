@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from data_manager import (DATASETS, LLCM_LAYOUT, LUMINANCE, REGDB_LAYOUT, SYSU_LAYOUT, data_root, open_rgb,
-                          read_index_file, read_resized)
+                          read_index_file, read_resized, sysu_train_files)
 from utils import ReIDError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -342,6 +342,25 @@ def build_train_set(dataset, data_path, img_h, img_w, trial=1, held_out=()):
     if dataset == 'llcm':
         return LLCMData(data_path, img_h, img_w, held_out)
     raise ReIDError(f"unknown dataset {dataset!r}; expected 'sysu', 'regdb' or 'llcm'")
+
+def source_image_size(dataset, data_path, trial=1, sample=64):
+    """The median (height, width) of up to `sample` of the training image files (evenly spread over the
+    visible ones; only their headers are read): the size the images had before any resizing (the SYSU-MM01
+    arrays of process_sysu.py hold them resized). None when no file can be read."""
+    if dataset == 'sysu':
+        paths = sysu_train_files(data_path)[1]
+    else:
+        root, color_index, _ = listed_index_files(dataset, data_path, trial)
+        paths = read_index_file(color_index, root, REGDB_LAYOUT if dataset == 'regdb' else LLCM_LAYOUT)[0]
+    sizes = []
+    for path in paths[::max(1, len(paths) // sample)][:sample]:
+        try:
+            with Image.open(path) as img:
+                sizes.append((img.height, img.width))
+        except (OSError, ValueError):
+            continue
+    return tuple(int(v) for v in np.median(np.array(sizes), axis=0)) if sizes else None
+
 
 def count_train_identities(dataset, data_path, trial=1, held_out=()):
     """The number of training identities (the classifier's classes) from the labels alone, no image

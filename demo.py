@@ -20,11 +20,11 @@ import subprocess
 import sys
 import time
 
-from ifalnet.dataset_census import DEMO_MARKER as MARKER   # marks a dataset folder the demo made (and may replace)
+# MARKER marks a dataset folder the demo made (and may replace)
+from ifalnet.dataset_census import DEMO_MARKER as MARKER, marker_record, write_marker
 from ifalnet.flags import add_flag, make_parser
-from ifalnet.interruption import run_main
+from ifalnet.interruption import Interrupted, run_main
 from utils import ReIDError
-
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -57,6 +57,7 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import numpy as np
 import torch
 
+from data_manager import SYSU_ARRAYS
 from ifalnet.atomic import atomic_write
 from ifalnet.checkpoints import save_checkpoint
 from ifalnet.environment_stamp import stamp
@@ -106,19 +107,35 @@ class TimeLeft:
         print(note, flush=True)
 
 
+def marker_settings(setting, seed):
+    """The settings a demo dataset was made with, as its marker records them."""
+    return {**setting, 'size': list(setting['size']), 'seed': seed}
+
+
 def make_dataset(root, setting, seed):
-    """A fresh synthetic SYSU-MM01 in `root`; replaces an earlier demo dataset, nothing else."""
+    """The synthetic SYSU-MM01 of `setting` and `seed` in `root`, prepared by process_sysu.py: kept when an
+    earlier demo made it with the same settings and prepared it (a demo run again continues), else made
+    afresh, replacing an earlier demo dataset and nothing else. Returns whether it was kept."""
+    marker = os.path.join(root, MARKER)
     if os.path.exists(root):
-        if not os.path.isfile(os.path.join(root, MARKER)):
+        record = marker_record(marker)
+        if record is None:
             raise ReIDError(f'{root} exists and was not made by demo.py; choose another --workdir')
+        same = record.get('settings') == marker_settings(setting, seed)
+        prepared = all(os.path.isfile(os.path.join(root, name)) for name in SYSU_ARRAYS)
+        if same and prepared:
+            print(f'synthetic SYSU-MM01 in {root}: kept, made by an earlier demo with these settings', flush=True)
+            return True
         shutil.rmtree(root)
     n_train, n_test = setting['train_ids'], setting['test_ids']
     ids = list(range(1, n_train + n_test + 2))
     make_sysu(root, train_ids=ids[:n_train], val_ids=ids[n_train:n_train + 1], test_ids=ids[n_train + 1:],
-              images_per_cam=setting['images_per_cam'], size=setting['size'], seed=seed, marker=MARKER,
-              made_by='demo.py')
+              images_per_cam=setting['images_per_cam'], size=setting['size'], seed=seed, marker=None)
+    write_marker(root, MARKER, 'demo.py', 'sysu', settings=marker_settings(setting, seed))
     print(f'synthetic SYSU-MM01 in {root}: {n_train} + 1 training identities, {n_test} test identities, '
           f'{setting["images_per_cam"]} image(s) per camera, {setting["size"][0]}x{setting["size"][1]}', flush=True)
+    run_script('process_sysu.py', ['--data-path', root])
+    return False
 
 
 def save_untrained(path, data_root, seed):
@@ -130,17 +147,33 @@ def save_untrained(path, data_root, seed):
                      'environment': stamp(torch.device('cpu'))}, path)
 
 
-def comparison(untrained, trained):
-    rows = ['', 'ALL scores, test identities never seen in training (mean over the gallery trials):',
-            f'  {"score":<8}{"untrained":>12}{"trained":>12}{"gain":>10}']
+def comparison(untrained, trained, quick=False):
+    """The demo's last table; `quick`: the scores of a smoke run, without a gain (one epoch on four
+    identities learns nothing, and a difference would read as a result)."""
+    if quick:
+        rows = ['', 'ALL scores of the smoke run (--quick: every step ran; 1 epoch on 4 identities is too short to '
+                'learn, so these numbers say nothing about training; run the demo without --quick for that):',
+                f'  {"score":<8}{"untrained":>12}{"trained":>12}']
+    else:
+        rows = ['', 'ALL scores, test identities never seen in training (mean over the gallery trials):',
+                f'  {"score":<8}{"untrained":>12}{"trained":>12}{"gain":>10}']
     for name in METRIC_KEYS:
         u, t = untrained['ALL'][name], trained['ALL'][name]
-        rows.append(f'  {name:<8}{100 * u:>11.2f}%{100 * t:>11.2f}%{100 * (t - u):>+9.2f}%')
+        rows.append(f'  {name:<8}{100 * u:>11.2f}%{100 * t:>11.2f}%' + ('' if quick else f'{100 * (t - u):>+9.2f}%'))
     return '\n'.join(rows)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        run_demo(args)
+    except Interrupted as err:   # each script said where it stopped; the demo says how to go on
+        err.hint = (f'run the same command again to continue: {shlex.join([sys.executable, *sys.argv])} '
+                    '(the dataset is kept and training resumes from its last epoch)')
+        raise
+
+
+def run_demo(args):
     setting = SETTINGS['quick' if args.quick else 'full']
     start = time.time()
     workdir = os.path.abspath(args.workdir)
@@ -148,8 +181,7 @@ def main(argv=None):
     model_path = os.path.join(workdir, 'save_model')
     os.makedirs(model_path, exist_ok=True)
 
-    make_dataset(data_root, setting, args.seed)
-    run_script('process_sysu.py', ['--data-path', data_root])
+    kept = make_dataset(data_root, setting, args.seed)
 
     h, w = (str(v) for v in setting['size'])
     common = ['--dataset', 'sysu', '--data-path', data_root, '--img_h', h, '--img_w', w,
@@ -160,10 +192,12 @@ def main(argv=None):
     test_seconds = run_script('test.py', common + ['--mode', 'all', '--resume', untrained_ckpt,
                                                    '--results', untrained_json])
 
+    # On the dataset an interrupted demo left, training continues from its _last.t; on a new dataset the
+    # run of an earlier demo (other settings) is replaced.
     train_args = common + TRAIN_FLAGS + [
         '--epochs', str(setting['epochs']), '--seed', str(args.seed), '--model_path', model_path,
         '--log_path', os.path.join(workdir, 'log'), '--vis_log_path', os.path.join(workdir, 'log', 'vis_log'),
-        '--print-freq', '10', '--overwrite']   # a fresh run each time: the run of a demo before is replaced
+        '--print-freq', '10', *(['--resume', 'auto'] if kept else ['--overwrite'])]
     run_script('train.py', train_args, TimeLeft(setting['epochs'], test_seconds, args.quick))
     # The last epoch's weights, not the "best" checkpoint (which the release picks on the test set).
     flags = dict(zip(TRAIN_FLAGS[::2], TRAIN_FLAGS[1::2]))
@@ -180,7 +214,7 @@ def main(argv=None):
     results['environment'] = stamp(torch.device('cpu'))   # the demo's own: where it ran (the two tests' are in their files)
     out = os.path.join(workdir, 'results.json')
     atomic_write(out, lambda f: json.dump(results, f, indent=2), mode='w')
-    print(comparison(results['untrained'], results['trained']))
+    print(comparison(results['untrained'], results['trained'], args.quick))
     print(f'\nwrote {out}; the demo took {time.time() - start:.0f}s', flush=True)
 
 

@@ -35,8 +35,12 @@ def parse_args(argv=None):
                   'added to the name (a safetensors folder always holds both)')
     add_flag(parser, '--out', required=True, metavar='FILE',
              help='the file to write (safetensors: the folder, new or empty, or an earlier export, which is replaced)')
-    add_flag(parser, '--img_h', default=384, type=int, help='input image height (fixed in the file)')
-    add_flag(parser, '--img_w', default=192, type=int, help='input image width (fixed in the file)')
+    add_flag(parser, '--img_h', default=None, type=int,
+             help="input image height, fixed in the file (default: the checkpoint's, else 384; not for "
+                  "safetensors: a folder records the checkpoint's)")
+    add_flag(parser, '--img_w', default=None, type=int,
+             help="input image width, fixed in the file (default: the checkpoint's, else 192; not for "
+                  "safetensors: a folder records the checkpoint's)")
     add_flag(parser, '--opset', default=DEFAULT_OPSET, type=int, help='ONNX opset version')
     add_flag(parser, '--check', action=argparse.BooleanOptionalAction, default=None,
              help='run the file with onnxruntime / torch.jit and compare it with the PyTorch model; the export '
@@ -61,6 +65,9 @@ def parse_args(argv=None):
         parser.error(f'{" and ".join(folder_only)} apply to --format safetensors only')
     if args.format == 'safetensors' and args.modality != 'both':
         parser.error('a safetensors model folder holds both branches: leave out --modality')
+    if args.format == 'safetensors' and (args.img_h, args.img_w) != (None, None):
+        parser.error("a safetensors model folder records the checkpoint's own image size (config.json's "
+                     'image_size): leave out --img_h/--img_w')
     return args
 
 
@@ -70,7 +77,7 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import torch
 
 from ifalnet.atomic import temp_file_beside
-from ifalnet.checkpoints import checkpoint_sha256, load_model, read_any, resolve_checkpoint
+from ifalnet.checkpoints import checkpoint_sha256, input_size, load_model, read_any, resolve_checkpoint
 from ifalnet.deploy import Embedder, Exported, check, check_inputs, export, require, runtime_available
 from ifalnet.environment_stamp import stamp
 from ifalnet.hub_card import model_card
@@ -154,6 +161,7 @@ def main(argv=None):
               '(python3 -m pip install -r requirements-export.txt)')
     outputs = output_paths(args.out, args.modality)
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
+    args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, path, 'exporting')
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
                 'working_se': net.middle and not net.SEnet.constant, 'format': args.format,
                 'environment': stamp(torch.device('cpu'))}

@@ -11,7 +11,8 @@ copy as synthetic and check it against the counts the marker holds (ifalnet/data
 import os
 import shutil
 
-from ifalnet.dataset_census import SYNTHETIC_MARKER as MARKER   # marks a folder synthetic.py made (--force may replace it)
+# MARKER marks a folder synthetic.py made (--force may replace it)
+from ifalnet.dataset_census import SYNTHETIC_MARKER as MARKER
 from ifalnet.flags import add_flag, make_parser, parse_size
 from ifalnet.interruption import run_main
 from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu

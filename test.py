@@ -12,6 +12,8 @@ This is the command line (flags, input checks, the RegDB one-model-per-split loo
 files); what it computes lives in the ifalnet/ package (feature_bank.py, scoring.py), what it
 prints in ifalnet/report_text.py, the results file in ifalnet/results_file.py.
 """
+from collections import Counter
+
 import data_manager as dm
 from ifalnet.flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
 from ifalnet.interruption import run_main
@@ -25,7 +27,10 @@ def parse_args(argv=None):
     group = parser.add_argument_group('test')
     add_flag(group, '--protocol', default='release', choices=('release', 'standard'),
              help="'release' reproduces the release's numbers, quirks included; 'standard' uses the intended "
-                  'query/gallery roles and score terms (LLCM)')
+                  'query/gallery roles and score terms. It changes LLCM only: without --tvsearch, release = '
+                  'infrared -> visible with the pool-term quirk ("VIS to IR"), standard = visible -> infrared '
+                  '(every visible query, sampled infrared gallery, four pool terms); with --tvsearch both are '
+                  'infrared -> visible. SYSU-MM01 and RegDB: the same either way')
     add_flag(group, '--trials', default=None, metavar='LIST',
              help='comma-separated trials to run (default: all ten; SYSU-MM01/LLCM gallery draws 0..9, RegDB '
                   'splits 1..10)')
@@ -76,12 +81,13 @@ def parse_args(argv=None):
 if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
     parse_args()                # are imported (main parses them again)
 
-from ifalnet.checkpoints import checkpoint_sha256, describe_training, load_model, resolve_checkpoint
+import numpy as np
+
+from ifalnet.checkpoints import checkpoint_sha256, describe_training, input_size, load_model, resolve_checkpoint
 from ifalnet.dataset_census import check_copy, copy_line
 from ifalnet.deploy import exported_pair
 from ifalnet.devices import autocast_dtype, select_device
-from ifalnet.environment_stamp import describe as describe_environment
-from ifalnet.environment_stamp import major_differences, stamp
+from ifalnet.environment_stamp import describe as describe_environment, major_differences, stamp
 from ifalnet.feature_bank import embed
 from ifalnet.features_file import Features, save_features, saved_problems
 from ifalnet.output_paths import check_output_file
@@ -151,24 +157,13 @@ def check_test_set(args, data_path, trials):
     return gaps
 
 
-RELEASE_SIZE = (384, 192)   # the release's test size, for a checkpoint that does not say its own
-
-
 def fit_to_checkpoint(net, path, args, trials):
     """Say what checkpoint `path` (loaded as `net`) was trained on and check it against this test:
     the image size (the checkpoint's unless --img_h/--img_w are given), the RegDB split and the
     dataset. Returns the test image size (h, w)."""
     info = net.trained_on
     print(f'{path} was trained on: {describe_training(info)}', flush=True)
-    own = (info['img_h'], info['img_w']) if info['img_h'] and info['img_w'] else None
-    given = (args.img_h, args.img_w)
-    size = tuple(g or d for g, d in zip(given, own or RELEASE_SIZE))
-    if given == (None, None):
-        print(f'testing at {size[0]}x{size[1]}: ' + ("the checkpoint's own size" if own else
-              "the release's size (the checkpoint does not say its own)") + '; --img_h/--img_w choose another')
-    elif own and size != own:
-        print(f'warning: testing at {size[0]}x{size[1]} but {path} was trained at {own[0]}x{own[1]}: the scores '
-              f'will be lower than the model\'s; leave out --img_h/--img_w to test at its own size', flush=True)
+    size = input_size(info, args.img_h, args.img_w, path)
     if info['dataset'] and info['dataset'] != args.dataset:
         print(f'note: {path} was trained on {dm.DATASETS[info["dataset"]].name}; this is a cross-dataset test on '
               f'{dm.DATASETS[args.dataset].name}', flush=True)
@@ -180,6 +175,17 @@ def fit_to_checkpoint(net, path, args, trials):
                    f'--trial {info["trial"]}, or put {{trial}} in --resume to load each split\'s own model.'),
               flush=True)
     return size
+
+
+def short_folders_note(problem, shots):
+    """--shots N: a note on the gallery's identity-camera folders that hold fewer than N images (each
+    gives all it has), or '' when every folder has N."""
+    counts = Counter(zip(np.asarray(problem.gallery.ids).tolist(), np.asarray(problem.gallery.cams).tolist()))
+    short = [n for n in counts.values() if n < shots]
+    if not short:
+        return ''
+    return (f'note: --shots {shots}: {len(short)} of {len(counts)} identity-camera folders of the gallery hold fewer '
+            f'than {shots} images ({min(short)} to {max(short)}); each gives all it has\n')
 
 
 def check_test_time_options(args, dataset=None):
@@ -233,7 +239,11 @@ def embed_and_score(args, trials, rerank, by_camera):
             used.append({'path': path, 'trials': list(tested), 'args': net.training_args,
                          'sha256': checkpoint_sha256(net, path) if args.results else None,
                          'environment': net.record['environment']})
-        return embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1], **options)
+        problems, bank = embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1],
+                               **options)
+        if args.shots > 1 and len(used) == 1:
+            print(short_folders_note(next(iter(problems.values())), args.shots) or '', end='', flush=True)
+        return problems, bank
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
     titles = {}   # trial -> its problem, for the titles

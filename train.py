@@ -68,20 +68,19 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import numpy as np
 import torch
 
-from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader
+from data_loader import TrainBatchSampler, build_train_set, count_train_identities, make_train_loader, source_image_size
 from data_manager import check_layout, check_sysu_prepared, dataset_info
 from ifalnet import ddp, val_selection
-from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state,
-                                 read_checkpoint, refuse_nonfinite, resolve_checkpoint, save_checkpoint)
+from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint,
+                                 refuse_nonfinite, resolve_checkpoint, save_checkpoint, trained_on)
 from ifalnet.dataset_census import check_copy, copy_line
 from ifalnet.devices import autocast_dtype, memory_format
-from ifalnet.environment_stamp import describe as describe_environment
-from ifalnet.environment_stamp import stamp
+from ifalnet.environment_stamp import describe as describe_environment, stamp
 from ifalnet.feature_bank import embed, embed_problems
 from ifalnet.interruption import Interrupted, located, quiet_worker
 from ifalnet.output_paths import check_output_dir, tee_stdout
 from ifalnet.report_text import format_table, trial_title
-from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, resolve_resume,
+from ifalnet.run_files import (check_run_name, claim, gathered_rng, keeps_epoch, refuse_another_run, resolve_resume,
                                restore_rng, resume_hint, run_stem, set_seed)
 from ifalnet.scoring import score_trials, summarise_trials
 from loss import OriTripletLoss, TcaLoss
@@ -209,16 +208,68 @@ def check_resume(args, n_class, selection=None):
         raise ReIDError(f'{args.resume} was trained {them}, but this run {now}: resume with the --select and '
                         '--val-ids of that run')
     if model_args['class_num'] != n_class:
-        raise ReIDError(f'{args.resume} has {model_args["class_num"]} classes but the {args.dataset} '
-                        f'training set has {n_class}')
+        raise ReIDError(class_count_mismatch(args, ckpt, model_args['class_num'], n_class))
     saved, asked = checkpoint_architecture(ckpt), architecture(args).as_dict()
     if saved != asked:
         differ = ', '.join(f'{k} {saved[k]} (this run: {asked[k]})' for k in saved if saved[k] != asked[k])
         raise ReIDError(f'{args.resume} holds another network than the component switches ask for: {differ}; '
                         'resume with the switches it was trained with (--middle/--no-middle, --mia, --mfa/--no-mfa)')
+    refuse_another_run(ckpt, args, args.resume)
+    stored = ckpt.get('se_channels')
+    if args.se_channels and stored is not None and tuple(args.se_channels) != tuple(stored):
+        raise ReIDError(f'{args.resume} was trained with middle-modality channels {",".join(map(str, stored))}, '
+                        f'not --se-channels {",".join(map(str, args.se_channels))}: leave the flag out to resume')
     refuse_nonfinite(ckpt['net'], args.resume)
     check_optimizer_state(ckpt, args, args.resume)
     return ckpt
+
+
+def class_count_mismatch(args, ckpt, saved, n_class):
+    """Why a checkpoint's classifier does not fit this run's training set, naming the datasets."""
+    here = dataset_info(args.dataset).name + (f' split {args.trial}' if dataset_info(args.dataset).split_trials else '')
+    held = ' less its held-out identities (--select val)' if args.select == 'val' else ''
+    info = trained_on(ckpt)
+    if info['dataset'] and info['dataset'] != args.dataset:
+        return (f'{args.resume} was trained on {dataset_info(info["dataset"]).name} ({saved} classes), but this run '
+                f'trains on {here}{held} ({n_class} classes): resume a checkpoint of {dataset_info(args.dataset).name}, '
+                'or leave out --resume to start afresh')
+    made = f'a {dataset_info(info["dataset"]).name} model, ' if info['dataset'] else ''
+    return (f'{args.resume} has {saved} classes ({made}its classifier), but the {here} training set at '
+            f'{args.data_path}{held} has {n_class}: resume a checkpoint trained on these identities, or leave out '
+            '--resume to start afresh')
+
+
+SMALL_VALIDATION = 10   # fewer queries or gallery identities than this cannot tell epochs apart
+
+
+def start_warnings(args, selection=None, source_size=None):
+    """The traps of a run that starts without a word otherwise, one line each (nothing stops): images
+    upsampled far beyond their size (`source_size`: the training images' median (h, w)), the release's SGD
+    learning rate without its ImageNet start, and a held-out validation too small to choose an epoch."""
+    lines = []
+    if source_size and args.img_h * args.img_w >= 4 * source_size[0] * source_size[1]:
+        h, w = source_size
+        lines.append(f'warning: the training images are about {h}x{w} (the median of a sample) and --img_h '
+                     f'{args.img_h} --img_w {args.img_w} upsamples them {args.img_h * args.img_w / (h * w):.0f}x in '
+                     f'pixels: as much more compute, no more detail; give --img_h {h} --img_w {w} (or near it)')
+    if args.pretrained == 'none' and args.optim == 'sgd' and args.lr >= 0.05:
+        lines.append(f'warning: --pretrained none with SGD --lr {args.lr:g}: the release\'s rate is meant for an ImageNet '
+                     'start, and from scratch it can make every image\'s features the same (a collapse test.py '
+                     'reports); use a smaller --lr, or --optim adam --lr 0.02 as demo.py does')
+    if selection is not None:
+        queries, gallery = selection.problem.query, selection.problem.gallery
+        ids = len(set(int(i) for i in gallery.ids))
+        n_queries = f'{len(queries.paths)} quer{"y" if len(queries.paths) == 1 else "ies"}'
+        n_ids = f'{ids} gallery identit{"y" if ids == 1 else "ies"}'
+        if ids < 2:
+            lines.append(f'warning: --select val validates on {n_queries} against '
+                         f'{plural(len(gallery.paths), "gallery image")} of one identity: Rank-1 is 100% by '
+                         'construction, so _best.t is the first validated epoch; hold out more identities '
+                         '(--val-ids) or select on the test set (--select test)')
+        elif len(queries.paths) < SMALL_VALIDATION or ids < SMALL_VALIDATION:
+            lines.append(f'warning: --select val validates on {n_queries} against {n_ids}: too few for its Rank-1 '
+                         'to tell epochs apart reliably; hold out more identities (--val-ids)')
+    return lines
 
 
 def main(argv=None):
@@ -264,6 +315,8 @@ def train(args, ckpt=None, selection=None):
         selection = check_selection(args)
     if selection is not None:
         print(val_selection.describe(args.dataset, selection.held, selection.problem), flush=True)
+    for line in start_warnings(args, selection, source_image_size(args.dataset, data_path, args.trial)):
+        print(line, flush=True)
     start = time.time()
     trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial,
                                selection.held.labels if selection else ())

@@ -29,8 +29,10 @@ from utils import ReIDError
 def add_model_args(parser):
     parser.add_argument('--resume', required=True,
                         help="checkpoint (ours or the release's), or a model folder of export.py --format safetensors")
-    parser.add_argument('--img_h', default=384, type=int, help='network input height (as test.py)')
-    parser.add_argument('--img_w', default=192, type=int, help='network input width (as test.py)')
+    parser.add_argument('--img_h', default=None, type=int,
+                        help="network input height (default: the checkpoint's, else 384, as test.py)")
+    parser.add_argument('--img_w', default=None, type=int,
+                        help="network input width (default: the checkpoint's, else 192, as test.py)")
     parser.add_argument('--arch', default='resnet50', choices=('resnet50',), help='backbone')
     parser.add_argument('--gpu', default='0', help="CUDA device(s); the CPU when none is visible")
 
@@ -126,7 +128,7 @@ from PIL import Image
 
 from data_manager import dataset_info
 from ifalnet import attention_maps, figure_data as data
-from ifalnet.checkpoints import load_model
+from ifalnet.checkpoints import input_size, load_model
 from ifalnet.devices import select_device
 from ifalnet.feature_bank import FeatureBank
 from ifalnet.features_file import Features
@@ -146,6 +148,7 @@ def cmd_middle(args):
             raise ReIDError(f'image not found: {path}')
     device = select_device(args.gpu)
     net = load_model(args.resume, device, args.arch)
+    args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, args.resume, 'running')
     if not net.middle:
         raise ReIDError(f'{args.resume} is a network without the middle modality (trained with --no-middle): '
                         'it makes no middle-modality images')
@@ -168,6 +171,7 @@ def cmd_attention(args):
             raise ReIDError(f'image not found: {path}')
     device = select_device(args.gpu)
     net = load_model(args.resume, device, args.arch)
+    args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, args.resume, 'running')
     inputs, x = data.network_inputs(args.images, args.img_h, args.img_w, device)
     maps = attention_maps.attention_maps(net, x, Modal.named(args.modality))
     size = tile_size(args.height, args.img_h, args.img_w)
@@ -254,6 +258,7 @@ def cmd_rank(args):
     g_modal = Modal.VISIBLE if q_modal == Modal.THERMAL else Modal.THERMAL
     device = select_device(args.gpu)
     net = load_model(args.resume, device, args.arch)
+    args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, args.resume, 'running')
     data.check_score(args.score, net.middle)
     bank = FeatureBank(net, device, args.img_h, args.img_w, args.test_batch, args.workers)
     query_set = ImageSet([args.query], None, None, q_modal)

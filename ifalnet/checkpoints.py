@@ -25,7 +25,7 @@ import torch
 from data_manager import DATASETS, dataset_info
 from ifalnet.atomic import atomic_write
 from ifalnet.devices import memory_format
-from ifalnet.weights_folder import is_weights_path, read_weights, sha256_of
+from ifalnet.weights_folder import CONFIG, RELEASE_SIZE, is_weights_path, read_weights, sha256_of
 from model import Architecture, embed_net
 from utils import ReIDError
 
@@ -193,15 +193,38 @@ def save_checkpoint(ckpt, path):
 
 def resolve_checkpoint(resume, model_path, trial=None):
     """`--resume` is a path, or a name under `--model_path` as in the release; `{trial}` is filled in.
-    A model folder (export.py --format safetensors: it has a config.json) is taken as it is."""
+    A model folder (export.py --format safetensors: it has a config.json) is taken as it is. A missing
+    `<run>_best.t` whose `<run>_last.t` is there says so."""
     name = resume.replace('{trial}', str(trial)) if trial is not None else resume
-    for candidate in (name, os.path.join(model_path, name)):
-        if os.path.isfile(candidate) or os.path.isfile(os.path.join(candidate, 'config.json')):
+    candidates = (name, os.path.join(model_path, name))
+    for candidate in candidates:
+        if os.path.isfile(candidate) or os.path.isfile(os.path.join(candidate, CONFIG)):
             return candidate
         if os.path.isdir(candidate):
             raise ReIDError(f'{candidate} is a folder; expected a checkpoint file, or a model folder of export.py '
-                            '--format safetensors (it has no config.json)')
-    raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path})')
+                            f'--format safetensors (it has no {CONFIG})')
+    lasts = [c[:-len('_best.t')] + '_last.t' for c in candidates if c.endswith('_best.t')]
+    last = next((p for p in lasts if os.path.isfile(p)), None)
+    hint = (f'; {last} is there: a run validates after every epoch but the first and keeps its best as _best.t, so '
+            'a one-epoch run has none; test its _last.t, or train longer') if last else ''
+    raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path}){hint}')
+
+
+def input_size(trained_on, img_h, img_w, source, doing='testing'):
+    """The image size (h, w) to run checkpoint `source` at: --img_h/--img_w where given, else the size
+    its training arguments store (`trained_on`), else the release's. Says which, and warns when a given
+    size differs from the checkpoint's own; `doing` names the work ('testing', 'exporting')."""
+    own = (trained_on['img_h'], trained_on['img_w']) if trained_on['img_h'] and trained_on['img_w'] else None
+    given = (img_h, img_w)
+    size = tuple(g or d for g, d in zip(given, own or RELEASE_SIZE))
+    if given == (None, None):
+        print(f'{doing} at {size[0]}x{size[1]}: ' + ("the checkpoint's own size" if own else
+              "the release's size (the checkpoint does not say its own)") + '; --img_h/--img_w choose another',
+              flush=True)
+    elif own and size != own:
+        print(f'warning: {doing} at {size[0]}x{size[1]} but {source} was trained at {own[0]}x{own[1]}: the scores '
+              f'will be lower than the model\'s; leave out --img_h/--img_w to use its own size', flush=True)
+    return size
 
 
 # What a checkpoint holds besides the weights and the state an exact resume needs.

@@ -138,31 +138,42 @@ def split_keys(dataset, root):
     return [(split, None, split) for split in SPLITS]
 
 
-def write_marker(root, marker, made_by, dataset):
+def write_marker(root, marker, made_by, dataset, settings=None):
     """The marker file of a synthetic dataset: its first line says who made it (`made_by`), the second
     holds it again with the counts of every split as made (JSON), which `check_copy` compares the copy
-    with later."""
+    with later, and the maker's `settings` where given (the demo keeps a dataset made with its own)."""
     root = dm.data_root(root, dm.dataset_info(dataset).layout)
     as_made = {key: count_split(dataset, root, split, trial) for split, trial, key in split_keys(dataset, root)}
+    record = {'made_by': made_by, 'dataset': dataset, 'as_made': as_made}
+    if settings is not None:
+        record['settings'] = settings
     with open(os.path.join(root, marker), 'w') as f:
         f.write(f'made by {made_by} (--dataset {dataset})\n')
-        f.write(json.dumps({'made_by': made_by, 'dataset': dataset, 'as_made': as_made}) + '\n')
+        f.write(json.dumps(record) + '\n')
+
+
+def marker_record(path):
+    """The record (JSON, second line) of marker file `path`: {} for an older marker (its first line
+    alone) or a damaged one, None when there is no such file."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        record = json.loads(lines[1]) if len(lines) > 1 else {}
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def read_marker(root):
     """(who made it, {key: counts as made} or None) of the marker in `root`, or (None, None) when there
-    is none. An older marker (its first line alone) is synthetic, with counts unknown."""
+    is none. An older or damaged marker is synthetic, with counts unknown."""
     for marker, script in MARKERS.items():
-        path = os.path.join(root, marker)
-        if os.path.isfile(path):
-            try:
-                with open(path) as f:
-                    lines = f.read().splitlines()
-                record = json.loads(lines[1]) if len(lines) > 1 else {}
-                script, as_made = record.get('made_by', script), record.get('as_made')
-            except (OSError, ValueError, AttributeError):
-                as_made = None   # a damaged marker: synthetic, counts unknown
-            return script, as_made if isinstance(as_made, dict) else None
+        record = marker_record(os.path.join(root, marker))
+        if record is not None:
+            as_made = record.get('as_made')
+            return record.get('made_by', script), as_made if isinstance(as_made, dict) else None
     return None, None
 
 

@@ -77,7 +77,7 @@ def cpu_model():
 def device_record(device=None):
     """What computes: the GPU's name, or the CPU's model, instruction set (the kernels torch uses)
     and thread count. `device` a torch.device (None: the CPU)."""
-    import torch   # every script that stamps a file has imported it already
+    import torch  # every script that stamps a file has imported it already
     if device is not None and torch.device(device).type == 'cuda':
         return {'type': 'cuda', 'name': torch.cuda.get_device_name(device), 'count': torch.cuda.device_count()}
     return {'type': 'cpu', 'name': cpu_model(), 'instruction_set': torch.backends.cpu.get_cpu_capability(),

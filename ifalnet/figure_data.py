@@ -20,13 +20,6 @@ from utils import ReIDError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
-# Image grids: every cell is a tile framed by a BORDER-wide border (white when it has none),
-# centred in a cell at least MIN_CELL wide (room for the captions), with caption lines of LINE
-# pixels under it; cells GAP apart, MARGIN around the grid.
-MARGIN, GAP, BORDER, LINE, FONT_SIZE, MIN_CELL = 6, 6, 4, 16, 13, 76
-WHITE, BLACK, BLUE = (255, 255, 255), (0, 0, 0), (40, 90, 200)
-GREEN, RED = (0, 170, 0), (220, 0, 0)
-
 
 def network_inputs(paths, img_h, img_w, device):
     """The images resized as test.py resizes them (PIL images of (img_w, img_h)) and the batch the

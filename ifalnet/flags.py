@@ -34,6 +34,14 @@ BOOKKEEPING = ('run_name', 'resume', 'model_path', 'log_path', 'vis_log_path', '
                'test_batch', 'print_freq', 'overwrite', 'dist_timeout', 'dist_backend', 'save_epoch')
 
 
+def usable_cpus():
+    """The CPUs this process may run on (its affinity, which a scheduler or container may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def str2bool(text):
     value = str(text).strip().lower()
     if value in ('true', '1', 'yes', 'y'):
@@ -106,9 +114,11 @@ def add_common_args(parser, training=False):
     add_flag(data, '--mode', default='all', choices=('all', 'indoor'),
              help='SYSU-MM01 search mode: gallery cameras 1, 2, 4, 5 (all) or 1, 2 (indoor)')
     add_flag(data, '--tvsearch', type=str2bool, nargs='?', const=True, default=False, metavar='True|False',
-             help='True (or the bare flag): thermal (RegDB) or infrared (LLCM) queries against the visible '
-                  "gallery; False: RegDB visible -> thermal, LLCM the release's \"VIS to IR\". SYSU-MM01 is "
-                  'always infrared -> visible')
+             help='the direction tested. RegDB: False (default) visible -> thermal, the release\'s; True (or the bare '
+                  "flag) thermal -> visible. LLCM: False (default) the release's \"VIS to IR\", which is in fact "
+                  'infrared -> visible (sampled infrared queries, every visible image in the gallery, its pool-term '
+                  'quirk); True infrared -> visible (every infrared query, sampled visible gallery); visible -> '
+                  'infrared is --protocol standard. SYSU-MM01: always infrared -> visible')
     # test.py: the checkpoint's own size unless given (see test.py's `fit_to_checkpoint`)
     size = '' if training else " (default: the checkpoint's, else {})"
     add_flag(data, '--img_w', default=192 if training else None, type=int,
@@ -116,7 +126,9 @@ def add_common_args(parser, training=False):
     add_flag(data, '--img_h', default=384 if training else None, type=int,
              help='image height in pixels' + size.format(384))
     add_flag(data, '--test-batch', default=64, type=int, help='test batch size (images)')
-    add_flag(data, '--workers', default=4, type=int, help='data loading processes; 0 loads in the main process')
+    add_flag(data, '--workers', default=min(4, usable_cpus()), type=int,
+             help="data loading processes; 0 loads in the main process (default: the release's 4, or the CPUs "
+                  'this process may use if fewer)')
 
     model = parser.add_argument_group('model and checkpoints')
     add_flag(model, '--arch', default='resnet50', choices=('resnet50',), help='backbone')

@@ -13,8 +13,8 @@ from ifalnet.features_file import ORIGINAL_FEATURES
 from ifalnet.scoring import has_middle
 
 # Image grids: every cell is a tile framed by a BORDER-wide border (white when it has none),
-# centred in a cell at least MIN_CELL wide (room for the captions), with caption lines of LINE
-# pixels under it; cells GAP apart, MARGIN around the grid.
+# centred in a cell at least MIN_CELL wide and as wide as its widest caption line, with caption lines
+# of LINE pixels under it; cells GAP apart, MARGIN around the grid.
 MARGIN, GAP, BORDER, LINE, FONT_SIZE, MIN_CELL = 6, 6, 4, 16, 13, 76
 WHITE, BLACK, BLUE = (255, 255, 255), (0, 0, 0), (40, 90, 200)
 GREEN, RED = (0, 170, 0), (220, 0, 0)
@@ -29,15 +29,6 @@ def caption_font():
         return ImageFont.load_default()
 
 
-def fit_text(draw, text, width, font):
-    """`text`, shortened from the left (".." prefix) until it fits `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength('..' + text, font=font) > width:
-        text = text[1:]
-    return '..' + text
-
-
 def tile_size(height, img_h, img_w):
     """(width, height) of a displayed tile: `height` pixels, the network input's aspect ratio."""
     return max(1, round(height * img_w / img_h)), height
@@ -49,16 +40,19 @@ def load_tile(path, size):
 
 def draw_grid(tiles, captions, borders, columns, key=()):
     """Equal-sized tiles in rows of `columns`, each framed in its border colour (None: no border)
-    with its caption lines under it, and the lines of `key` under the grid (widened to fit them).
-    Returns the grid as an RGB image."""
+    with its caption lines under it, and the lines of `key` under the grid. Cells are as wide as the
+    widest caption line and the grid as wide as the key, so every text is drawn whole. Returns the grid
+    as an RGB image."""
     tile_w, tile_h = tiles[0].size
     lines = max(len(c) for c in captions)
+    font = caption_font()
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1))).textlength
+    caption_w = max([measure(text, font=font) for caption in captions for text in caption], default=0)
     framed_w = tile_w + 2 * BORDER
-    cell_w, cell_h = max(framed_w, MIN_CELL), tile_h + 2 * BORDER + lines * LINE
+    cell_w, cell_h = max(framed_w, MIN_CELL, int(caption_w) + 4), tile_h + 2 * BORDER + lines * LINE
     columns = min(columns, len(tiles))
     rows = -(-len(tiles) // columns)
-    font = caption_font()
-    key_w = max([ImageDraw.Draw(Image.new('RGB', (1, 1))).textlength(k, font=font) for k in key], default=0)
+    key_w = max([measure(k, font=font) for k in key], default=0)
     grid_h = 2 * MARGIN + rows * cell_h + (rows - 1) * GAP
     canvas = Image.new('RGB', (max(2 * MARGIN + columns * cell_w + (columns - 1) * GAP, 2 * MARGIN + int(key_w) + 1),
                                grid_h + len(key) * LINE), WHITE)
@@ -73,7 +67,6 @@ def draw_grid(tiles, captions, borders, columns, key=()):
             draw.rectangle([frame_x, y, frame_x + framed_w - 1, y + tile_h + 2 * BORDER - 1], fill=border)
         canvas.paste(tile, (frame_x + BORDER, y + BORDER))
         for k, text in enumerate(caption):
-            text = fit_text(draw, text, cell_w - 2, font)
             draw.text((x + (cell_w - draw.textlength(text, font=font)) // 2, y + tile_h + 2 * BORDER + k * LINE),
                       text, fill=BLACK, font=font)
     return canvas

@@ -1,9 +1,12 @@
 """The plots of the figures (visualize.py): t-SNE of the four feature groups, distance histograms
 between the modalities, CMC curves, as matplotlib figures (arrays in, a figure out) saved as PNG, PDF
 or SVG. matplotlib (and scikit-learn for t-SNE) are optional: `optional` says how to install them.
+Titles wider than the figure are wrapped (`fit_titles`: text is measured in points and the figure in
+inches, so what fits fits at every --dpi).
 """
 import importlib
 import os
+import textwrap
 
 import numpy as np
 
@@ -39,6 +42,39 @@ def plot_format(path):
     return kind
 
 
+def titles(fig):
+    """The figure's title texts: each axes' (centre, left, right) and the figure's suptitle."""
+    texts = [t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title)]
+    return [t for t in texts + [fig._suptitle] if t is not None and t.get_text()]
+
+
+def fit_titles(fig, margin=4):
+    """Wrap every title of `fig` that does not fit its width (a title is centred on its axes, so it has
+    twice the distance from that centre to the nearer edge of the figure, less `margin` pixels): lines
+    are split at spaces until the drawn title fits. Returns `fig`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    for _ in range(8):   # each pass re-lays the figure out (constrained layout) with the wrapped titles
+        canvas.draw()
+        renderer, width = canvas.get_renderer(), fig.bbox.width
+        changed = False
+        for text in titles(fig):
+            extent = text.get_window_extent(renderer)
+            centre = (extent.x0 + extent.x1) / 2
+            room = 2 * min(centre, width - centre) - 2 * margin
+            if extent.width <= room:
+                continue
+            lines = text.get_text().split('\n')
+            chars = max(12, int(max(map(len, lines)) * room / extent.width))
+            wrapped = '\n'.join(textwrap.fill(line, chars, break_long_words=False) for line in lines)
+            if wrapped != text.get_text():
+                text.set_text(wrapped)
+                changed = True
+        if not changed:
+            break
+    return fig
+
+
 def save_figure(fig, path, dpi):
     atomic_write(path, lambda f: fig.savefig(f, format=plot_format(path), dpi=dpi))
 
@@ -63,7 +99,7 @@ def tsne_figure(xy, identity, group, word, title):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=TITLE_FONT)
-    return fig
+    return fit_titles(fig)
 
 
 def distances_figure(distances, word, title, bins=50):
@@ -85,7 +121,7 @@ def distances_figure(distances, word, title, bins=50):
         ax.legend(fontsize=SMALL_FONT, loc='best')
     axes[0].set_ylabel('density', fontsize=FONT)
     fig.suptitle(title, fontsize=TITLE_FONT)
-    return fig
+    return fit_titles(fig)
 
 
 def cmc_figure(runs, labels, score):
@@ -105,4 +141,4 @@ def cmc_figure(runs, labels, score):
     ax.legend(fontsize=SMALL_FONT, loc='best')
     protocols = '; '.join(dict.fromkeys(run[3] for run in runs))
     ax.set_title(f'CMC, {score} score, {protocols} (mean over trials)', fontsize=TITLE_FONT)
-    return fig
+    return fit_titles(fig)

@@ -27,7 +27,8 @@ SETTINGS = ('dataset', 'mode', 'direction', 'tvsearch', 'protocol', 'flip', 'gal
 CHECKPOINT_KIND = re.compile(r'_(best|last|epoch_\d+)\.t$')
 
 Run = namedtuple('Run', 'path report')               # one results file, as read
-Row = namedtuple('Row', 'label values std count over')  # values, std: {metric: fraction or None}
+# values, std: {metric: fraction or None}; setting: how the row's files were tested (describe_setting)
+Row = namedtuple('Row', 'label values std count over setting')
 
 
 def setting(report):
@@ -136,7 +137,8 @@ def make_rows(runs, score='ALL', group_seeds=False, labels=None):
             over = plural(len(units), 'seed') + (f' x {plural(sizes.pop(), "trial")}' if len(sizes) == 1 else
                                                   ' (' + '/'.join(str(len(u)) for u in units) + ' trials)')
             count = len(units)
-        rows.append(Row(label, values, std if count > 1 else dict.fromkeys(METRIC_KEYS), count, over))
+        rows.append(Row(label, values, std if count > 1 else dict.fromkeys(METRIC_KEYS), count, over,
+                        describe_setting(group[0][0].report)))
     return rows
 
 
@@ -165,7 +167,8 @@ def paper_row(runs):
                             f'{describe_setting(report)}; leave out --paper or those files')
     label = 'IFALNet (paper' + (f', {where})' if where else ')')
     values = {'rank1': rank1, 'mAP': mAP}
-    return Row(label, {k: values.get(k) for k in METRIC_KEYS}, dict.fromkeys(METRIC_KEYS), None, 'published')
+    setting = f'{dataset.name} {where} (the paper)' if where else f'{dataset.name} (the paper)'
+    return Row(label, {k: values.get(k) for k in METRIC_KEYS}, dict.fromkeys(METRIC_KEYS), None, 'published', setting)
 
 
 def caption(runs, score, group_seeds):
@@ -180,11 +183,19 @@ def cell(value, std, plus='±'):
     return f'{100 * value:.2f}' + ('' if std is None else f' {plus} {100 * std:.2f}')
 
 
+def mixed_settings(rows):
+    """Whether the runs' rows (the paper's aside) were tested in more than one setting (SYSU-MM01's
+    all-search and indoor-search, RegDB's two directions, ...): then every row names its own."""
+    return len({row.setting for row in rows if row.count is not None}) > 1
+
+
 def markdown(rows, title):
     escape = lambda text: str(text).replace('|', r'\|')
-    lines = [title, '', '| run | ' + ' | '.join(HEADERS) + ' | over |', '|---|' + '---:|' * len(HEADERS) + '---|']
+    mixed = mixed_settings(rows)
+    lines = [title, '', '| run | ' + ('setting | ' if mixed else '') + ' | '.join(HEADERS) + ' | over |',
+             '|---|' + ('---|' if mixed else '') + '---:|' * len(HEADERS) + '---|']
     for row in rows:
-        cells = [cell(row.values[k], row.std[k]) for k in METRIC_KEYS]
+        cells = ([escape(row.setting)] if mixed else []) + [cell(row.values[k], row.std[k]) for k in METRIC_KEYS]
         lines.append(f'| {escape(row.label)} | ' + ' | '.join(cells) + f' | {row.over} |')
     return '\n'.join(lines) + '\n'
 
@@ -201,24 +212,28 @@ def latex_escape(text):
 
 
 def latex(rows, title):
-    lines = [f'% {latex_escape(title)}', r'\begin{tabular}{l' + 'r' * len(HEADERS) + 'l}', r'\hline',
-             ' & '.join(['Run'] + [f'{h} (\\%)' for h in HEADERS] + ['Over']) + r' \\', r'\hline']
+    mixed = mixed_settings(rows)
+    lines = [f'% {latex_escape(title)}', r'\begin{tabular}{l' + ('l' if mixed else '') + 'r' * len(HEADERS) + 'l}',
+             r'\hline', ' & '.join(['Run'] + (['Setting'] if mixed else []) + [f'{h} (\\%)' for h in HEADERS] + ['Over'])
+             + r' \\', r'\hline']
     for row in rows:
         cells = [cell(row.values[k], row.std[k], r'$\pm$') for k in METRIC_KEYS]
-        lines.append(' & '.join([latex_escape(row.label)] + cells + [latex_escape(row.over)]) + r' \\')
+        setting = [latex_escape(row.setting)] if mixed else []
+        lines.append(' & '.join([latex_escape(row.label)] + setting + cells + [latex_escape(row.over)]) + r' \\')
     lines += [r'\hline', r'\end{tabular}']
     return '\n'.join(lines) + '\n'
 
 
 def csv_text(rows, score):
-    """Full-precision percentages; an empty std where a row has one value (or is the paper's)."""
+    """Full-precision percentages; an empty std where a row has one value (or is the paper's); the last
+    column, every row's setting."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(['run', 'score', 'count', 'over'] + [c for k in METRIC_KEYS for c in (k, f'{k}_std')])
+    writer.writerow(['run', 'score', 'count', 'over'] + [c for k in METRIC_KEYS for c in (k, f'{k}_std')] + ['setting'])
     for row in rows:
         pct = lambda v: '' if v is None else repr(100 * v)
         writer.writerow([row.label, score, '' if row.count is None else row.count, row.over] +
-                        [c for k in METRIC_KEYS for c in (pct(row.values[k]), pct(row.std[k]))])
+                        [c for k in METRIC_KEYS for c in (pct(row.values[k]), pct(row.std[k]))] + [row.setting])
     return out.getvalue()
 
 

@@ -24,6 +24,12 @@ import time
 import numpy as np
 import torch
 
+try:
+    import fcntl
+except ImportError:   # Windows: byte-range locks of msvcrt, released with their process too
+    fcntl = None
+    import msvcrt
+
 from data_manager import dataset_info
 from ifalnet import ddp
 from ifalnet.checkpoints import read_checkpoint
@@ -95,12 +101,29 @@ def resolve_resume(args):
     return last if found else ''
 
 
-def differing_arguments(saved, args):
+# What a resumed run may give otherwise besides the bookkeeping: how long it trains (--epochs, which may
+# grow), the start a checkpoint replaces (--pretrained) and the squeeze-excitation channels, which the
+# checkpoint stores and which are checked on their own.
+RESUME_MAY_CHANGE = ('epochs', 'pretrained', 'se_channels')
+
+
+def differing_arguments(saved, args, also_ignored=()):
     """'--flag value (that run: value)' for the arguments of `args` that a run saved with `saved` had
-    otherwise."""
-    now = vars(args)
-    return [f'--{k} {now[k]} (that run: {saved[k]})' for k in sorted(set(saved) & set(now) - set(BOOKKEEPING))
+    otherwise, leaving out the bookkeeping ones and `also_ignored`: the one notion of "another run" of a
+    fresh start over an existing run and of a resume."""
+    now, ignored = vars(args), set(BOOKKEEPING) | set(also_ignored)
+    return [f'--{k} {now[k]} (that run: {saved[k]})' for k in sorted(set(saved) & set(now) - ignored)
             if saved[k] != now[k]]
+
+
+def refuse_another_run(ckpt, args, source):
+    """Refuse to resume `source` (its checkpoint `ckpt`) with training arguments other than its own: the
+    run would go on as another one and then store the new values as if the whole run had used them."""
+    saved = ckpt.get('args')
+    differ = differing_arguments(saved, args, RESUME_MAY_CHANGE) if isinstance(saved, dict) else []
+    if differ:
+        raise ReIDError(f'{source} was trained with other arguments than this run: {", ".join(differ)}. Resume it '
+                        'with the values it was trained with, or start a new run with its own --run-name NAME')
 
 
 def describe_run(files):
@@ -122,9 +145,12 @@ def refuse_existing(args, name, files):
     differ = differing_arguments(saved, args) if saved else []
     differences = ('; arguments that differ from it: ' + ', '.join(differ)) if differ else \
         ('; the same arguments' if saved else '')
+    resume = f'--resume auto (or --resume {last_checkpoint(args.model_path, name)})'
+    if differing_arguments(saved, args, RESUME_MAY_CHANGE) if saved else False:   # a resume would be refused too
+        resume += ' and the values it was trained with'
     raise ReIDError(f'--model_path {args.model_path} already holds the run {name} ({what}){differences}. '
-                    f'Continue it with --resume auto (or --resume {last_checkpoint(args.model_path, name)}), '
-                    'give this run its own name with --run-name NAME, or replace it with --overwrite')
+                    f'Continue it with {resume}, give this run its own name with --run-name NAME, or replace it '
+                    'with --overwrite')
 
 
 @contextlib.contextmanager
@@ -171,45 +197,80 @@ def _process_gone(pid):
     return False
 
 
+def lock_owner(fd):
+    """The JSON of an open lock file (host, pid, start time), or None when it holds none (new, or cut
+    short while it was written)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        owner = json.loads(os.read(fd, 4096).decode() or 'null')
+        return owner if isinstance(owner, dict) and 'host' in owner and 'pid' in owner else None
+    except (OSError, ValueError):
+        return None
+
+
+def refuse_owner(owner, path):
+    raise ReIDError(f'the run is already being trained by process {owner["pid"]} on {owner["host"]}'
+                    + (f' (since {owner.get("started")})' if owner.get('started') else '')
+                    + f': its lock file {path} exists. Wait for it, give this run another --run-name, or, if that '
+                    'process is gone (another host), remove the lock file')
+
+
 @contextlib.contextmanager
 def run_lock(path):
-    """The lock file `path` (JSON: host, pid, start time), created atomically for the block and then
-    removed. One held by a live process (or one on another host) is refused; one whose process is gone
-    from this host is taken over, with a note."""
+    """Hold the run's lock file `path` for the block: an exclusive flock, which the kernel releases when
+    its process ends however it ends, on a file that is only ever removed by its holder; the file says
+    who holds it (JSON: host, pid, start time). A run whose lock is held, or whose lock names a live
+    process on this host or a process on another host (its flock may not reach here), is refused; a
+    lock left by a process that is gone is taken over, with a note. There is no moment when the file
+    is removed and made again, so two starters never both hold it."""
     me = {'host': socket.gethostname(), 'pid': os.getpid(), 'started': time.strftime('%Y-%m-%d %H:%M:%S')}
-    for _ in range(2):
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except (BlockingIOError, PermissionError):
+            owner = lock_owner(fd) or {'host': 'this host', 'pid': 'unknown'}
+            os.close(fd)
+            refuse_owner(owner, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:   # the holder before us may have removed the file between our open and our flock
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
             break
-        except FileExistsError:
-            pass
-        try:
-            with open(path) as f:
-                owner = json.load(f)
-            host, pid = owner['host'], int(owner['pid'])
-        except (OSError, ValueError, KeyError, TypeError):
-            owner, host, pid = None, None, None   # unreadable: cut short while it was written
+        os.close(fd)
+    try:
+        owner = lock_owner(fd)
         # After a failure torchrun's elastic agent stops every process before it restarts them (rank 0
         # perhaps on another node): the lock of the attempt before is stale wherever it was taken.
         restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0') or 0) > 0
-        if owner is not None and not restarted and (host != me['host'] or not _process_gone(pid)) and pid != me['pid']:
-            where = f'process {pid} on {host}' + (f' (since {owner.get("started")})' if owner.get('started') else '')
-            raise ReIDError(f'the run is already being trained by {where}: its lock file {path} exists. Wait for '
-                            'it, give this run another --run-name, or, if that process is gone (another host), '
-                            'remove the lock file')
-        gone = ' (torchrun restarted the run)' if restarted else ', which is gone'
-        print(f'note: taking over the lock {path}' + (f' of process {pid} on {host}{gone}' if owner else ''), flush=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-    else:
-        raise ReIDError(f'cannot take the lock file {path}: another process keeps creating it')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(me, f)
+        if owner is not None and owner.get('pid') != me['pid'] and not restarted:
+            if owner['host'] != me['host'] or not _process_gone(int(owner['pid'])):
+                refuse_owner(owner, path)
+        if owner is not None and owner.get('pid') != me['pid']:
+            gone = ' (torchrun restarted the run)' if restarted else ', which is gone'
+            print(f'note: taking over the lock {path} of process {owner["pid"]} on {owner["host"]}{gone}', flush=True)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(me).encode())
+    except BaseException:
+        os.close(fd)
+        raise
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+        if fcntl is None:   # Windows removes no open file
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.remove(path)   # while holding the flock: a starter that opened it will find it gone
+        if fcntl is not None:
+            os.close(fd)
 
 
 def rng_state():

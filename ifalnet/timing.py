@@ -12,15 +12,19 @@ import tracemalloc
 import numpy as np
 
 
-def best_of(repeats, names, measure, part=None):
+def best_of(repeats, names, measure, part=None, best=None, report=None):
     """{name: (best seconds, extra)} with `measure(name)` -> (seconds, extra dict), the names taken in
-    turn, `repeats` rounds; with `part`, a progress line before each measurement."""
-    best = {}
+    turn, `repeats` rounds. With `part`, a progress line for each measurement, ended by `report(seconds,
+    extra)` (its figure, as it comes) or 'done'. `best`, a dict, is filled as measurements come in, so
+    that a caller interrupted half-way still has the figures measured so far."""
+    best = {} if best is None else best
     for round_ in range(1, repeats + 1):
         for name in names:
             if part:
-                print(f'  {part}: {name} (round {round_} of {repeats}) ...', flush=True)
+                print(f'  {part}: {name} (round {round_} of {repeats}) ...', end='', flush=True)
             seconds, extra = measure(name)
+            if part:
+                print(f' {report(seconds, extra) if report else "done"}', flush=True)
             if name not in best or seconds < best[name][0]:
                 best[name] = (seconds, extra)
     return best

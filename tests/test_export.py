@@ -269,3 +269,20 @@ def test_test_py_takes_a_checkpoint_or_exported_files(capsys):
         with pytest.raises(SystemExit) as exit_:
             test_script.parse_args(argv)
         assert exit_.value.code == 2 and capsys.readouterr().err.endswith(f'error: {message}\n')
+
+
+def test_export_takes_the_checkpoints_image_size(tmp_path, checkpoint):
+    """Without --img_h/--img_w the file takes the size the checkpoint was trained at, as test.py tests
+    at it; a given size that differs is used, with a warning."""
+    net = checkpoint[1]
+    path = tmp_path / 'sized_last.t'
+    save_checkpoint({'net': net.state_dict(), 'epoch': 1, 'se_channels': net.se_channels,
+                     'args': {'dataset': 'sysu', 'img_h': H, 'img_w': W}}, path)
+    out = run_export('--resume', str(path), '--format', 'torchscript', '--modality', 'thermal', '--no-check',
+                     '--out', str(tmp_path / 'own.pt'))
+    assert f"exporting at {H}x{W}: the checkpoint's own size" in out
+    assert (Exported(tmp_path / 'own.pt').img_h, Exported(tmp_path / 'own.pt').img_w) == (H, W)
+    out = run_export('--resume', str(path), '--format', 'torchscript', '--modality', 'thermal', '--no-check',
+                     '--img_h', str(2 * H), '--img_w', str(2 * W), '--out', str(tmp_path / 'other.pt'))
+    assert f'warning: exporting at {2 * H}x{2 * W} but {path} was trained at {H}x{W}' in out
+    assert Exported(tmp_path / 'other.pt').img_h == 2 * H

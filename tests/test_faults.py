@@ -2,6 +2,7 @@
 read-only file systems, resume mismatches, partial test sets, deep images and damaged files."""
 import contextlib
 import errno
+import io
 import json
 import os
 import pathlib
@@ -12,6 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -20,14 +23,12 @@ from PIL import Image
 
 import data_manager as dm
 import process_sysu
+import recipe
 import test as test_script
 import train as train_script
 import visualize
-from ifalnet import atomic
-from ifalnet import interruption as interrupt
-from ifalnet import output_paths as outputs
-from ifalnet import partial_sets as coverage
-from ifalnet import run_files as runs
+from ifalnet import (atomic, interruption as interrupt, output_paths as outputs, partial_sets as coverage,
+                     run_files as runs)
 from ifalnet.atomic import atomic_write
 from ifalnet.checkpoints import (nonfinite_tensors, read_checkpoint, refuse_nonfinite, resolve_checkpoint,
                                  save_checkpoint)
@@ -74,15 +75,24 @@ def temp_files(folder):
 
 # ----------------------------------------------------------------------------------- divergence
 
-def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, sysu_small, trained):
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, sysu_small, trained, monkeypatch):
+    """A loss that is no longer finite (here at the resumed epoch 1's second step; a learning rate far too
+    high does it for real) stops the run before anything of the epoch is saved."""
     last = copy_run(tmp_path, trained)
     before = open(last, 'rb').read()
+    real, calls = recipe.total_loss, []
+
+    def diverging(*args, **kwargs):
+        calls.append(1)
+        loss, parts = real(*args, **kwargs)
+        return (loss * float('nan'), parts) if len(calls) == 2 else (loss, parts)
+
+    monkeypatch.setattr(recipe, 'total_loss', diverging)
     with pytest.raises(ReIDError) as err:
-        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', str(last), '--lr', '1e8',
-                                     '--run-name', NAME))
-    assert re.fullmatch(r'training diverged: the loss is (nan|inf) \(id \S+ tri \S+ tca \S+\) at epoch 1 step '
-                        r'\d/3, learning rate 2e\+07; nothing of this epoch is saved \(the last _last.t, if any, is '
-                        r'the last good state\); lower --lr', str(err.value)), str(err.value)
+        train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', str(last)))
+    assert re.fullmatch(r'training diverged: the loss is nan \(id \S+ tri \S+ tca \S+\) at epoch 1 step 2/3, learning '
+                        r'rate 0.002; nothing of this epoch is saved \(the last _last.t, if any, is the last good '
+                        r'state\); lower --lr', str(err.value)), str(err.value)
     assert sorted(os.listdir(tmp_path / 'models')) == [f'{NAME}_last.t']   # no _best.t, no lock, no temp file
     assert open(last, 'rb').read() == before
     assert not nonfinite_tensors(read_checkpoint(last)['net'])
@@ -126,8 +136,8 @@ def test_a_fresh_run_refuses_to_overwrite_a_run_and_the_ways_out(tmp_path, sysu_
     assert str(err.value) == (
         f'--model_path {models} already holds the run {NAME} ({NAME}_last.t, trained to epoch 0); arguments that '
         'differ from it: --epochs 2 (that run: 1), --margin 0.5 (that run: 0.3). Continue it with --resume auto '
-        f'(or --resume {models / NAME}_last.t), give this run its own name with --run-name NAME, or replace it '
-        'with --overwrite')
+        f'(or --resume {models / NAME}_last.t) and the values it was trained with, give this run its own name with '
+        '--run-name NAME, or replace it with --overwrite')
     assert os.listdir(models) == [f'{NAME}_last.t'] and not (tmp_path / 'log').exists()
 
     # --resume auto on a finished run: nothing left to train. A dead process's lock is taken over and
@@ -164,6 +174,24 @@ def test_a_fresh_run_refuses_to_overwrite_a_run_and_the_ways_out(tmp_path, sysu_
     assert not [f for f in os.listdir(models) if f.endswith('.lock')]
 
 
+def test_a_resume_refuses_other_training_arguments(tmp_path, sysu_small, trained, capsys):
+    copy_run(tmp_path, trained)
+    last = tmp_path / 'models' / f'{NAME}_last.t'
+    before = last.read_bytes()
+    for resume in ('auto', str(last)):
+        with pytest.raises(ReIDError) as err:
+            train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', resume,
+                                         '--img_w', '24', '--margin', '0.5'))
+        assert str(err.value) == (
+            f'{last} was trained with other arguments than this run: --img_w 24 (that run: 16), --margin 0.5 '
+            '(that run: 0.3). Resume it with the values it was trained with, or start a new run with its own '
+            '--run-name NAME')
+    assert last.read_bytes() == before and not (tmp_path / 'log').exists()
+    # More epochs are what a resume is for.
+    train_script.main(train_args(tmp_path, sysu_small, '--epochs', '2', '--resume', 'auto'))
+    assert read_checkpoint(last)['epoch'] == 1
+
+
 @pytest.mark.parametrize('owner', ['live process here', 'another host'])
 def test_a_concurrent_run_of_the_same_name_refuses_by_its_lock(tmp_path, sysu_small, owner):
     (tmp_path / 'models').mkdir()
@@ -189,7 +217,8 @@ def test_run_name_is_checked(tmp_path, sysu_small):
 # ----------------------------------------------------------------------------------- signals
 
 def start_train(tmp_path, sysu_small, *extra, helper=None, env=None):
-    script = [os.path.join('tests', 'helpers', 'signal_during_save.py')] if helper else ['train.py']
+    """train.py, or through a helper of tests/helpers/ ('signal_during_save', 'signal_at_step')."""
+    script = [os.path.join('tests', 'helpers', f'{helper}.py')] if helper else ['train.py']
     return subprocess.Popen([sys.executable, *script, *train_args(tmp_path, sysu_small, *extra)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, **(env or {})})
@@ -207,12 +236,12 @@ def wait_for(proc, text):
 def test_sigterm_at_a_step_with_loader_workers_leaves_the_resume_point(tmp_path, sysu_small, trained):
     last = copy_run(tmp_path, trained)
     before = open(last, 'rb').read()
-    proc = start_train(tmp_path, sysu_small, '--epochs', '2', '--workers', '2', '--resume', 'auto')
-    wait_for(proc, 'Epoch: [1][1/3]')
-    os.killpg(proc.pid, signal.SIGTERM)   # as a scheduler does: the whole process group, workers included
+    # SIGTERM to the whole process group (as a scheduler sends it, loader workers included) at step 2
+    proc = start_train(tmp_path, sysu_small, '--epochs', '2', '--workers', '2', '--resume', 'auto',
+                       helper='signal_at_step', env={'STEP_SIGNAL': 'SIGTERM', 'AT_STEP': '2'})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143
-    assert re.fullmatch(rf'interrupted by SIGTERM at epoch 1 step [23]/3; resume with --resume {re.escape(str(last))}\n',
+    assert re.fullmatch(rf'interrupted by SIGTERM at epoch 1 step 2/3; resume with --resume {re.escape(str(last))}\n',
                         err), err
     assert 'Traceback' not in out
     assert sorted(os.listdir(tmp_path / 'models')) == [last.name]   # no temp file, no lock
@@ -221,19 +250,18 @@ def test_sigterm_at_a_step_with_loader_workers_leaves_the_resume_point(tmp_path,
 
 
 def test_sigint_before_anything_is_saved(tmp_path, sysu_small):
-    proc = start_train(tmp_path, sysu_small, '--epochs', '1')
-    wait_for(proc, 'Epoch: [0][1/3]')
-    proc.send_signal(signal.SIGINT)
+    proc = start_train(tmp_path, sysu_small, '--epochs', '1', helper='signal_at_step',
+                       env={'STEP_SIGNAL': 'SIGINT', 'AT_STEP': '2'})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert re.fullmatch(r'interrupted by SIGINT at epoch 0 step [23]/3; no epoch was saved yet: run the same command '
+    assert re.fullmatch(r'interrupted by SIGINT at epoch 0 step 2/3; no epoch was saved yet: run the same command '
                         r'again \(or add --resume auto\)\n', err), err
     assert not (tmp_path / 'models').exists()   # the folder it made for the run is gone again
 
 
 @pytest.mark.parametrize('name, status', [('SIGINT', 130)])   # SIGTERM: test_deferred_signals_arrive_after_the_block
 def test_a_signal_during_a_save_lets_the_save_finish(tmp_path, sysu_small, name, status):
-    proc = start_train(tmp_path, sysu_small, '--epochs', '2', helper=True, env={'SAVE_SIGNAL': name})
+    proc = start_train(tmp_path, sysu_small, '--epochs', '2', helper='signal_during_save', env={'SAVE_SIGNAL': name})
     out, err = proc.communicate(timeout=180)
     last = tmp_path / 'models' / f'{NAME}_last.t'
     assert proc.returncode == status, err
@@ -362,7 +390,7 @@ def test_resuming_another_optimizers_state_is_refused_before_anything(tmp_path, 
     # another dataset's checkpoint (another class count) is refused before the log exists too
     ckpt['net']['classifier.weight'] = torch.zeros(7, 2048)
     save_checkpoint({'net': ckpt['net'], 'epoch': 0}, tmp_path / 'other.t')
-    with pytest.raises(ReIDError, match=r'other.t has 7 classes but the sysu training set has 2$'):
+    with pytest.raises(ReIDError, match=r'other.t has 7 classes \(its classifier\), but the SYSU-MM01 training set at .* has 2: '):
         train_script.main(train_args(tmp_path, sysu_small, '--resume', str(tmp_path / 'other.t')))
     assert not (tmp_path / 'log').exists() and not (tmp_path / 'models').exists()
 
@@ -500,3 +528,67 @@ def test_process_sysu_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(tm
             process_sysu.prepare_sysu(root)   # 12 visible images at 384x192: 2.7 MB
         assert str(err.value) == f'cannot write {root / "train_rgb_resized_img.npy"}: No space left on device [ENOSPC]'
         assert not temp_files(root) and not list(root.glob('*.npy'))
+
+
+# ----------------------------------------------------------------------------------- one lock holder
+def contend(path, stale, starters, barrier, held, rounds, pause=0.002):
+    """`starters` threads of this process, `rounds` times over a lock file left by a dead process: each
+    tries to take it at once (behind `barrier`) and, holding it, records (round, start, end)."""
+    def starter():
+        for r in range(rounds):
+            if barrier.wait() == 0:   # one of them writes the stale lock of the round
+                path.write_text(json.dumps(stale))
+            barrier.wait()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), runs.run_lock(str(path)):
+                    start = time.monotonic()
+                    time.sleep(pause)
+                    held.append((r, start, time.monotonic()))
+            except ReIDError:
+                pass
+    threads = [threading.Thread(target=starter) for _ in range(starters)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_one_lock_holder_among_simultaneous_starters_over_a_stale_lock(tmp_path):
+    """Taking over a stale lock used to read it, remove it and create a new one: a second starter that had
+    read the same stale lock removed the first one's new lock and made its own (two holders in 38 of
+    100 rounds with three starters). Now in no round do two holders overlap, and someone always wins."""
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    stale = {'host': socket.gethostname(), 'pid': dead.pid, 'started': '2026-01-01 10:00:00'}
+    held, rounds = [], 100
+    contend(tmp_path / 'run.lock', stale, 3, threading.Barrier(3), held, rounds)
+    by_round = {}
+    for r, start, end in held:
+        by_round.setdefault(r, []).append((start, end))
+    assert sorted(by_round) == list(range(rounds))
+    for r, spans in by_round.items():
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f'round {r}: two holders at once {spans}'
+    assert not (tmp_path / 'run.lock').exists()
+
+
+def test_one_lock_holder_among_processes(tmp_path):
+    """The same across processes, as a scheduler restarting two jobs of one run would start them: a holder
+    blocks the others until its process ends, whatever way it ends (the kernel drops the lock)."""
+    path = tmp_path / 'run.lock'
+    code = ('import sys, time, contextlib, io; sys.path.insert(0, sys.argv[1]); from ifalnet import run_files\n'
+            'with run_files.run_lock(sys.argv[2]):\n    print("held", flush=True); time.sleep(30)\n')
+    holder = subprocess.Popen([sys.executable, '-c', code, ROOT, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == 'held\n'
+        with pytest.raises(ReIDError, match=f'already being trained by process {holder.pid} on '):
+            with runs.run_lock(str(path)):
+                pass
+    finally:
+        holder.kill()   # SIGKILL: no clean-up of its own; the file stays, the flock goes with the process
+        holder.wait()
+    assert path.exists()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), runs.run_lock(str(path)):
+        assert json.loads(path.read_text())['pid'] == os.getpid()
+    assert f'taking over the lock {path} of process {holder.pid}' in out.getvalue() and not path.exists()

@@ -2,6 +2,7 @@
 flags, missing RegDB split checkpoints, trial selection."""
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ import data_manager as dm
 import process_sysu
 import test as test_script
 import train as train_script
-from ifalnet.checkpoints import save_checkpoint
+from ifalnet.checkpoints import resolve_checkpoint, save_checkpoint
+from ifalnet.problems import build_problem
 from ifalnet.toy_datasets import make_sysu
 from model import embed_net
 from utils import ReIDError
@@ -139,3 +141,68 @@ def test_trial_and_trials_flags(capsys):
     assert select('--dataset', 'sysu', '--trial', '4', '--trials', '1') == [1]
     assert capsys.readouterr().out == ('note: --trial selects a RegDB split; sysu gallery draws are chosen with '
                                        '--trials, so --trial 4 is ignored\n')
+
+
+# ----------------------------------------------------------------------------------- a new user's traps
+def test_the_help_says_what_each_direction_flag_gives_per_dataset(capsys):
+    with pytest.raises(SystemExit):
+        test_script.parse_args(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    tvsearch = text[text.index('--tvsearch [True|False]', text.index('data:')):]
+    assert ('LLCM: False (default) the release\'s "VIS to IR", which is in fact infrared -> visible' in tvsearch
+            and 'visible -> infrared is --protocol standard' in tvsearch and 'RegDB: False (default) visible -> '
+            'thermal' in tvsearch and 'SYSU-MM01: always infrared -> visible' in tvsearch)
+    protocol = text[text.index('--protocol {release,standard}', text.index('test:')):]
+    assert 'standard = visible -> infrared' in protocol and 'SYSU-MM01 and RegDB: the same either way' in protocol
+
+
+def test_the_default_workers_are_capped_by_the_usable_cpus():
+    cpus = len(os.sched_getaffinity(0))
+    assert train_script.parse_args([]).workers == test_script.parse_args(['--resume', 'x']).workers == min(4, cpus)
+
+
+def warnings_of(*argv, selection=None, source_size=None):
+    return train_script.start_warnings(train_script.parse_args(list(argv)), selection, source_size)
+
+
+def test_training_traps_are_one_warning_each():
+    assert warnings_of(source_size=(384, 192)) == []                 # the release's run: nothing to say
+    upsampled, = warnings_of(source_size=(64, 32))
+    assert upsampled.startswith('warning: the training images are about 64x32 (the median of a sample) and --img_h 384 '
+                                '--img_w 192 upsamples them 36x in pixels') and '--img_h 64 --img_w 32' in upsampled
+    assert warnings_of('--img_h', '96', '--img_w', '48', source_size=(64, 32)) == []   # 2.25x: a resize, no trap
+    scratch, = warnings_of('--pretrained', 'none')
+    assert 'warning: --pretrained none with SGD --lr 0.1' in scratch and '--optim adam --lr 0.02' in scratch
+    assert warnings_of('--pretrained', 'none', '--optim', 'adam', '--lr', '0.02') == []
+    held = lambda queries, ids: SimpleNamespace(problem=SimpleNamespace(
+        query=SimpleNamespace(paths=['q'] * queries), gallery=SimpleNamespace(paths=ids, ids=ids)))
+    one, = warnings_of('--select', 'val', selection=held(3, [7]))
+    assert one.startswith('warning: --select val validates on 3 queries against 1 gallery image of one identity: '
+                          'Rank-1 is 100% by construction')
+    few, = warnings_of('--select', 'val', selection=held(30, [1, 2, 3]))
+    assert 'against 3 gallery identities: too few' in few
+    assert warnings_of('--select', 'val', selection=held(300, list(range(30)))) == []
+
+
+def test_a_missing_best_checkpoint_points_at_the_runs_last(tmp_path):
+    (tmp_path / 'run_last.t').write_bytes(b'')
+    with pytest.raises(ReIDError, match=r'checkpoint not found: run_best.t \(also looked in --model_path .*\); '
+                                        r'.*run_last.t is there: a run validates after every epoch but the first'):
+        resolve_checkpoint('run_best.t', str(tmp_path))
+
+
+def test_resuming_another_datasets_checkpoint_names_both(tmp_path, regdb_root):
+    ckpt = tmp_path / 'sysu_last.t'
+    torch.manual_seed(0)
+    save_checkpoint({'net': embed_net(6).state_dict(), 'epoch': 0, 'args': {'dataset': 'sysu', 'trial': 1}}, ckpt)
+    with pytest.raises(ReIDError, match=r'sysu_last.t was trained on SYSU-MM01 \(6 classes\), but this run trains on '
+                                        r'RegDB split 1 \(5 classes\): resume a checkpoint of RegDB'):
+        train_script.main(['--dataset', 'regdb', '--data-path', regdb_root, '--resume', str(ckpt), '--pretrained',
+                           'none', '--model_path', str(tmp_path / 'm'), '--log_path', str(tmp_path / 'l')])
+
+
+def test_ten_shots_of_short_folders_say_so(sysu_root):
+    problem = build_problem('sysu', sysu_root, 0, shots=10)
+    note = test_script.short_folders_note(problem, 10)
+    assert note.startswith('note: --shots 10: ') and 'hold fewer than 10 images (3 to 3); each gives all it has' in note
+    assert test_script.short_folders_note(problem, 3) == ''

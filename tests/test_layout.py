@@ -177,3 +177,12 @@ def test_the_slug_follows_github():
     assert slug('Resume, preemption and requeueing') == 'resume-preemption-and-requeueing'
     assert slug('Re-ranking, which vectors') == 're-ranking-which-vectors'
     assert slug('`--select val`: model selection') == '--select-val-model-selection'
+
+
+def test_nothing_cites_a_document_outside_the_repository():
+    """A reader cannot follow "the SPEC" (a document the repository does not hold): the code cites the paper,
+    the release's behaviour or a page of docs/."""
+    pages = PYTHON_FILES + MARKDOWN + [os.path.join('tests', f) for f in os.listdir(os.path.join(ROOT, 'tests'))
+                                       if f.endswith('.py')]
+    citing = [p for p in pages if re.search(r'\bSPEC\b', source(p)) and p != os.path.join('tests', 'test_layout.py')]
+    assert not citing, f'files citing the SPEC: {citing}'

@@ -81,7 +81,7 @@ def test_triplet_matches_loop_reference():
 
 
 def loop_tca(x, labels, margin):
-    """TCA written identity by identity and sample by sample, straight from the SPEC."""
+    """TCA written identity by identity and sample by sample, straight from its definition (the paper, the release)."""
     f = x.chunk(4)
     pair = {(a, b): (f[a] + f[b]) / 2 for a in range(4) for b in range(a + 1, 4)}
     stream_labels = labels[:len(f[0])]

@@ -243,3 +243,24 @@ def test_a_network_without_the_middle_modality_has_its_two_scores(results, tmp_p
     with pytest.raises(ReIDError, match=r'baseline.json has no MIS-IR FC scores \(it has VIS-IR FC, ALL; a network '
                                         r'without the middle modality has VIS-IR FC and ALL only\)'):
         result_tables.table([str(path)], score='MIS-IR FC')
+
+
+def test_rows_of_several_settings_say_which_is_which(results, tmp_path):
+    """All-search and indoor-search rows (or two directions) in one table: every row names its setting, in
+    every format; the CSV always does."""
+    _, files = results
+    report = load(files['regdb_seed_0_trial_1'])
+    other = tmp_path / 'thermal_to_visible.json'
+    other.write_text(json.dumps({**report, 'direction': 'thermal -> visible', 'tvsearch': True}))
+    paths = [str(files['regdb_seed_0_trial_1']), str(other)]
+    table = [markdown_cells(line) for line in tables.main(paths).splitlines()[2:]]
+    assert table[0][:2] == ['run', 'setting'] and {len(row) for row in table} == {9}
+    assert [row[1] for row in table[2:]] == ['RegDB, visible -> thermal, protocol release',
+                                             'RegDB, thermal -> visible, protocol release']
+    tex = tables.main([*paths, '--latex'])
+    assert r'Run & Setting & Rank-1' in tex and r'RegDB, thermal $\rightarrow$ visible, protocol release' in tex
+    rows = csv_rows(tables.main([*paths, '--csv']))
+    assert [r['setting'] for r in rows] == [row[1] for row in table[2:]]
+    # one setting: no column in Markdown (the caption says it), the CSV names it anyway
+    one = [markdown_cells(line) for line in tables.main(paths[:1]).splitlines()[2:]]
+    assert one[0][1] == 'Rank-1' and csv_rows(tables.main([*paths[:1], '--csv']))[0]['setting'] == table[2][1]

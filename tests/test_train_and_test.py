@@ -15,7 +15,8 @@ import test as test_script
 import train as train_script
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from ifalnet import devices as device_module
-from ifalnet.checkpoints import describe_training, load_model, read_checkpoint, save_checkpoint, trained_on
+from ifalnet.checkpoints import (RELEASE_SIZE, describe_training, load_model, read_checkpoint, save_checkpoint,
+                                 trained_on)
 from ifalnet.devices import autocast_dtype
 from ifalnet.feature_bank import FeatureBank, evaluate
 from ifalnet.flags import parse_epochs
@@ -294,7 +295,7 @@ def test_release_checkpoints_say_they_store_no_training_arguments():
     assert info == {'dataset': None, 'trial': None, 'img_h': None, 'img_w': None, 'epoch': 37}
     assert describe_training(info) == ('dataset unknown, image size unknown, epoch 37 (the checkpoint stores no '
                                        "training arguments, as the release's do not)")
-    assert test_script.RELEASE_SIZE == (384, 192)
+    assert RELEASE_SIZE == (384, 192)
 
 
 def test_llcm_release_roles_and_pool_quirk(llcm_root):

@@ -10,7 +10,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from threadpoolctl import threadpool_limits  # installed with scikit-learn (requirements-vis.txt)
 
 import test as test_script
@@ -19,11 +19,11 @@ from eval_metrics import eval_llcm, eval_regdb, eval_sysu
 from ifalnet import attention_maps as attention
 from ifalnet.checkpoints import load_model, save_checkpoint
 from ifalnet.feature_bank import FeatureBank
-from ifalnet.features_file import FEATURE_NAMES as FEATURES
-from ifalnet.features_file import Features
+from ifalnet.features_file import FEATURE_NAMES as FEATURES, Features
 from ifalnet.figure_data import cross_modal_distances, network_inputs, ranked_lists, results_protocol, tsne_points
-from ifalnet.image_grids import BLUE, BORDER, GAP, GREEN, LINE, MARGIN, MIN_CELL, RED, WHITE, score_key, score_labels
-from ifalnet.plots import distances_figure, save_figure, tsne_figure
+from ifalnet.image_grids import (BLUE, BORDER, GAP, GREEN, LINE, MARGIN, MIN_CELL, RED, WHITE, caption_font, draw_grid,
+                                 score_key, score_labels)
+from ifalnet.plots import cmc_figure, distances_figure, save_figure, tsne_figure
 from ifalnet.problems import ImageSet, build_problem
 from ifalnet.scoring import RANKS, SCORES, cmc_curve, score_similarities, summarise
 from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
@@ -577,3 +577,45 @@ def test_missing_optional_dependency(tmp_path, blocked, command):
         in result.stderr
     assert 'Traceback' not in result.stderr
     assert not (tmp_path / 'x.png').exists()
+
+
+# ----------------------------------------------------------------------------- nothing cut
+def texts_outside(fig, dpi):
+    """What of `fig`, drawn at `dpi`, is not wholly inside the canvas: the axes (with their titles, tick
+    labels, axis labels and legends, as drawn) and the figure's own texts (its suptitle)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer, box = canvas.get_renderer(), fig.bbox
+    inside = lambda b: b.x0 >= box.x0 - 0.5 and b.x1 <= box.x1 + 0.5 and b.y0 >= box.y0 - 0.5 and b.y1 <= box.y1 + 0.5
+    outside = [f'axes {k}: {ax.get_title()!r}' for k, ax in enumerate(fig.axes) if not inside(ax.get_tightbbox(renderer))]
+    outside += [t.get_text() for t in fig.texts if t.get_text() and not inside(t.get_window_extent(renderer))]
+    return outside
+
+
+@pytest.mark.parametrize('dpi', [40, 300])
+def test_plot_titles_labels_and_legends_are_whole_at_any_dpi(dpi):
+    """The README's commands drew titles wider than the figure ('NE of bn features ...'): every text must
+    lie inside the canvas, whatever the resolution."""
+    rng = np.random.default_rng(0)
+    identity, group = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    figs = {'tsne': tsne_figure(rng.normal(size=(32, 2)), identity, group, 'infrared',
+                                't-SNE of bn features: 8 identities (SYSU-MM01, trial 0), a long title to wrap'),
+            'distances': distances_figure({'ori': (rng.uniform(0, 0.3, 20), rng.uniform(0.2, 0.6, 50)),
+                                           'mid': (rng.uniform(0, 0.3, 20), rng.uniform(0.2, 0.6, 50))}, 'infrared',
+                                          'bn features (SYSU-MM01 all-search, infrared -> visible, trial 0), '
+                                          'with a title longer than two panels'),
+            'cmc': cmc_figure([(np.linspace(0.3, 1, 20), 0.3, 0.4, 'SYSU-MM01 all-search, infrared -> visible')] * 2,
+                              ['untrained model of the demo', 'trained model of the demo'], 'ALL')}
+    for name, fig in figs.items():
+        assert texts_outside(fig, dpi) == [], name
+
+
+def test_grid_captions_are_drawn_whole():
+    """A caption wider than its tile widens the cell: the rank number and the score of '#1 7.979733' stay."""
+    tiles = [Image.new('RGB', (16, 32), (128, 128, 128))] * 3
+    captions = [['query', 'cam3', 'id 12'], ['#1 7.979733', 'cam1', 'id 12'], ['#2 7.979712', 'cam2', 'id 40']]
+    grid = draw_grid(tiles, captions, [BLUE, GREEN, RED], 3)
+    font_width = ImageDraw.Draw(grid).textlength('#1 7.979733', font=caption_font())
+    assert grid.width >= 2 * MARGIN + 3 * font_width + 2 * GAP
