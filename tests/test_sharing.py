@@ -362,7 +362,10 @@ def test_export_refuses_before_writing(run, tmp_path, monkeypatch, capsys):
     # flags of the folder alone, and the folder's two branches
     for argv, message in ((['--results', 'r.json'], '--results apply to --format safetensors only'),
                           (['--format', 'safetensors', '--modality', 'visible'],
-                           'a safetensors model folder holds both branches: leave out --modality')):
+                           'a safetensors model folder holds both branches: leave out --modality'),
+                          (['--format', 'safetensors', '--img_h', '32'],
+                           "a safetensors model folder records the checkpoint's own image size (config.json's "
+                           'image_size): leave out --img_h/--img_w')):
         with pytest.raises(SystemExit):
             export_script.parse_args(['--resume', 'x.t', '--out', 'o', *argv])
         assert capsys.readouterr().err.endswith(f'error: {message}\n')
@@ -382,3 +385,31 @@ def test_a_folder_without_the_classifier_embeds_alike(run, hub_net, tmp_path):
         for modal in (1, 2):
             assert all(torch.equal(a, b) for a, b in zip(net(x, x, x, x, modal), hub_net(x, x, x, x, modal)))
     assert not net.classifier.weight.any()
+
+
+def test_a_release_checkpoint_converts_to_a_folder(run, tmp_path):
+    """A release checkpoint (weights, epoch and scores; no arguments, channels or environment; an unused
+    weight) converts to a folder whose weights are the network's, whose channels are the ones given, and
+    whose card says what the checkpoint does not record."""
+    state = dict(read_checkpoint(run['ckpt'])['net'])
+    state['base_resnet.base.conv1.weight'] = torch.zeros(64, 3, 7, 7)   # a weight the release stores, unused
+    release = tmp_path / 'release.t'
+    torch.save({'net': state, 'epoch': 80, 'cmc': np.linspace(0.5, 1, 20), 'mAP': np.float64(0.7)}, release)
+    out = tmp_path / 'ifalnet_release'
+    printed = quiet(export_script.main, ['--resume', str(release), '--se-channels', '5,0,3', '--format', 'safetensors',
+                                         '--out', str(out)])
+    assert 'release checkpoint' in printed and f'wrote {out}: model.safetensors' in printed
+    config = json.loads((out / 'config.json').read_text())
+    assert config['se_channels'] == [5, 0, 3] and config['image_size'] == {'height': 384, 'width': 192}
+    assert config['training_args'] is None and config['trained_with'] is None
+    assert config['source'] == {'file': 'release.t', 'sha256': sha256_of(release), 'epoch': 80,
+                                'cmc': np.linspace(0.5, 1, 20).tolist(), 'mAP': 0.7, 'mINP': None}
+    net = torch.hub.load(ROOT, 'ifalnet', source='local', weights=str(out))
+    del state['base_resnet.base.conv1.weight']
+    got = net.state_dict()
+    assert got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state)
+    assert net.se_channels == (5, 0, 3)
+    card = (out / 'README.md').read_text()
+    assert '`release.t`, epoch 80, validation Rank-1 50.00%; a release checkpoint stores no training arguments' in card
+    assert 'Not recorded (a release checkpoint stores no training arguments).' in card
+    assert '- trained with: not recorded' in card
