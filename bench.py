@@ -45,7 +45,6 @@ import time
 from ifalnet.flags import add_common_args, add_flag, make_parser, parse_size
 from ifalnet.interruption import Interrupted, quiet_worker, run_main
 
-
 PARTS = ('train', 'embed', 'pipeline', 'metrics', 'loop', 'rerank')
 
 

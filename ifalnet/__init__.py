@@ -10,6 +10,7 @@ Running on a device
 Command lines and files
     flags.py            the parser, flags with both spellings, the shared flags, the component switches
     atomic.py           files written atomically, a failed write as one line
+    optional_extras.py  an optional extra's module imported when needed, or the pip command that installs it
     output_paths.py     output paths checked before any work, stale temporary files, the log tee
     checkpoints.py      checkpoint files: safe reading, atomic writing, release keys, the network they hold
     environment_stamp.py  the software and hardware that made a file (versions, device, commit), in every file

@@ -14,7 +14,6 @@ weights_folder.read_weights reads:
 with huggingface_hub's `HfApi.create_repo` and `upload_folder`, as the account that huggingface_hub's
 login (`hf auth login`) or the HF_TOKEN variable gives. Nothing here is used offline except the local paths and file:// URLs.
 """
-import importlib
 import os
 import re
 import urllib.error
@@ -22,6 +21,7 @@ import urllib.parse
 
 import torch
 
+from ifalnet.optional_extras import require_extra
 from ifalnet.weights_folder import CHECKSUMS, FILES, sha256_of
 from utils import ReIDError
 
@@ -32,11 +32,7 @@ HASH_PREFIX = re.compile(r'-([a-f0-9]{8,64})\.safetensors$')   # torchvision's r
 
 def require_hub():
     """huggingface_hub, or a one-line error naming the pip command."""
-    try:
-        return importlib.import_module('huggingface_hub')
-    except ImportError:
-        raise ReIDError('huggingface_hub is not installed; loading from and pushing to the Hugging Face Hub need '
-                        'the optional extra: python3 -m pip install -r requirements-hub.txt') from None
+    return require_extra('huggingface_hub', 'loading from and pushing to the Hugging Face Hub', 'requirements-hub.txt')
 
 
 def check_hash(path, prefix, source):

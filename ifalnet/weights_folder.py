@@ -25,7 +25,6 @@ as from any checkpoint). A lone `.safetensors` file written here (its config in 
 the same way, without checksums. safetensors is optional (requirements-share.txt).
 """
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ import torch
 
 from data_loader import IMAGENET_MEAN, IMAGENET_STD
 from ifalnet.atomic import current_umask
+from ifalnet.optional_extras import require_extra
 from model import Architecture, embed_net
 from utils import ReIDError
 
@@ -49,12 +49,8 @@ RELEASE_SIZE = (384, 192)   # the release's image size, for a checkpoint that do
 
 def require_safetensors():
     """safetensors' torch functions, or a one-line error naming the pip command."""
-    try:
-        return importlib.import_module('safetensors.torch')
-    except ImportError:
-        raise ReIDError('safetensors is not installed; model folders (export.py --format safetensors, --resume '
-                        'FOLDER, hubconf.py) need the optional extra: python3 -m pip install -r requirements-share.txt') \
-            from None
+    return require_extra('safetensors.torch', 'model folders (export.py --format safetensors, --resume FOLDER, '
+                         'hubconf.py)', 'requirements-share.txt')
 
 
 def sha256_of(path, chunk=1 << 20):

@@ -20,6 +20,7 @@ The package
     ifalnet/ddp.py                  test_torchrun.py
     ifalnet/environment_stamp.py    test_environment_stamp.py (with requirements-lock.txt)
     ifalnet/dataset_census.py       test_dataset_census.py
+    ifalnet/optional_extras.py      test_export.py, test_sharing.py (each extra missing)
 The scripts and the features
     train.py and test.py end to end, exact resume        test_train_and_test.py
     training from scratch learns on unseen identities     test_learning.py
