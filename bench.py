@@ -102,6 +102,7 @@ from ifalnet import costs, slow_metrics
 from ifalnet.atomic import atomic_write
 from ifalnet.deploy import Embedder, Exported, ExportedNet, export, runtime_available
 from ifalnet.devices import cpu_has_native_bf16, memory_format, select_device
+from ifalnet.environment_stamp import stamp
 from ifalnet.feature_bank import FeatureBank
 from ifalnet.output_paths import check_output_file
 from ifalnet.rerank import euclidean, re_ranking
@@ -481,7 +482,8 @@ def main(argv=None):
     device = select_device(args.gpu)
     report = {'device': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu',
               'torch': torch.__version__, 'threads': torch.get_num_threads(), 'cpus': os.cpu_count(),
-              'img_h': args.img_h, 'img_w': args.img_w, 'workers': args.workers}
+              'img_h': args.img_h, 'img_w': args.img_w, 'workers': args.workers,
+              'environment': stamp(device)}   # the versions and the machine, as every file the scripts write
     print(f'bench: {report["device"]} ({device.type}), torch {torch.__version__}, {report["threads"]} threads, '
           f'{args.img_h}x{args.img_w} images, {args.workers} loader workers, best of {args.repeats}', flush=True)
     skipped = variants(device, args.all_variants)[1]

@@ -1,6 +1,7 @@
 """The three datasets on disk: one record per dataset (`DATASETS`: names, default root, layout, trials,
-cameras, the test protocol's query and gallery, the metric and its removal rule, the paper's numbers),
-layouts, id files, index files, and the test lists of the release.
+cameras, the test protocol's query and gallery, the metric and its removal rule, the paper's numbers,
+the published statistics of its splits), layouts, id files, index files, and the test lists of the
+release.
 
 SYSU-MM01 and LLCM test lists are built the release's way: identities in sorted order, cameras in
 the fixed order below, file names sorted; a gallery keeps one random image per (identity, camera)
@@ -386,6 +387,52 @@ def llcm_test_sides(data_path, trial, mode='all', tvsearch=False, protocol='rele
 
 
 @dataclass(frozen=True)
+class Published:
+    """One split of a dataset as its paper and the field report it: identities, images per modality
+    ('visible' and the dataset's `second_modality` word; a modality left out is not published),
+    and for SYSU-MM01's test set the single-shot gallery size per search mode (the number of
+    identity-camera folders with images). No dataset publishes per-camera counts in text, so the
+    copy's per-camera counts are reported (dataset_census.py) but not checked. `source` says
+    where the numbers come from."""
+    identities: int
+    images: dict
+    source: str
+    gallery: Optional[dict] = None
+
+
+# SYSU-MM01 (Wu et al., ICCV 2017; the dataset README, github.com/wuancong/SYSU-MM01): 491 identities,
+# 30,071 RGB + 15,792 IR images in all, split 296 train + 99 val + 96 test identities. The README
+# gives no per-split image counts; the ones below are the field's (AGW, Ye et al., TPAMI 2021, and
+# the VI-ReID papers after it): training on train + val, 395 identities, 22,258 visible + 11,909
+# infrared images; test, 96 identities, 3,803 infrared (query) images, and single-shot galleries of
+# 301 (all-search, cameras 1, 2, 4, 5) and 112 (indoor, cameras 1, 2) images. The visible test
+# images in all are not published. Per camera: the README shows a table as a picture
+# (img/overview.jpg), not in text; not transcribed here.
+SYSU_PUBLISHED = {
+    'train': Published(395, {'visible': 22258, 'infrared': 11909},
+                       'the field\'s count (Ye et al., TPAMI 2021) of the train + val identities of Wu et al., ICCV 2017'),
+    'test': Published(96, {'infrared': 3803}, 'the field\'s count (Ye et al., TPAMI 2021) of the test identities of '
+                      'Wu et al., ICCV 2017', gallery={'all': 301, 'indoor': 112}),
+}
+# RegDB (Nguyen et al., Sensors 2017): 412 identities, 10 visible + 10 thermal images each, one camera
+# per modality. The field's protocol (Ye et al., AAAI 2018 and every paper since) splits them at
+# random into 206 training and 206 test identities, ten times: 2,060 images per modality and split.
+REGDB_PUBLISHED = {
+    split: Published(206, {'visible': 2060, 'thermal': 2060},
+                     'Nguyen et al., Sensors 2017 (10 + 10 images of each of 412 identities), halved by the field\'s '
+                     'protocol (Ye et al., AAAI 2018)')
+    for split in ('train', 'test')
+}
+# LLCM (Zhang and Wang, CVPR 2023, Sec. 3): 46,767 images of 1,064 identities from 9 cameras; training
+# 713 identities with 16,946 visible + 13,975 infrared images, test 351 identities with 8,680 visible +
+# 7,166 infrared images (the four counts sum to the abstract's 46,767).
+LLCM_PUBLISHED = {
+    'train': Published(713, {'visible': 16946, 'infrared': 13975}, 'Zhang and Wang, CVPR 2023'),
+    'test': Published(351, {'visible': 8680, 'infrared': 7166}, 'Zhang and Wang, CVPR 2023'),
+}
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Everything the scripts know about one dataset. Adding a dataset is a record here (and its readers
     in this module and data_loader.py)."""
@@ -405,6 +452,8 @@ class Dataset:
     gallery_options: bool           # test.py --gallery official and --shots 10 apply (SYSU-MM01)
     prepared_arrays: bool           # training images come from process_sysu.py's arrays (SYSU-MM01)
     paper: tuple                    # the paper's (Rank-1, mAP) and the setting they were measured in
+    published: dict                 # {'train': Published, 'test': Published}: the dataset's published statistics
+    citation: str                   # the dataset's paper, for messages and model cards
 
     @property
     def has_cameras(self):
@@ -422,19 +471,22 @@ DATASETS = {
         layout=SYSU_LAYOUT, trials=range(10), split_trials=False, test_sides=sysu_test_sides,
         test_cameras=lambda mode: SYSU_IR_CAMERAS + SYSU_RGB_CAMERAS[mode],
         test_id_file=os.path.join('exp', 'test_id.txt'), metric=eval_sysu, removal=sysu_removal,
-        modes=tuple(SYSU_RGB_CAMERAS), gallery_options=True, prepared_arrays=True, paper=(0.772, 0.731, 'all-search')),
+        modes=tuple(SYSU_RGB_CAMERAS), gallery_options=True, prepared_arrays=True, paper=(0.772, 0.731, 'all-search'),
+        published=SYSU_PUBLISHED, citation='Wu et al., ICCV 2017'),
     'regdb': Dataset(
         key='regdb', name='RegDB', second_modality='thermal', default_path='./Datasets/RegDB/',
         layout=REGDB_LAYOUT, trials=range(1, 11), split_trials=True, test_sides=regdb_test_sides,
         test_cameras=lambda mode: (), test_id_file=None,
         metric=lambda distmat, q_ids, g_ids, q_cams=None, g_cams=None: eval_regdb(distmat, q_ids, g_ids),
-        removal=None, modes=(), gallery_options=False, prepared_arrays=False, paper=(0.939, 0.899, 'visible -> thermal')),
+        removal=None, modes=(), gallery_options=False, prepared_arrays=False, paper=(0.939, 0.899, 'visible -> thermal'),
+        published=REGDB_PUBLISHED, citation='Nguyen et al., Sensors 2017'),
     'llcm': Dataset(
         key='llcm', name='LLCM', second_modality='infrared', default_path='./Datasets/LLCM/',
         layout=LLCM_LAYOUT, trials=range(10), split_trials=False, test_sides=llcm_test_sides,
         test_cameras=lambda mode: LLCM_CAMERAS[1] + LLCM_CAMERAS[2],
         test_id_file=os.path.join('idx', 'test_id.txt'), metric=eval_llcm, removal=llcm_removal,
-        modes=(), gallery_options=False, prepared_arrays=False, paper=(0.677, 0.506, None)),
+        modes=(), gallery_options=False, prepared_arrays=False, paper=(0.677, 0.506, None),
+        published=LLCM_PUBLISHED, citation='Zhang and Wang, CVPR 2023'),
 }
 
 

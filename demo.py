@@ -5,9 +5,10 @@
 Writes a synthetic dataset in the SYSU-MM01 layout under WORKDIR/SYSU-MM01, prepares it with
 process_sysu.py, tests a freshly initialised model with test.py, trains with train.py (Adam, small
 images, no ImageNet start), tests the trained model, prints a table comparing the two and writes
-WORKDIR/results.json = {"untrained": ..., "trained": ...} (each the "mean" part of test.py's
-results file). The scripts run as subprocesses with the same command lines a user would type; the
-commands are printed. The test identities are not among the training identities.
+WORKDIR/results.json = {"untrained": ..., "trained": ..., "environment": ...} (the "mean" part of
+each of test.py's results files, and the environment stamp of this machine). The scripts run as
+subprocesses with the same command lines a user would type; the commands are printed. The test
+identities are not among the training identities.
 """
 import argparse
 import json
@@ -19,13 +20,14 @@ import subprocess
 import sys
 import time
 
+# MARKER marks a dataset folder the demo made (and may replace)
+from ifalnet.dataset_census import DEMO_MARKER as MARKER, marker_record, write_marker
 from ifalnet.flags import add_flag, make_parser
 from ifalnet.interruption import Interrupted, run_main
 from ifalnet.output_paths import check_output_dir
 from utils import ReIDError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MARKER = '.synthetic_demo'   # marks a dataset folder the demo made (and may replace)
 
 # Full: 32 training identities, 16 test identities, 3 images per camera, 64x32 images, 10 epochs.
 # Quick: a smoke run of every step (a minute), too short to learn.
@@ -59,6 +61,7 @@ import torch
 from data_manager import SYSU_ARRAYS
 from ifalnet.atomic import atomic_write
 from ifalnet.checkpoints import save_checkpoint
+from ifalnet.environment_stamp import stamp
 from ifalnet.run_files import run_name
 from ifalnet.scoring import METRIC_KEYS
 from ifalnet.toy_datasets import make_sysu
@@ -105,9 +108,9 @@ class TimeLeft:
         print(note, flush=True)
 
 
-def marker_text(setting, seed):
-    """What the marker of a demo dataset says: that demo.py made it, and with which settings."""
-    return 'made by demo.py ' + json.dumps({**setting, 'size': list(setting['size']), 'seed': seed}, sort_keys=True)
+def marker_settings(setting, seed):
+    """The settings a demo dataset was made with, as its marker records them."""
+    return {**setting, 'size': list(setting['size']), 'seed': seed}
 
 
 def make_dataset(root, setting, seed):
@@ -116,10 +119,10 @@ def make_dataset(root, setting, seed):
     afresh, replacing an earlier demo dataset and nothing else. Returns whether it was kept."""
     marker = os.path.join(root, MARKER)
     if os.path.exists(root):
-        if not os.path.isfile(marker):
+        record = marker_record(marker)
+        if record is None:
             raise ReIDError(f'{root} exists and was not made by demo.py; choose another --workdir')
-        with open(marker) as f:
-            same = f.read().strip() == marker_text(setting, seed)
+        same = record.get('settings') == marker_settings(setting, seed)
         prepared = all(os.path.isfile(os.path.join(root, name)) for name in SYSU_ARRAYS)
         if same and prepared:
             print(f'synthetic SYSU-MM01 in {root}: kept, made by an earlier demo with these settings', flush=True)
@@ -128,9 +131,8 @@ def make_dataset(root, setting, seed):
     n_train, n_test = setting['train_ids'], setting['test_ids']
     ids = list(range(1, n_train + n_test + 2))
     make_sysu(root, train_ids=ids[:n_train], val_ids=ids[n_train:n_train + 1], test_ids=ids[n_train + 1:],
-              images_per_cam=setting['images_per_cam'], size=setting['size'], seed=seed)
-    with open(marker, 'w') as f:
-        f.write(marker_text(setting, seed) + '\n')
+              images_per_cam=setting['images_per_cam'], size=setting['size'], seed=seed, marker=None)
+    write_marker(root, MARKER, 'demo.py', 'sysu', settings=marker_settings(setting, seed))
     print(f'synthetic SYSU-MM01 in {root}: {n_train} + 1 training identities, {n_test} test identities, '
           f'{setting["images_per_cam"]} image(s) per camera, {setting["size"][0]}x{setting["size"][1]}', flush=True)
     run_script('process_sysu.py', ['--data-path', root])
@@ -142,7 +144,8 @@ def save_untrained(path, data_root, seed):
     from model import embed_net
     n_class = len(np.unique(np.load(os.path.join(data_root, 'train_rgb_resized_label.npy'))))
     torch.manual_seed(seed)
-    save_checkpoint({'net': embed_net(n_class, pretrained='none').state_dict(), 'epoch': -1}, path)
+    save_checkpoint({'net': embed_net(n_class, pretrained='none').state_dict(), 'epoch': -1,
+                     'environment': stamp(torch.device('cpu'))}, path)
 
 
 def comparison(untrained, trained, quick=False):
@@ -209,6 +212,7 @@ def run_demo(args):
     for key, path in (('untrained', untrained_json), ('trained', trained_json)):
         with open(path) as f:
             results[key] = json.load(f)['mean']
+    results['environment'] = stamp(torch.device('cpu'))   # the demo's own: where it ran (the two tests' are in their files)
     out = os.path.join(workdir, 'results.json')
     atomic_write(out, lambda f: json.dump(results, f, indent=2), mode='w')
     print(comparison(results['untrained'], results['trained'], args.quick))

@@ -1,11 +1,17 @@
-"""Export a trained IFALNet checkpoint for use outside this repository: ONNX or TorchScript, one file per branch.
+"""Export a trained IFALNet checkpoint for use outside this repository: ONNX or TorchScript, one file per
+branch, or the whole network as a model folder to share (safetensors, config.json, model card, checksums).
 
     python3 export.py --resume save_model/sysu_..._best.t --format onnx --modality both --out ifalnet.onnx
     python3 export.py --resume release.t --se-channels 3,5,4 --format torchscript --modality thermal --out ir.pt
+    python3 export.py --resume save_model/sysu_..._best.t --format safetensors --results sysu.json --out ifalnet_sysu
 
-Input `image`: float32 (B, 3, img_h, img_w), normalised as test.py does (LANCZOS resize, then ImageNet
-mean/std), any batch size. Outputs `features` (B, 4, 2048) and `embedding` (B, 4096), see
-ifalnet/deploy.py. `--check` (on when the runtime is installed) compares the file with the PyTorch model.
+ONNX and TorchScript: input `image`: float32 (B, 3, img_h, img_w), normalised as test.py does (LANCZOS
+resize, then ImageNet mean/std), any batch size. Outputs `features` (B, 4, 2048) and `embedding`
+(B, 4096), see ifalnet/deploy.py. `--check` (on when the runtime is installed) compares the file with
+the PyTorch model. safetensors: the folder of ifalnet/weights_folder.py, with the model card of
+ifalnet/hub_card.py (the scores of `--results`), which test.py --resume, visualize.py, export.py and
+hubconf.py read; `--check` reads it back and compares every tensor; `--push-to` uploads it to the
+Hugging Face Hub.
 """
 import argparse
 import os
@@ -23,23 +29,47 @@ def parse_args(argv=None):
              help='checkpoint to export (ours or a release checkpoint): a path, or a file name under --model_path')
     add_flag(parser, '--model_path', default='save_model/', metavar='DIR', help='folder of checkpoints')
     add_flag(parser, '--format', default='onnx', choices=EXPORT_FORMATS,
-             help='onnx (needs requirements-export.txt) or torchscript (needs only torch)')
+             help='onnx (needs requirements-export.txt), torchscript (needs only torch), or safetensors: a model '
+                  'folder to share, with config.json, a model card and checksums (needs requirements-share.txt)')
     add_flag(parser, '--modality', default='both', choices=(*MODALITIES, 'both'),
              help='the branch to export (thermal = infrared); both writes one file per branch, the modality '
-                  'added to the name')
-    add_flag(parser, '--out', required=True, metavar='FILE', help='the file to write')
+                  'added to the name (a safetensors folder always holds both)')
+    add_flag(parser, '--out', required=True, metavar='FILE',
+             help='the file to write (safetensors: the folder, new or empty, or an earlier export, which is replaced)')
     add_flag(parser, '--img_h', default=None, type=image_side,
-             help="input image height, fixed in the file (default: the checkpoint's, else 384)")
+             help="input image height, fixed in the file (default: the checkpoint's, else 384; not for "
+                  "safetensors: a folder records the checkpoint's)")
     add_flag(parser, '--img_w', default=None, type=image_side,
-             help="input image width, fixed in the file (default: the checkpoint's, else 192)")
+             help="input image width, fixed in the file (default: the checkpoint's, else 192; not for "
+                  "safetensors: a folder records the checkpoint's)")
     add_flag(parser, '--opset', default=DEFAULT_OPSET, type=int, help='ONNX opset version')
     add_flag(parser, '--check', action=argparse.BooleanOptionalAction, default=None,
              help='run the file with onnxruntime / torch.jit and compare it with the PyTorch model; the export '
-                  f'fails above {EXPORT_TOLERANCE:.0e} (default: on when the runtime is installed)')
+                  f'fails above {EXPORT_TOLERANCE:.0e} (default: on when the runtime is installed); safetensors: read '
+                  'the folder back and compare every tensor (default: on)')
     add_flag(parser, '--se-channels', type=parse_se_channels, default=None, metavar='A,B,C',
              help="the release squeeze-excitation's three middle-modality channels, for a checkpoint that stores "
                   "none (a release checkpoint; default: the checkpoint's, else this device's torch.topk tie order)")
-    return parser.parse_args(argv)
+    group = parser.add_argument_group('safetensors model folder')
+    add_flag(group, '--classifier', action=argparse.BooleanOptionalAction, default=True,
+             help='keep the identity classifier in the weights (the embeddings do not use it; --no-classifier '
+                  'leaves it out)')
+    add_flag(group, '--results', default=None, metavar='FILE',
+             help="a results file of test.py --results of this checkpoint: the model card's scores")
+    add_flag(group, '--push-to', default=None, metavar='USER/NAME',
+             help='also upload the folder to this Hugging Face Hub model repository (needs requirements-hub.txt '
+                  'and a login)')
+    args = parser.parse_args(argv)
+    folder_only = [flag for flag, value in (('--results', args.results), ('--push-to', args.push_to),
+                                            ('--no-classifier', not args.classifier)) if value]
+    if args.format != 'safetensors' and folder_only:
+        parser.error(f'{" and ".join(folder_only)} apply to --format safetensors only')
+    if args.format == 'safetensors' and args.modality != 'both':
+        parser.error('a safetensors model folder holds both branches: leave out --modality')
+    if args.format == 'safetensors' and (args.img_h, args.img_w) != (None, None):
+        parser.error("a safetensors model folder records the checkpoint's own image size (config.json's "
+                     'image_size): leave out --img_h/--img_w')
+    return args
 
 
 if __name__ == '__main__':   # the flags first: a mistyped one stops here, before torch and the modules below
@@ -48,9 +78,15 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 import torch
 
 from ifalnet.atomic import temp_file_beside, write_error
-from ifalnet.checkpoints import input_size, load_model, resolve_checkpoint
+from ifalnet.checkpoints import checkpoint_sha256, input_size, load_model, read_any, resolve_checkpoint
 from ifalnet.deploy import Embedder, Exported, check, check_inputs, require, runtime_available, serialized
+from ifalnet.environment_stamp import stamp
+from ifalnet.hub_card import model_card
+from ifalnet.hub_transfer import push_folder, require_hub
 from ifalnet.output_paths import check_output_file, note_removed, remove_stale_temp_files
+from ifalnet.results_file import read_results
+from ifalnet.weights_folder import (CHECKSUMS, FILES, WEIGHTS, check_out_folder, make_config, require_safetensors,
+                                    weights_of, write_folder)
 from model import Architecture, Modal
 
 
@@ -94,11 +130,63 @@ def write_file(out, data):
         raise
 
 
+def results_of(path, checkpoint, sha256):
+    """The results file `path` (test.py --results), checked to score the exported checkpoint alone."""
+    results = read_results(path)
+    scored = results.get('checkpoints') or []
+    if len(scored) != 1:
+        raise ReIDError(f'--results {path} scores {len(scored)} checkpoints; a model card describes one: give the '
+                        'results of test.py on this checkpoint alone (for RegDB, --trials with its split)')
+    entry = scored[0]
+    if entry.get('sha256') is None:   # a results file written before checkpoints were hashed
+        if os.path.basename(os.path.normpath(entry.get('path', ''))) != os.path.basename(os.path.normpath(checkpoint)):
+            raise ReIDError(f'--results {path} scores {entry.get("path")}, not {checkpoint}')
+        print(f'note: --results {path} records no checkpoint hash (an older test.py); matched by the file name')
+    elif entry['sha256'] != sha256:
+        raise ReIDError(f'--results {path} scores {entry.get("path")} (sha256 {entry["sha256"]}), not {checkpoint} '
+                        f'(sha256 {sha256})')
+    return results
+
+
+def export_folder(args, path):
+    """--format safetensors: the model folder (and, with --push-to, its upload)."""
+    check_out_folder(args.out)
+    require_safetensors()
+    if args.push_to:
+        require_hub()
+    net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
+    results = results_of(args.results, path, checkpoint_sha256(net, path)) if args.results else None
+    checkpoint_sha256(net, path)   # config.json names its source by it
+    config = make_config(net, net.record, path, args.classifier, stamp(torch.device('cpu')))
+    weights = weights_of(net, args.classifier)
+    hashes = write_folder(args.out, weights, config, lambda hashes: model_card(config, hashes, results))
+    if args.check is not False:   # read it back as every loader does, and compare
+        back = read_any(args.out)['net']
+        if not args.classifier:
+            back.pop('classifier.weight')   # the zero classifier a folder without one reads back with
+        if back.keys() != weights.keys() or not all(torch.equal(back[k], v) for k, v in weights.items()):
+            raise ReIDError(f'{args.out} does not read back as the network it was written from')
+        print(f'check: {args.out} reads back with its checksums verified and its {len(weights)} tensors identical '
+              'to the network\'s', flush=True)
+    size = os.path.getsize(os.path.join(args.out, WEIGHTS)) / 2 ** 20
+    print(f'wrote {args.out}: {WEIGHTS} ({size:.0f} MB, sha256 {hashes[WEIGHTS]}), '
+          f'{", ".join(FILES[1:])}, {CHECKSUMS}; ' + (f'model card scores from {args.results}' if results else
+                                                      'no scores in the model card (--results FILE adds them)'), flush=True)
+    print(f'load it: test.py --resume {args.out}, or torch.hub.load(REPOSITORY, \'ifalnet\', source=\'local\', '
+          f'weights={args.out!r})')
+    if args.push_to:
+        print(f'pushed to {push_folder(args.out, args.push_to)}', flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_counts(args, {'--img_h': 1, '--img_w': 1, '--opset': 7})
-    outputs = prepare_outputs(args.out, args.modality)
+    # a model folder is checked by export_folder (an earlier export there is replaced)
+    outputs = prepare_outputs(args.out, args.modality) if args.format != 'safetensors' else None
     path = resolve_checkpoint(args.resume, args.model_path)
+    if args.format == 'safetensors':
+        export_folder(args, path)
+        return
     if args.format == 'onnx':
         require('onnx')
     checking = runtime_available(args.format) if args.check is None else args.check
@@ -110,7 +198,8 @@ def main(argv=None):
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
     args.img_h, args.img_w = input_size(net.trained_on, args.img_h, args.img_w, path, 'exporting')
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
-                'working_se': net.middle and not net.SEnet.constant, 'format': args.format}
+                'working_se': net.middle and not net.SEnet.constant, 'format': args.format,
+                'environment': stamp(torch.device('cpu'))}
     if net.config != Architecture():   # an ablation's network; a file without it is the full one
         metadata['architecture'] = net.architecture()
     written = {}   # modality -> temporary file, moved into place once every branch has passed

@@ -5,7 +5,8 @@ program works with both): train_rgb_resized_img.npy / train_ir_resized_img.npy, 
 (N, 384, 192, 3), LANCZOS-resized; train_rgb_resized_label.npy / train_ir_resized_label.npy, int64
 labels 0..K-1 in ascending identity order. Images are ordered by identity, camera
 (visible cam1, 2, 4, 5; infrared cam3, 6), then file name. Temporary files that an earlier, killed
-run left beside these four are removed first.
+run left beside these four are removed first. It first says in one line whether the copy's
+training images are the published ones, or warns loudly how they differ (ifalnet/dataset_census.py).
 
     python process_sysu.py --data-path ./Datasets/SYSU-MM01/
 """
@@ -17,6 +18,7 @@ import numpy as np
 
 from data_manager import DATASETS, SYSU_ARRAYS, check_layout, parse_camera_and_id, read_resized, sysu_train_files
 from ifalnet.atomic import atomic_write, temp_file_beside, write_error
+from ifalnet.dataset_census import check_copy, copy_line
 from ifalnet.flags import add_flag, make_parser
 from ifalnet.interruption import run_main
 from ifalnet.output_paths import note_removed, remove_stale_temp_files
@@ -91,7 +93,9 @@ def main(argv=None):
     parser = make_parser(__doc__.splitlines()[0])
     add_flag(parser, '--data-path', default=DATASETS['sysu'].default_path, metavar='DIR', help='SYSU-MM01 root folder')
     args = parser.parse_args(argv)
-    prepare_sysu(check_layout('sysu', args.data_path, training=True))
+    root = check_layout('sysu', args.data_path, training=True)
+    print(copy_line(check_copy('sysu', root, 'train')), flush=True)   # the copy against the published one
+    prepare_sysu(root)
 
 
 if __name__ == '__main__':

@@ -5,18 +5,19 @@
 The images are those of ifalnet/toy_datasets.py (the tests and the demo use them): each identity
 has its own look, and its infrared images invert the luminance of its visible ones. The command
 writes only into a new or empty folder, and leaves a marker file there, so that `--force` can
-replace a dataset it made earlier (and nothing else).
+replace a dataset it made earlier (and nothing else), and so that train.py and test.py report the
+copy as synthetic and check it against the counts the marker holds (ifalnet/dataset_census.py).
 """
 import os
 import shutil
 
+# MARKER marks a folder synthetic.py made (--force may replace it)
+from ifalnet.dataset_census import SYNTHETIC_MARKER as MARKER
 from ifalnet.flags import add_flag, make_parser, parse_size
 from ifalnet.interruption import run_main
 from ifalnet.output_paths import check_output_dir
 from ifalnet.toy_datasets import make_llcm, make_regdb, make_sysu
 from utils import ReIDError
-
-MARKER = '.synthetic'   # marks a folder synthetic.py made, which --force may replace
 
 
 def clear_out(out, force):
@@ -56,7 +57,7 @@ def main(argv=None):
     clear_out(args.out, args.force)
     ids = list(range(1, args.ids + 1))
     half = args.ids // 2
-    common = {'size': args.size, 'seed': args.seed}
+    common = {'size': args.size, 'seed': args.seed, 'marker': MARKER, 'made_by': 'synthetic.py'}
     if args.dataset == 'sysu':
         make_sysu(args.out, train_ids=ids[:half - 1], val_ids=ids[half - 1:half], test_ids=ids[half:],
                   images_per_cam=args.images, **common)
@@ -64,8 +65,6 @@ def main(argv=None):
         make_regdb(args.out, num_ids=args.ids, images_per_id=args.images, **common)
     else:
         make_llcm(args.out, train_ids=ids[:half], test_ids=ids[half:], images_per_cam=args.images, **common)
-    with open(os.path.join(args.out, MARKER), 'w') as f:
-        f.write(f'made by synthetic.py --dataset {args.dataset}\n')
     print(f'wrote a synthetic {args.dataset} dataset with {args.ids} identities to {args.out}')
 
 

@@ -6,6 +6,10 @@
 
     python test.py --dataset sysu --resume sysu_..._best.t --corrupt all --severity all --results sysu_c.json
 
+--resume also takes a model folder of export.py --format safetensors. Before embedding, test.py says
+whether the test set copy is the published one (ifalnet/dataset_census.py) and what software and
+hardware run it (ifalnet/environment_stamp.py); both go into the results file.
+
 This is the command line (flags, input checks, the RegDB one-model-per-split loop, tables and
 files); what it computes lives in the ifalnet/ package (feature_bank.py, scoring.py, and for
 --corrupt corruptions.py and corruption_sweep.py), what it prints in ifalnet/report_text.py, the
@@ -95,12 +99,14 @@ if __name__ == '__main__':   # the flags first: a mistyped one stops here, befor
 
 import numpy as np
 
-from ifalnet.checkpoints import describe_training, input_size, load_model, resolve_checkpoint
+from ifalnet.checkpoints import checkpoint_sha256, describe_training, input_size, load_model, resolve_checkpoint
 from ifalnet.corruption_sweep import (Model, cells, check_clean_scores, done_cells, run_cells, summarise_cells,
                                       sweep_setting)
 from ifalnet.corruptions import check_installed, parse_corruptions, parse_severities
+from ifalnet.dataset_census import check_copy, copy_line
 from ifalnet.deploy import exported_pair
 from ifalnet.devices import autocast_dtype, select_device
+from ifalnet.environment_stamp import describe as describe_environment, major_differences, stamp
 from ifalnet.feature_bank import embed
 from ifalnet.features_file import Features, save_features, saved_problems
 from ifalnet.output_paths import check_output_file
@@ -225,7 +231,11 @@ def embed_and_score(args, trials, rerank, by_camera):
     else:
         checkpoints = resolve_checkpoints(args.resume, args.model_path, args.dataset, trials)
     gaps = check_test_set(args, data_path, trials)
+    copy = check_copy(args.dataset, data_path, 'test', trials)   # the copy against the published test set
+    print(copy_line(copy), flush=True)
     device = select_device(args.gpu)
+    environment = stamp(device)
+    print(f'environment: {describe_environment(environment)}', flush=True)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, batch_size=args.test_batch,
                    workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device),
                    flip=args.flip, gallery=args.gallery, shots=args.shots)
@@ -242,12 +252,15 @@ def embed_and_score(args, trials, rerank, by_camera):
         if args.onnx:   # exported files test at the size they were exported for
             net = exported
             sizes.append((exported.img_h, exported.img_w))
-            used.append({'path': path, 'trials': list(tested), 'args': None})
+            used.append({'path': path, 'trials': list(tested), 'args': None, 'sha256': None, 'environment': None})
         else:
             net = load_model(path, **model)
             sizes.append(fit_to_checkpoint(net, path, args, tested))
+            note_other_versions(path, net.record['environment'], environment)
             trained.append({'checkpoint': path, **net.trained_on, 'dataset': net.trained_on['dataset'] or 'unknown'})
-            used.append({'path': path, 'trials': list(tested), 'args': net.training_args})
+            used.append({'path': path, 'trials': list(tested), 'args': net.training_args,
+                         'sha256': checkpoint_sha256(net, path) if args.results else None,
+                         'environment': net.record['environment']})
         problems, bank = embed(net, args.dataset, data_path, tested, device, img_h=sizes[-1][0], img_w=sizes[-1][1],
                                **options)
         embedded[0], embedded[1] = embedded[0] + bank.images, embedded[1] + bank.seconds
@@ -284,14 +297,22 @@ def embed_and_score(args, trials, rerank, by_camera):
         meta = {'dataset': args.dataset, 'mode': args.mode, 'protocol': args.protocol, 'tvsearch': args.tvsearch,
                 'img_h': sizes[0][0], 'img_w': sizes[0][1], 'arch': args.arch,
                 'llcm_pool_quirk': any(pr.llcm_pool_quirk for _, problems, _ in runs for pr in problems.values()),
-                'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots}
+                'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots, 'environment': environment}
         save_features(args.save_features, runs, data_path, meta)
         print(f'features written to {args.save_features}')
     setting = {'dataset': args.dataset, 'mode': args.mode, 'tvsearch': args.tvsearch, 'protocol': args.protocol,
                'flip': args.flip, 'gallery': args.gallery, 'shots': args.shots, 'trained_on': trained or None,
-               'checkpoints': used, 'embedding': embedding_report(*embedded, device), 'img_size': sizes[0],
-               'data_root': data_path}
+               'checkpoints': used, 'dataset_copy': copy, 'environment': environment,
+               'embedding': embedding_report(*embedded, device), 'img_size': sizes[0], 'data_root': data_path}
     return setting, results, per_trial, titles, gaps, models
+
+
+def note_other_versions(path, made_with, environment):
+    """A note when checkpoint `path` was made under other major versions than this run's."""
+    differ = major_differences(made_with, environment)
+    if differ:
+        print(f'note: {path} was made with {", ".join(differ)}: other major versions, whose kernels and defaults can '
+              'move scores in the last digits', flush=True)
 
 
 def print_trials(dataset, mode, problems, per_trial):
@@ -304,6 +325,8 @@ def score_saved(args, rerank, by_camera):
     """Score the features file of --from-features: (setting, trials, results, per_trial, {trial: Problem})."""
     features = Features(args.from_features)
     meta = features.meta
+    environment = stamp()
+    print(f'environment: {describe_environment(environment)}', flush=True)
     trials = (features.trials if args.trials is None
               else [features.trial(t) for t in parse_trials(args.trials, features.dataset)])
     print(f'scoring {args.from_features}: {features.dataset}, protocol {meta["protocol"]}, trials '
@@ -315,15 +338,16 @@ def score_saved(args, rerank, by_camera):
     setting = {'dataset': features.dataset, 'mode': meta['mode'], 'tvsearch': meta['tvsearch'],
                'protocol': meta['protocol'], 'flip': meta.get('flip', False),
                'gallery': meta.get('gallery', 'random'), 'shots': meta.get('shots', 1), 'trained_on': None,
-               'checkpoints': saved_checkpoints(meta, trials)}
+               'checkpoints': saved_checkpoints(meta, trials), 'dataset_copy': None, 'environment': environment}
     return setting, trials, results, per_trial, problems
 
 
 def saved_checkpoints(meta, trials):
     """The results file's "checkpoints" of a features file: the paths it names and the trials each
-    embedded (the file keeps no training arguments: null)."""
+    embedded (the file keeps no training arguments, hashes or stamps: null)."""
     models = dict(zip(meta['trials'], meta['trial_models']))
-    return [{'path': path, 'trials': [t for t in trials if models.get(t) == k], 'args': None}
+    return [{'path': path, 'trials': [t for t in trials if models.get(t) == k], 'args': None, 'sha256': None,
+             'environment': None}
             for k, path in enumerate(meta['checkpoints']) if any(models.get(t) == k for t in trials)]
 
 

@@ -5,6 +5,10 @@
     python train.py --dataset sysu --resume save_model/sysu_p4_n4_lr_0.1_seed_0_last.t   # exact resume
     torchrun --nproc_per_node=4 train.py --dataset sysu                                # 4 GPUs (docs/training.md)
 
+At start it prints what runs it (ifalnet/environment_stamp.py), whether the training set is the
+published one (ifalnet/dataset_census.py) and how many steps an epoch has and why; every checkpoint
+records the first two.
+
 This is the command line and the epoch loop (flags, input checks, validation, checkpoints, log);
 the schedule, optimizer and one epoch live in recipe.py, a run's files and random states in
 ifalnet/run_files.py, the validation in ifalnet/feature_bank.py and ifalnet/scoring.py.
@@ -69,7 +73,9 @@ from data_manager import check_layout, check_sysu_prepared, dataset_info
 from ifalnet import ddp, val_selection
 from ifalnet.checkpoints import (checkpoint_architecture, checkpoint_model_args, load_state, read_checkpoint,
                                  refuse_nonfinite, resolve_checkpoint, save_checkpoint, trained_on)
+from ifalnet.dataset_census import check_copy, copy_line
 from ifalnet.devices import autocast_dtype, memory_format
+from ifalnet.environment_stamp import describe as describe_environment, stamp
 from ifalnet.feature_bank import embed, embed_problems
 from ifalnet.interruption import Interrupted, located, quiet_worker
 from ifalnet.output_paths import check_output_dir, tee_stdout
@@ -101,6 +107,21 @@ def validate(net, data_path, epoch, args, device, amp_dtype=None, selection=None
     (trial, raw), = score_trials(problems, bank)
     print(format_table(title, summarise_trials([(trial, raw)])[0]), flush=True)
     return raw['ALL']
+
+
+def steps_line(trainset, batches, args, world):
+    """How many steps an epoch has, and how they follow from the dataset and the batch: the release's
+    rule, N // (identities x images) + 1 with N the larger modality's image count (one step more than
+    its sampler's length), shared out over the processes of a torchrun."""
+    n_visible, n_thermal = len(trainset.train_color_label), len(trainset.train_thermal_label)
+    larger = max(n_visible, n_thermal)
+    release = larger // (args.batch_size * args.num_pos) + 1
+    text = (f'steps per epoch: {release:,} = max({n_visible:,} visible, {n_thermal:,} '
+            f'{dataset_info(args.dataset).second_modality} images) // ({args.batch_size} identities x {args.num_pos} '
+            "images) + 1 (the release's rule)")
+    if world > 1:
+        text += f', over {world} processes: ceil({release:,} / {world}) = {len(batches):,} steps each'
+    return text
 
 
 def open_tensorboard(path):
@@ -287,6 +308,8 @@ def train(args, ckpt=None, selection=None, saved=None):
     print(arguments_line(args), flush=True)
     device = ddp.setup(args.gpu, args.dist_backend, args.dist_timeout, args.sync_bn)
     world, rank = ddp.world_size(), ddp.rank()
+    environment = stamp(device, world)   # stored in every checkpoint; printed so two machines can be compared
+    print(f'environment: {describe_environment(environment)}', flush=True)
     amp_dtype = autocast_dtype(args.amp, device)
     if warmup_warning(args):
         print(warmup_warning(args), flush=True)
@@ -306,10 +329,13 @@ def train(args, ckpt=None, selection=None, saved=None):
     print(f'{args.dataset}: {n_class} training identities, {len(trainset.train_color_label)} visible and '
           f'{len(trainset.train_thermal_label)} {dataset_info(args.dataset).second_modality} images, loaded in '
           f'{time.time() - start:.1f}s', flush=True)
+    copy = check_copy(args.dataset, data_path, 'train', [args.trial], prepared=dataset_info(args.dataset).prepared_arrays)
+    print(copy_line(copy), flush=True)   # the copy against the published training set
     # One process: identities from numpy's global generator (the release's stream). Several: every
     # process draws the same sequence from seed + epoch and takes its own block of each step.
     batches = TrainBatchSampler(trainset.train_color_label, trainset.train_thermal_label, args.num_pos,
                                 args.batch_size, seed=args.seed, rank=rank, world_size=world, shared_seed=world > 1)
+    print(steps_line(trainset, batches, args, world), flush=True)
     if world > 1:
         print(f'{world} processes, each {args.batch_size} identities x {args.num_pos} images per modality: '
               f'a global batch of {world * args.batch_size} identities, {plural(len(batches), "step")} per epoch '
@@ -380,6 +406,7 @@ def train(args, ckpt=None, selection=None, saved=None):
             # only _last.t, the resume point, adds what an exact continuation needs.
             ckpt = {'net': net.state_dict(), 'epoch': epoch, 'cmc': cmc, 'mAP': mAP, 'mINP': mINP,
                     'se_channels': net.se_channels, 'architecture': net.architecture(), 'args': vars(args),
+                    'environment': environment, 'dataset_copy': copy,
                     **({'held_out': selection.held.ids} if selection else {})}
             if cmc is not None and cmc[0] > best['rank1']:
                 best = {'rank1': float(cmc[0]), 'mAP': float(mAP), 'epoch': epoch}

@@ -27,7 +27,8 @@ from utils import ReIDError
 
 
 def add_model_args(parser):
-    parser.add_argument('--resume', required=True, help='checkpoint (ours or the release\'s)')
+    parser.add_argument('--resume', required=True,
+                        help="checkpoint (ours or the release's), or a model folder of export.py --format safetensors")
     parser.add_argument('--img_h', default=None, type=image_side,
                         help="network input height (default: the checkpoint's, else 384, as test.py)")
     parser.add_argument('--img_w', default=None, type=image_side,

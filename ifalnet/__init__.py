@@ -10,8 +10,10 @@ Running on a device
 Command lines and files
     flags.py            the parser, flags with both spellings, the shared flags, the component switches
     atomic.py           files written atomically, a failed write as one line
+    optional_extras.py  an optional extra's module imported when needed, or the pip command that installs it
     output_paths.py     output paths checked before any work, stale temporary files, the log tee
     checkpoints.py      checkpoint files: safe reading, atomic writing, release keys, the network they hold
+    environment_stamp.py  the software and hardware that made a file (versions, device, commit), in every file
     run_files.py        a training run: its name, files, lock, collisions, kept epochs, random states
     val_selection.py    model selection on held-out identities (train.py --select val)
 Evaluation
@@ -27,6 +29,11 @@ Evaluation
     slow_metrics.py     the metrics as a per-query loop, re-ranking one image at a time (yardsticks)
     corruptions.py      corrupted test images of the corruption benchmark: the 20 corruptions, seeds, mix
     corruption_sweep.py a test under corruption: its cells embedded and scored, resuming, the summary
+Sharing a model, and the data it was made on
+    weights_folder.py   the model folder to share: safetensors weights, config.json, checksums; reading it safely
+    hub_card.py         the folder's model card: the Hub's YAML front matter and model-index, the page
+    hub_transfer.py     weights from a URL (hash-checked) or the Hugging Face Hub, and pushing a folder there
+    dataset_census.py   a dataset copy counted and checked against its published statistics, or as made
 Figures, export, speed, synthetic data
     figure_data.py      what the figures show: ranked lists, t-SNE points, distances, CMC curves
     image_grids.py      image grids: tiles, borders, captions, the ranking grid

@@ -8,7 +8,10 @@ was trained on (`trained_on`, `describe_training`) and the training arguments it
 (`training_args`); `load_state`, which drops the release's unused weights and refuses any other
 difference with a list of what differs; `load_checkpoint` (a file into a network) and `load_model`
 (the network a checkpoint holds, ready to evaluate); `refuse_nonfinite` refuses weights that hold
-NaN or inf.
+NaN or inf; `checkpoint_record` / `checkpoint_sha256`, what a loaded network's file says of its
+making and the hash that names it. Wherever a network is loaded (`load_model`, hence test.py, visualize.py and export.py), a
+model folder of export.py --format safetensors (or its lone .safetensors file) is read as a
+checkpoint too (weights_folder.py, no pickle).
 """
 import json
 import os
@@ -21,6 +24,7 @@ import torch
 from data_manager import DATASETS, dataset_info
 from ifalnet.atomic import atomic_write
 from ifalnet.devices import memory_format
+from ifalnet.weights_folder import CONFIG, RELEASE_SIZE, is_weights_path, read_weights, sha256_of
 from model import Architecture, embed_net
 from utils import ReIDError, load_failure
 
@@ -46,6 +50,9 @@ def read_checkpoint(path, mmap=False):
     `mmap` maps the tensors instead of reading them (for a look at the other entries)."""
     path = os.fspath(path)
     if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, 'config.json')):
+            raise ReIDError(f'{path} is a model folder (export.py --format safetensors): it holds the network alone, '
+                            'no optimizer state; expected a checkpoint file (.t)')
         raise ReIDError(f'{path} is a folder; expected a checkpoint file')
     if not os.path.isfile(path):
         raise ReIDError(f'checkpoint not found: {path}')
@@ -172,22 +179,21 @@ def save_checkpoint(ckpt, path):
 
 def resolve_checkpoint(resume, model_path, trial=None):
     """`--resume` is a path, or a name under `--model_path` as in the release; `{trial}` is filled in.
-    A missing `<run>_best.t` whose `<run>_last.t` is there says so."""
+    A model folder (export.py --format safetensors: it has a config.json) is taken as it is. A missing
+    `<run>_best.t` whose `<run>_last.t` is there says so."""
     name = resume.replace('{trial}', str(trial)) if trial is not None else resume
     candidates = (name, os.path.join(model_path, name))
     for candidate in candidates:
-        if os.path.isfile(candidate):
+        if os.path.isfile(candidate) or os.path.isfile(os.path.join(candidate, CONFIG)):
             return candidate
         if os.path.isdir(candidate):
-            raise ReIDError(f'{candidate} is a folder; expected a checkpoint file')
+            raise ReIDError(f'{candidate} is a folder; expected a checkpoint file, or a model folder of export.py '
+                            f'--format safetensors (it has no {CONFIG})')
     lasts = [c[:-len('_best.t')] + '_last.t' for c in candidates if c.endswith('_best.t')]
     last = next((p for p in lasts if os.path.isfile(p)), None)
     hint = (f'; {last} is there: a run validates after every epoch but the first and keeps its best as _best.t, so '
             'a one-epoch run has none; test its _last.t, or train longer') if last else ''
     raise ReIDError(f'checkpoint not found: {name} (also looked in --model_path {model_path}){hint}')
-
-
-RELEASE_SIZE = (384, 192)   # the release's image size, for a checkpoint that does not say its own
 
 
 def input_size(trained_on, img_h, img_w, source, doing='testing'):
@@ -207,38 +213,67 @@ def input_size(trained_on, img_h, img_w, source, doing='testing'):
     return size
 
 
-def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True):
-    """The network of checkpoint `path` on `device`. The release squeeze-excitation's channels are
-    `se_channels` if given, else the ones the checkpoint stores, else (a release checkpoint) the
-    topk tie order of `device`; they are printed."""
-    ckpt = read_checkpoint(path)
+# What a checkpoint holds besides the weights and the state an exact resume needs.
+RECORD_KEYS = ('epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'architecture', 'args', 'held_out', 'environment',
+               'dataset_copy')
+
+
+def checkpoint_record(ckpt):
+    """The entries of `ckpt` other than weights and resume state (RECORD_KEYS; None where absent), and
+    'sha256': a model folder's (its verified model.safetensors), None for a checkpoint file until
+    `checkpoint_sha256` hashes it."""
+    return {**{key: ckpt.get(key) for key in RECORD_KEYS}, 'sha256': ckpt.get('sha256')}
+
+
+def checkpoint_sha256(net, path):
+    """The sha256 that names what network `net` was loaded from (`path`): the checkpoint file's, hashed
+    once when first asked for (it costs a read of the file), or a model folder's model.safetensors'."""
+    if net.record['sha256'] is None:
+        net.record['sha256'] = sha256_of(path)
+    return net.record['sha256']
+
+
+def read_any(path):
+    """A checkpoint file, or a model folder / .safetensors file (weights_folder.read_weights), as a checkpoint dict."""
+    return read_weights(path) if is_weights_path(path) else read_checkpoint(path)
+
+
+def load_model(path, device, arch='resnet50', se_channels=None, channels_last=True, verbose=True):
+    """The network of checkpoint (or model folder) `path` on `device`. The release squeeze-excitation's
+    channels are `se_channels` if given, else the ones the checkpoint stores, else (a release
+    checkpoint) the topk tie order of `device`; they are printed (`verbose`: what was loaded and
+    how). The network also carries what the file says of its making: `trained_on`, `training_args`
+    and `record` (`checkpoint_record`)."""
+    say = print if verbose else (lambda *args, **kwargs: None)
+    ckpt = read_any(path)
     refuse_nonfinite(ckpt['net'], path)
     net = embed_net(arch=arch, **checkpoint_model_args(ckpt, path))
     load_state(net, ckpt['net'], path)
     epoch = ckpt.get('epoch')
-    print(f'loaded {path}' + (f' (epoch {epoch})' if epoch is not None else ''), flush=True)
+    say(f'loaded {path}' + (f' (epoch {epoch})' if epoch is not None else ''), flush=True)
     net = net.to(device, memory_format=memory_format(channels_last))
     net.trained_on = trained_on(ckpt)   # what test.py checks against what it is asked to test
     net.training_args = training_args(ckpt)   # recorded in test.py's results file (tables.py groups runs by them)
+    net.record = checkpoint_record(ckpt)   # what else the file says: scores, environment, dataset copy, hash
     stored = tuple(ckpt['se_channels']) if ckpt.get('se_channels') is not None else None
     if not net.middle:
         if se_channels:
             raise ReIDError(f'--se-channels chooses middle-modality channels; {path} is a network without the '
                             'middle modality (trained with --no-middle)')
-        print(f'network: {net.config.describe()}', flush=True)
+        say(f'network: {net.config.describe()}', flush=True)
         return net
     if net.config != Architecture():
-        print(f'network: {net.config.describe()}', flush=True)
+        say(f'network: {net.config.describe()}', flush=True)
     if not net.SEnet.constant:
         if se_channels:
             raise ReIDError(f'--se-channels applies to the release squeeze-excitation only; {path} has the '
                             'working one, which picks its channels per sample')
         return net
     if se_channels and stored and tuple(se_channels) != stored:
-        print(f'warning: {path} was trained with middle-modality channels {",".join(map(str, stored))}; '
+        say(f'warning: {path} was trained with middle-modality channels {",".join(map(str, stored))}; '
               f'using --se-channels {",".join(map(str, se_channels))} instead')
     channels = net.SEnet.set_channels(se_channels or stored)
     source = ('--se-channels' if se_channels else 'stored in the checkpoint' if stored
               else "this device's torch.topk tie order; the checkpoint stores none")
-    print(f'middle-modality channels: {",".join(map(str, channels))} ({source})', flush=True)
+    say(f'middle-modality channels: {",".join(map(str, channels))} ({source})', flush=True)
     return net

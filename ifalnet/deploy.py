@@ -33,6 +33,7 @@ from torch import nn
 from data_loader import test_transform
 from ifalnet import interruption
 from ifalnet.flags import DEFAULT_OPSET
+from ifalnet.optional_extras import require_extra
 from ifalnet.toy_datasets import render_identity
 from model import Modal
 from utils import ReIDError
@@ -63,11 +64,7 @@ class Embedder(nn.Module):
 
 def require(module):
     """Import an optional export dependency, or stop with the command that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ReIDError(f'{module} is not installed; ONNX export and running ONNX files need the optional '
-                        'extra: python3 -m pip install -r requirements-export.txt') from None
+    return require_extra(module, 'ONNX export and running ONNX files', 'requirements-export.txt')
 
 
 def runtime_available(fmt):

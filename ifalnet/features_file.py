@@ -6,8 +6,10 @@ An uncompressed numpy .npz without pickled objects (`np.load(path)` reads it):
   meta            0-d str, JSON: {"kind": "ifalnet-features", "version": 1, "dataset", "mode",
                   "protocol", "tvsearch", "data_root" (absolute), "img_h", "img_w", "arch",
                   "llcm_pool_quirk", "checkpoints": [one path per model], "trials": [...],
-                  "trial_models": [index into "checkpoints", per trial], and the test-time options
-                  "flip", "gallery", "shots" (absent from older files: False, "random", 1)}
+                  "trial_models": [index into "checkpoints", per trial], the test-time options
+                  "flip", "gallery", "shots" (absent from older files: False, "random", 1), and
+                  "environment", the stamp of the run that wrote it (environment_stamp.py; absent
+                  from older files)}
   path            (N,) str    image path relative to meta["data_root"]
   identity        (N,) int64
   camera          (N,) int64  camera number; -1 where the dataset has none (RegDB)

@@ -22,9 +22,10 @@ from utils import ReIDError
 MODALITIES = ('visible', 'thermal')
 # train.py --dist-backend (ifalnet/ddp.py): auto = NCCL on CUDA, gloo on the CPU.
 DIST_BACKENDS = ('auto', 'nccl', 'gloo')
-# export.py: the file formats, the ONNX opset, and the largest |difference| an exported file may have
-# from the PyTorch model (ifalnet/deploy.py writes and checks the files).
-EXPORT_FORMATS = ('onnx', 'torchscript')
+# export.py: the file formats (one branch per ONNX or TorchScript file, ifalnet/deploy.py; the whole
+# network as a safetensors model folder, ifalnet/weights_folder.py), the ONNX opset, and the largest
+# |difference| an exported file may have from the PyTorch model.
+EXPORT_FORMATS = ('onnx', 'torchscript', 'safetensors')
 DEFAULT_OPSET = 17
 EXPORT_TOLERANCE = 1e-4
 # Training arguments that name where a run's files go, which device ran it, how it logged, or that it

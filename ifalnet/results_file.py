@@ -12,7 +12,12 @@ read by tables.py and visualize.py (`read_results`, `load_json`). Values are fra
      "per_camera": {score: {camera: {"rank1", "mAP", "mINP", "queries", "trials"}}} or null (RegDB),
      "rerank": {"k1", "k2", "lambda_value"} or null,
      "trained_on": [{"checkpoint", "dataset", "trial", "img_h", "img_w", "epoch"}] or null,
-     "checkpoints": [{"path", "trials", "args"}],
+     "checkpoints": [{"path", "trials", "args", "sha256", "environment"}] (sha256 of the checkpoint file or
+                    of a model folder's model.safetensors, null for exported files; environment: the stamp the
+                    checkpoint stores, or null),
+     "dataset_copy": the test set copy against the published one (dataset_census.check_copy), null with
+                     --from-features,
+     "environment": the environment stamp of this run (environment_stamp.stamp),
      "warnings": [...] (only for an incomplete test set),
      "embedding": {"images", "seconds", "seconds_per_image", "device"} or null (--from-features),
      "corruption": (only with --corrupt) {"setting": {"corruptions", "severities", "seed", "side",
@@ -47,8 +52,8 @@ EXPECTED = 'a results file of test.py --results'
 
 def results_report(setting, trials, direction, mean, std, per_trial, cmc, per_camera, rerank, gaps=()):
     """The results file's content. `setting`: test.py's dataset, mode, tvsearch, protocol, flip, gallery,
-    shots, trained_on, checkpoints and embedding (`embedding_report`, or None); `rerank` a
-    scoring.Rerank or None; `gaps` the lines of an incomplete test set (partial_sets.py)."""
+    shots, trained_on, checkpoints, dataset_copy, environment and embedding (`embedding_report`, or
+    None); `rerank` a scoring.Rerank or None; `gaps` the lines of an incomplete test set (partial_sets.py)."""
     dataset = setting['dataset']
     # "mode" (SYSU-MM01's gallery cameras) is kept for every dataset, as the file format has it, and is
     # null where it means nothing (RegDB, LLCM); the direction is always written.
@@ -58,6 +63,7 @@ def results_report(setting, trials, direction, mean, std, per_trial, cmc, per_ca
             'shots': setting['shots'], 'trials': trials, 'mean': mean, 'std': std, 'per_trial': per_trial,
             'cmc': cmc, 'per_camera': per_camera, 'rerank': rerank._asdict() if rerank else None,
             'trained_on': setting['trained_on'], 'checkpoints': setting['checkpoints'],
+            'dataset_copy': setting['dataset_copy'], 'environment': setting['environment'],
             **({'warnings': list(gaps)} if gaps else {}), 'embedding': setting.get('embedding')}
 
 

@@ -5,7 +5,9 @@ The real datasets are licensed, so tests and the demo run on these. Each identit
 appearance (three clothing bands, each with a luminance level and a colour); the infrared rendering
 inverts the bands' luminance, so an identity is recognisable across modalities only through a
 mapping the network has to learn. `render_identity` holds all of the image content, so it can be
-tuned without touching the layouts; `make_sysu`, `make_regdb` and `make_llcm` write the layouts.
+tuned without touching the layouts; `make_sysu`, `make_regdb` and `make_llcm` write the layouts, and
+a marker file that says the dataset is synthetic and holds its counts as made (`marker`, `made_by`:
+synthetic.py and demo.py name their own; see ifalnet/dataset_census.py).
 """
 import os
 
@@ -13,6 +15,9 @@ import numpy as np
 from PIL import Image
 
 from data_manager import LLCM_CAMERAS as LLCM_TEST_CAMERAS, LUMINANCE, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
+from ifalnet.dataset_census import SYNTHETIC_MARKER, write_marker
+
+MADE_BY = 'ifalnet/toy_datasets.py'   # the marker's word for a dataset made by calling this module directly
 
 
 def camera_numbers(folders):
@@ -93,6 +98,15 @@ def _save_image(root, rel_path, pid, modality, size, seed):
     return rel_path
 
 
+def _marked(root, dataset, marker, made_by):
+    """The marker file that says the dataset in `root` is synthetic and what was made (dataset_census.py
+    checks a copy against it; synthetic.py's --force replaces only what carries its marker); none if
+    `marker` is None."""
+    if marker is not None:
+        write_marker(root, marker, made_by, dataset)
+    return os.fspath(root)
+
+
 def _write_text(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w') as f:
@@ -114,7 +128,7 @@ def _camera_folders(prefix, cameras, pid, missing):
 
 
 def make_sysu(root, train_ids=(1, 2, 3, 4), val_ids=(5,), test_ids=(6, 7, 8), images_per_cam=2,
-              size=(64, 32), seed=0, missing=()):
+              size=(64, 32), seed=0, missing=(), marker=SYNTHETIC_MARKER, made_by=MADE_BY):
     """SYSU-MM01 layout: cam1..cam6/<4-digit id>/<4-digit>.jpg and exp/{train,val,test}_id.txt.
 
     `missing` lists folders to leave out, relative to the root (e.g. 'cam2/0007'), so that some
@@ -131,7 +145,7 @@ def make_sysu(root, train_ids=(1, 2, 3, 4), val_ids=(5,), test_ids=(6, 7, 8), im
     counts = {(cam, pid): images_per_cam for modality, cameras in SYSU_CAMERAS.items()
               for pid in (*train_ids, *val_ids, *test_ids) for cam, _ in _camera_folders('', cameras, pid, missing)}
     write_sysu_permutations(os.path.join(root, 'exp', 'rand_perm_cam.mat'), counts, seed)
-    return os.fspath(root)
+    return _marked(root, 'sysu', marker, made_by)
 
 
 def write_sysu_permutations(path, counts, seed=0, trials=10, identities=533):
@@ -154,7 +168,8 @@ def write_sysu_permutations(path, counts, seed=0, trials=10, identities=533):
     savemat(path, {'rand_perm_cam': cameras})
 
 
-def make_regdb(root, num_ids=12, images_per_id=3, size=(64, 32), seed=0, trials=10):
+def make_regdb(root, num_ids=12, images_per_id=3, size=(64, 32), seed=0, trials=10, marker=SYNTHETIC_MARKER,
+               made_by=MADE_BY):
     """RegDB layout: Visible/<id>/*.bmp, Thermal/<id>/*.bmp and the idx files of `trials` splits.
 
     Each trial splits the identities in two halves at random; training labels are 0..K-1 in
@@ -175,11 +190,11 @@ def make_regdb(root, num_ids=12, images_per_id=3, size=(64, 32), seed=0, trials=
                 rel = [path for pid in split_ids for path in files[folder][pid]]
                 lab = [label for pid, label in zip(split_ids, labels) for _ in files[folder][pid]]
                 _write_index(os.path.join(root, 'idx', f'{split}_{folder.lower()}_{trial}.txt'), rel, lab)
-    return os.fspath(root)
+    return _marked(root, 'regdb', marker, made_by)
 
 
 def make_llcm(root, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), images_per_cam=1, size=(64, 32),
-              seed=0, missing=()):
+              seed=0, missing=(), marker=SYNTHETIC_MARKER, made_by=MADE_BY):
     """LLCM layout: {train,test}_{vis,nir}/camN/<4-digit id>/*.jpg, idx/train_vis.txt,
     idx/train_nir.txt (labels 0..K-1 in ascending id order) and idx/test_id.txt.
 
@@ -199,4 +214,4 @@ def make_llcm(root, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), images_per_cam=1
             if split == 'train':
                 _write_index(os.path.join(root, 'idx', f'train_{band}.txt'), rel, labels)
     _write_ids(os.path.join(root, 'idx', 'test_id.txt'), test_ids)
-    return os.fspath(root)
+    return _marked(root, 'llcm', marker, made_by)

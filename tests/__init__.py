@@ -19,6 +19,9 @@ The package
     ifalnet/toy_datasets.py         test_toy_datasets.py (with synthetic.py)
     ifalnet/ddp.py                  test_torchrun.py
     ifalnet/costs.py                test_costs.py (FLOPs against an analytic count), test_bench.py (the cost part)
+    ifalnet/environment_stamp.py    test_environment_stamp.py (with requirements-lock.txt)
+    ifalnet/dataset_census.py       test_dataset_census.py
+    ifalnet/optional_extras.py      test_export.py, test_sharing.py (each extra missing)
 The scripts and the features
     train.py and test.py end to end, exact resume        test_train_and_test.py
     training from scratch learns on unseen identities     test_learning.py
@@ -33,6 +36,8 @@ The scripts and the features
     tables.py                                             test_tables.py
     visualize.py (figures, features and results files)   test_visualize.py
     export.py and test.py --onnx                          test_export.py
+    sharing a model: safetensors folder, model card,      test_sharing.py
+      torch.hub, the Hub, refused files (weights_folder.py, hub_card.py, hub_transfer.py, hubconf.py)
     bench.py                                              test_bench.py
     demo.py                                               test_demo.py
     the repository's layout, maps and links               test_layout.py

@@ -8,6 +8,7 @@ import torch
 
 import bench
 from ifalnet import costs
+from ifalnet.environment_stamp import stamp
 from ifalnet.interruption import Interrupted
 
 
@@ -22,7 +23,11 @@ def test_bench_skips_the_emulated_bfloat16_variant(tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert set(report['train']) == {'fp32 contiguous', 'fp32 channels_last'}
     assert report['skipped_variants'] == ['CPU bfloat16 channels_last (emulated)']
-    assert json.loads(out_file.read_text())['skipped_variants'] == report['skipped_variants']
+    written = json.loads(out_file.read_text())
+    assert written['skipped_variants'] == report['skipped_variants']
+    # the environment stamp, as in every file the scripts write: this process's versions and CPU
+    assert written['environment'] == json.loads(json.dumps(stamp(torch.device('cpu'))))
+    assert written['environment']['packages']['torch'] == torch.__version__
     assert ('skipped: CPU bfloat16 channels_last (emulated) (this CPU has no native bfloat16: emulated, many times '
             'slower, and --amp does not use it here; --all-variants runs it)') in out
     # a progress line per variant, and the table's columns fit the names

@@ -42,7 +42,7 @@ def test_quick_demo_runs_every_step_and_replaces_its_own_data(tmp_path):
     assert not (earlier / 'left_by_the_earlier_run').exists() and (earlier / demo.MARKER).is_file()
     with open(tmp_path / 'results.json') as f:
         results = json.load(f)
-    assert set(results) == {'untrained', 'trained'} and set(results['trained']['ALL']) == SCORES
+    assert set(results) == {'untrained', 'trained', 'environment'} and set(results['trained']['ALL']) == SCORES
     # a smoke run's numbers, not a gain (one epoch on four identities learns nothing)
     assert 'ALL scores of the smoke run (--quick: every step ran;' in result.stdout and 'gain' not in result.stdout
     assert re.search(r'^demo: epoch 0 took \d+s; about \d+ min left$', result.stdout, re.MULTILINE)

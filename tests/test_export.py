@@ -126,6 +126,8 @@ def test_exports_of_both_branches_give_the_model_features_at_any_batch_size(fmt,
         file = Exported(path)
         assert (file.format, file.modal, file.img_h, file.img_w) == (fmt, modal, H, W)
         assert file.metadata['se_channels'] == [3, 5, 4] and file.metadata['checkpoint'] == 'tiny_last.t'
+        stamp = file.metadata['environment']   # what made the file (ifalnet/environment_stamp.py)
+        assert stamp['packages']['torch'] == torch.__version__ and stamp['device']['type'] == 'cpu'
         for batch in (1, 5):
             x, want = reference[(modal, batch)]
             features, embedding = file.run(x)

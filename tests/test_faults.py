@@ -588,8 +588,9 @@ def test_bad_checkpoint_files_are_one_clear_line(tmp_path, case):
         read_checkpoint(path)
     message = str(err.value)
     assert message.startswith(expected[case]) and '\n' not in message and 'weights_only' not in message, message
-    if case == 'folder':   # --resume with a folder says so too
-        with pytest.raises(ReIDError, match=f'^{re.escape(str(path))} is a folder; expected a checkpoint file$'):
+    if case == 'folder':   # --resume with a folder says so too (and what folder it would take)
+        with pytest.raises(ReIDError, match=f'^{re.escape(str(path))} is a folder; expected a checkpoint file, or a '
+                                            'model folder of export.py --format safetensors \\(it has no config.json\\)$'):
             resolve_checkpoint(str(path), str(tmp_path))
 
 

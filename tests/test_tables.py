@@ -17,6 +17,7 @@ import train as train_script
 from ifalnet import run_comparison as result_tables
 from ifalnet.checkpoints import save_checkpoint, training_args
 from ifalnet.scoring import METRIC_KEYS, SCORES, mean_scores, std_scores
+from ifalnet.weights_folder import sha256_of
 from model import embed_net
 from utils import ReIDError
 
@@ -72,12 +73,14 @@ def test_results_file_records_each_checkpoint_and_its_training_arguments(results
     tmp, files = results
     report = load(files['real'])
     assert report['checkpoints'] == [{'path': str(tmp / 'real_best.t'), 'trials': [1, 2],
-                                      'args': json.loads(json.dumps(train_args(0, 1)))}]
+                                      'args': json.loads(json.dumps(train_args(0, 1))),
+                                      'sha256': sha256_of(tmp / 'real_best.t'), 'environment': None}]
     assert report['checkpoints'][0]['args']['lr_steps'] == [20, 60, 90]   # a tuple, as JSON
     assert training_args({'net': {}, 'epoch': 5}) is None                # a release checkpoint: null
-    # a features file names its checkpoints but keeps no training arguments
+    # a features file names its checkpoints but keeps no training arguments, hashes or stamps
     meta = {'checkpoints': ['a.t', 'b.t'], 'trials': [1, 2, 3], 'trial_models': [0, 1, 1]}
-    assert test_script.saved_checkpoints(meta, [2, 3]) == [{'path': 'b.t', 'trials': [2, 3], 'args': None}]
+    assert test_script.saved_checkpoints(meta, [2, 3]) == [{'path': 'b.t', 'trials': [2, 3], 'args': None,
+                                                           'sha256': None, 'environment': None}]
 
 
 def test_rows_are_runs_with_the_files_numbers(results, capsys):

@@ -23,6 +23,7 @@ from ifalnet.rerank import re_ranking
 from ifalnet.scoring import (SCORES, Rerank, camera_report, matched_queries, score_similarities, score_trials,
                              score_vectors)
 from ifalnet.toy_datasets import make_sysu
+from ifalnet.weights_folder import sha256_of
 from model import Modal, embed_net
 from utils import ReIDError
 
@@ -219,8 +220,8 @@ def test_from_features_reproduces_the_run_that_wrote_the_file(saved_run, tmp_pat
     assert 'no network, no images' in capsys.readouterr().out
     for key in ('mean', 'std', 'per_trial', 'cmc', 'per_camera', 'trials', 'dataset', 'mode', 'protocol'):
         assert again[key] == report[key], key
-    # the features file names the checkpoint, not its training arguments
-    assert again['checkpoints'] == [{**report['checkpoints'][0], 'args': None}]
+    # the features file names the checkpoint, not its training arguments, hash or environment stamp
+    assert again['checkpoints'] == [{**report['checkpoints'][0], 'args': None, 'sha256': None, 'environment': None}]
     test_script.main(['--from-features', str(features), '--results', str(results), '--trials', '1'])
     assert json.loads(results.read_text())['per_trial'] == report['per_trial'][1:2]
     with pytest.raises(ReIDError, match='cannot be used with --from-features'):
@@ -257,7 +258,8 @@ def test_a_sysu_checkpoint_tests_on_regdb_and_llcm(tmp_path, regdb_root, llcm_ro
         assert report['dataset'] == dataset and report['trained_on'] == [
             {'checkpoint': str(sysu), 'dataset': 'sysu', 'trial': None, 'img_h': 32, 'img_w': 16, 'epoch': 3}]
         assert report['checkpoints'] == [{'path': str(sysu), 'trials': [int(trials)],
-                                          'args': {'dataset': 'sysu', 'trial': 1, 'img_h': 32, 'img_w': 16}}]
+                                          'args': {'dataset': 'sysu', 'trial': 1, 'img_h': 32, 'img_w': 16},
+                                          'sha256': sha256_of(sysu), 'environment': None}]
         assert 'this is a cross-dataset test on' in out and '(model trained on SYSU-MM01)' in out
         assert 0 <= report['mean']['ALL']['rank1'] <= 1
 
@@ -266,4 +268,5 @@ def test_a_release_checkpoint_was_trained_on_unknown(saved_run, untrained_checkp
     _, _, report = saved_run
     trained_on, = report['trained_on']
     assert trained_on['dataset'] == 'unknown' and trained_on['checkpoint'] == untrained_checkpoint
-    assert report['checkpoints'] == [{'path': untrained_checkpoint, 'trials': report['trials'], 'args': None}]
+    assert report['checkpoints'] == [{'path': untrained_checkpoint, 'trials': report['trials'], 'args': None,
+                                      'sha256': sha256_of(untrained_checkpoint), 'environment': None}]

@@ -15,7 +15,8 @@ import test as test_script
 import train as train_script
 from data_loader import TrainBatchSampler, build_train_set, make_train_loader
 from ifalnet import devices as device_module
-from ifalnet.checkpoints import RELEASE_SIZE, describe_training, load_model, read_checkpoint, save_checkpoint, trained_on
+from ifalnet.checkpoints import (RELEASE_SIZE, describe_training, load_model, read_checkpoint, save_checkpoint,
+                                 trained_on)
 from ifalnet.devices import autocast_dtype
 from ifalnet.feature_bank import FeatureBank, evaluate
 from ifalnet.flags import parse_epochs
@@ -114,13 +115,14 @@ def test_train_sysu_two_epochs_then_test(tmp_path, sysu_prepared, capsys):
     assert ckpt['cmc'].ndim == 1 and 0 <= float(ckpt['mAP']) <= 1
     # Only the resume point holds the optimizer, scaler and random states.
     assert set(ckpt) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'architecture', 'args', 'optimizer',
-                         'scaler', 'best', 'rng', 'world_size'}
+                         'scaler', 'best', 'rng', 'world_size', 'environment', 'dataset_copy'}
     assert ckpt['architecture'] == {'middle': True, 'mia': [1, 2, 3], 'mfa': True}   # the release's network
     # the release squeeze-excitation's channels, picked on this device, are recorded
     assert ckpt['se_channels'] == tuple(torch.topk(torch.full((1, 6), 0.5), 3).indices[0].tolist())
     assert ckpt['net']['classifier.weight'].shape == (4, 2048)  # 3 train + 1 val identities
     best = read_checkpoint(models / f'{name}_best.t')
-    assert set(best) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'architecture', 'args'}   # the release's keys, and ours
+    assert set(best) == {'net', 'epoch', 'cmc', 'mAP', 'mINP', 'se_channels', 'architecture', 'args',   # the release's keys,
+                         'environment', 'dataset_copy'}                                               # and ours
     assert best['epoch'] == ckpt['best']['epoch'] == 1 and float(best['cmc'][0]) == ckpt['best']['rank1']
     assert all(torch.equal(v, ckpt['net'][k]) for k, v in best['net'].items())
 

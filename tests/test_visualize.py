@@ -183,7 +183,7 @@ def test_results_file_holds_each_scores_cmc_curve(runs):
         assert report['mode'] == ('all' if dataset == 'sysu' else None)
         assert set(report) == {'dataset', 'mode', 'direction', 'tvsearch', 'protocol', 'trials', 'mean', 'per_trial', 'cmc',
                                'std', 'per_camera', 'rerank', 'flip', 'gallery', 'shots', 'trained_on', 'checkpoints',
-                               'embedding'}
+                               'embedding', 'dataset_copy', 'environment'}
         embedding = report['embedding']   # the clean run's embedding time per image
         assert embedding['images'] > 0 and embedding['seconds_per_image'] == embedding['seconds'] / embedding['images']
         assert all(set(report['mean'][s]) == SCORE_KEYS for s in SCORES)
