@@ -193,11 +193,13 @@ def cmd_ranking(args):
     lists, sims = data.ranked_lists(feats, trial, args.score, positions)
     size = tile_size(args.height, feats.meta['img_h'], feats.meta['img_w'])
     q_rows = feats.side(trial, 'query')
-    grids = [(f'trial{trial}_query{p:05d}.png', ranking_grid(feats, trial, q_rows[p], ranked, sims[i], args.topk,
-                                                             size, args.data_path, args.score))
+    one_image = args.out.lower().endswith('.png')   # the grids one under the other, the key once at the end
+    grids = [(f'trial{trial}_query{p:05d}.png',
+              ranking_grid(feats, trial, q_rows[p], ranked, sims[i], args.topk, size, args.data_path, args.score,
+                           with_key=not one_image or i == len(positions) - 1))
              for i, (p, ranked) in enumerate(zip(positions, lists))]
     # Everything is drawn before anything is written, so an unreadable image leaves nothing behind.
-    if args.out.lower().endswith('.png'):
+    if one_image:
         save_png(stack_rows([grid for _, grid in grids]), args.out)
         print(f'wrote {args.out} ({len(grids)} queries)')
         return

@@ -95,9 +95,10 @@ def folder_and_name(path):
     return [os.path.basename(os.path.dirname(os.path.abspath(path))), os.path.basename(path)]
 
 
-def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root, score):
+def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root, score, with_key=True):
     """The query, then its top-k gallery images: green border for the query's identity, red
-    otherwise; similarity, camera and identity under each."""
+    otherwise; similarity, camera and identity under each; the key under the grid `with_key` (grids
+    stacked into one image have it once, under the last)."""
     g_rows = feats.side(trial, 'gallery')
     top = ranked[:topk]
     rows = [query_row] + [g_rows[j] for j in top]
@@ -107,7 +108,7 @@ def ranking_grid(feats, trial, query_row, ranked, sims, topk, size, data_root, s
                                                              for k, (j, text) in enumerate(zip(top, shown), start=1)]
     borders = [BLUE] + [GREEN if feats.identity[g_rows[j]] == feats.identity[query_row] else RED for j in top]
     key = [score_key(score, has_middle(feats.names)), 'border: blue query, green its identity,', 'red another identity']
-    return draw_grid(tiles, captions, borders, len(tiles), key)
+    return draw_grid(tiles, captions, borders, len(tiles), key if with_key else ())
 
 
 def score_labels(values):

@@ -275,14 +275,21 @@ def test_ranking_grids_border_colours_and_size(runs, tmp_path):
             assert border_colour(image, k) == (GREEN if match else RED)
         cams.add(feats.camera[q_rows[p]])
     assert cams == {3, 6}   # both the removal rule and its absence were drawn
-    # FILE.png: the same grids, one under the other
+    # FILE.png: the same grids, one under the other, the key once, under the last
     visualize.main(['ranking', '--features', str(path), '--trial', '1', '--queries', '6', '--topk', '20',
                     '--height', '32', '--out', str(tmp_path / 'all.png')])
     rows = [np.asarray(Image.open(out / name).convert('RGB')) for name in files]
     stacked = np.asarray(Image.open(tmp_path / 'all.png').convert('RGB'))
     width = max(r.shape[1] for r in rows)
     padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    np.testing.assert_array_equal(stacked, np.concatenate(padded))
+    keyless = [r.shape[0] - 3 * LINE for r in rows[:-1]]   # each grid but the last without its 3 key lines
+    assert stacked.shape == (sum(keyless) + rows[-1].shape[0], width, 3)
+    np.testing.assert_array_equal(stacked[-rows[-1].shape[0]:], padded[-1])
+    y = 0
+    for grid, height in zip(padded, keyless):   # the tiles and captions, down to where the key was
+        np.testing.assert_array_equal(stacked[y:y + height - MARGIN], grid[:height - MARGIN])
+        assert (stacked[y + height - MARGIN:y + height] == 255).all()   # no key text
+        y += height
 
     one = feats.path[q_rows[4]]
     visualize.main(['ranking', '--features', str(path), '--query', str(one), '--topk', '3', '--height', '32',
