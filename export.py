@@ -87,7 +87,7 @@ from ifalnet.output_paths import check_output_file, note_removed, remove_stale_t
 from ifalnet.results_file import read_results
 from ifalnet.weights_folder import (CHECKSUMS, FILES, WEIGHTS, check_out_folder, make_config, require_safetensors,
                                     weights_of, write_folder)
-from model import Architecture, Modal
+from model import Modal
 
 
 def output_paths(out, modality):
@@ -200,8 +200,6 @@ def main(argv=None):
     metadata = {'checkpoint': os.path.basename(path), 'se_channels': net.se_channels,
                 'working_se': net.middle and not net.SEnet.constant, 'format': args.format,
                 'environment': stamp(torch.device('cpu'))}
-    if net.config != Architecture():   # an ablation's network; a file without it is the full one
-        metadata['architecture'] = net.architecture()
     written = {}   # modality -> temporary file, moved into place once every branch has passed
     try:
         for modality, out in outputs.items():

@@ -35,7 +35,7 @@ from ifalnet import interruption
 from ifalnet.flags import DEFAULT_OPSET
 from ifalnet.optional_extras import require_extra
 from ifalnet.toy_datasets import render_identity
-from model import Modal
+from model import Architecture, Modal
 from utils import ReIDError
 
 INPUT, OUTPUTS = 'image', ('features', 'embedding')
@@ -94,6 +94,8 @@ def serialized(embedder, fmt, img_h, img_w, metadata, opset=DEFAULT_OPSET):
     """`embedder` in `fmt` for (B, 3, img_h, img_w) inputs, batch size dynamic, as the bytes of the file:
     made in memory, so that writing it is one plain write whose failure (a full disk) names the file."""
     example = torch.zeros(2, 3, img_h, img_w)
+    if embedder.net.config != Architecture():   # an ablation's network; a file without it is the full one
+        metadata = {**metadata, 'architecture': embedder.net.architecture()}
     text = json.dumps({'kind': KIND, 'version': 1, 'img_h': img_h, 'img_w': img_w, **metadata})
     buffer = io.BytesIO()
     with torch.no_grad(), quiet_tracing():

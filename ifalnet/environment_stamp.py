@@ -1,5 +1,5 @@
 """The environment stamp: the software and hardware that made a file, recorded in every checkpoint,
-results file, features file, export and model card.
+results file, features file, export and model card, and in the figures (`figure_metadata`).
 
 Dependency drift changes results silently (a new version of a library can change the number of
 iterations per epoch, or a kernel's rounding), so each file says what made it: `stamp(device,
@@ -97,6 +97,19 @@ def stamp(device=None, world_size=1):
             'cudnn': torch.backends.cudnn.version() if cuda else None,
             'device': record, 'world_size': int(world_size), 'commit': commit, 'modified': modified,
             'platform': platform.platform()}
+
+
+# The key of the stamp in a PNG's text chunks; PDF and SVG figures hold it as their Subject and
+# Description (the metadata keys those formats define).
+FIGURE_KEY = 'ifalnet-environment'
+
+
+def figure_metadata(kind):
+    """The stamp of this process as a figure's metadata, for matplotlib's savefig(metadata=...) and
+    PNG text chunks: {key: JSON text} for `kind` 'png', 'pdf' or 'svg'."""
+    import json
+    text = json.dumps(stamp(), sort_keys=True)
+    return {{'png': FIGURE_KEY, 'pdf': 'Subject', 'svg': 'Description'}[kind]: text}
 
 
 def describe(record):

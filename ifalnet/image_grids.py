@@ -5,10 +5,11 @@ by the files test.py writes). Images in, an image out; needs only Pillow.
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from data_manager import open_rgb
 from ifalnet.atomic import atomic_write
+from ifalnet.environment_stamp import figure_metadata
 from ifalnet.features_file import ORIGINAL_FEATURES
 from ifalnet.scoring import has_middle
 
@@ -83,7 +84,11 @@ def stack_rows(images):
 
 
 def save_png(image, path):
-    atomic_write(path, lambda f: image.save(f, format='PNG', optimize=True))
+    """The image written atomically as a PNG, with the environment stamp in a text chunk."""
+    info = PngImagePlugin.PngInfo()
+    for key, text in figure_metadata('png').items():
+        info.add_text(key, text)
+    atomic_write(path, lambda f: image.save(f, format='PNG', optimize=True, pnginfo=info))
 
 
 def image_text(feats, row):

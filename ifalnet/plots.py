@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 
 from ifalnet.atomic import atomic_write
+from ifalnet.environment_stamp import figure_metadata
 from utils import ReIDError
 
 PIP_HINT = 'pip install -r requirements-vis.txt'
@@ -76,7 +77,9 @@ def fit_titles(fig, margin=4):
 
 
 def save_figure(fig, path, dpi):
-    atomic_write(path, lambda f: fig.savefig(f, format=plot_format(path), dpi=dpi))
+    """The figure written atomically, with the environment stamp in its metadata."""
+    kind = plot_format(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, metadata=figure_metadata(kind)))
 
 
 def tsne_figure(xy, identity, group, word, title):

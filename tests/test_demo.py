@@ -1,5 +1,5 @@
 """demo.py end to end: synthetic data, process_sysu.py, test.py, train.py from scratch, test.py, run as
-its quick smoke run (the full demo takes 6 to 11 minutes on 2 CPU cores; that training from scratch
+its quick smoke run (the full demo takes 4 to 11 minutes on 2 CPU cores; that training from scratch
 learns what carries over to unseen identities is test_train_and_test.py's, in a fifth of the time).
 """
 import json

@@ -25,7 +25,7 @@ from data_manager import process_gallery_sysu, process_query_sysu
 from ifalnet import output_paths
 from ifalnet.atomic import temp_file_beside
 from ifalnet.checkpoints import save_checkpoint
-from ifalnet.deploy import Embedder, Exported, check_inputs, exported_pair
+from ifalnet.deploy import Embedder, Exported, check_inputs, export, exported_pair
 from ifalnet.scoring import score_similarities
 from model import Modal, embed_net
 from utils import ReIDError
@@ -453,6 +453,21 @@ def test_an_exported_file_with_other_outputs_is_refused(tmp_path):
         Exported(path)
     assert str(err.value) == (f'{path} takes image and gives logits; expected the input image and the outputs '
                               'features, embedding of a file written by export.py')
+
+
+def test_a_network_without_the_middle_modality_exports_and_runs_from_any_caller(tmp_path):
+    """The file says which network it holds whoever exports it (bench.py passes only the modality), so
+    its outputs are checked against the right shapes: (B, 2, 2048) without the middle modality."""
+    pytest.importorskip('onnxruntime')
+    torch.manual_seed(0)
+    net = embed_net(6, middle=False, mia=(), mfa=False).eval()
+    path = tmp_path / 'baseline.onnx'
+    export(Embedder(net, Modal.VISIBLE), 'onnx', path, H, W, {'modality': 'visible'})
+    exported = Exported(path)
+    assert exported.metadata['architecture'] == net.architecture() and not exported.middle
+    images = np.random.default_rng(0).standard_normal((3, 3, H, W)).astype(np.float32)
+    features, embedding = exported.run(images)
+    assert features.shape == (3, 2, 2048) and embedding.shape == (3, 4096)
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])

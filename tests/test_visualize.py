@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import matplotlib
 import numpy as np
@@ -17,7 +18,7 @@ from threadpoolctl import threadpool_limits  # installed with scikit-learn (requ
 import test as test_script
 import visualize
 from eval_metrics import eval_llcm, eval_regdb, eval_sysu
-from ifalnet import attention_maps as attention
+from ifalnet import attention_maps as attention, environment_stamp
 from ifalnet.checkpoints import load_model, save_checkpoint
 from ifalnet.feature_bank import FeatureBank
 from ifalnet.features_file import FEATURE_NAMES as FEATURES, Features
@@ -587,6 +588,25 @@ def test_damaged_features_files_are_one_line_before_any_score_or_figure(tmp_path
             run()
         assert str(err.value).startswith(f'{path}: {message}') and '\n' not in str(err.value)
     assert sorted(os.listdir(tmp_path)) == ['f.npz']
+
+
+def test_every_figure_carries_the_environment_stamp(runs, tmp_path):
+    """PNG figures hold the stamp in a text chunk, PDF as the Subject, SVG as the Description; plots
+    and image grids alike."""
+    results = tmp_path / 'sysu.json'
+    results.write_text(json.dumps(runs['sysu'][0]))
+    here = environment_stamp.stamp()
+    for name in ('cmc.png', 'cmc.svg', 'cmc.pdf'):
+        visualize.main(['cmc', str(results), '--dpi', '30', '--out', str(tmp_path / name)])
+    visualize.main(['ranking', '--features', str(runs['sysu'][1]), '--queries', '1', '--topk', '2', '--height', '16',
+                    '--out', str(tmp_path / 'ranking.png')])
+    for name in ('cmc.png', 'ranking.png'):
+        assert json.loads(Image.open(tmp_path / name).text[environment_stamp.FIGURE_KEY]) == here
+    svg = ElementTree.parse(tmp_path / 'cmc.svg')
+    described = [e.text for e in svg.iter() if e.tag.endswith('}description')]
+    assert [json.loads(text) for text in described] == [here]
+    pdf = (tmp_path / 'cmc.pdf').read_bytes()
+    assert b'/Subject' in pdf and here['packages']['torch'].encode() in pdf
 
 
 def test_cmc_of_a_results_file_with_values_outside_0_1_is_refused(tmp_path):
