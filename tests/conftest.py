@@ -120,3 +120,29 @@ def pytest_runtest_setup(item):
         # Output is captured around setup; the capture manager lets this line through to the terminal.
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             reporter.write_line(f'\n[{time.strftime("%H:%M:%S")}] {item.name}: {what} ...')
+
+
+def failing_writes(monkeypatch, code, after=0):
+    """Mock a file system that fails with `code` once `after` bytes are written (where no tmpfs can be mounted)."""
+    real = os.fdopen
+
+    class Failing:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > after:
+                raise OSError(code, os.strerror(code))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(os, 'fdopen', lambda fd, mode: Failing(real(fd, mode)))

@@ -28,6 +28,7 @@ from ifalnet.checkpoints import save_checkpoint
 from ifalnet.deploy import Embedder, Exported, check_inputs, export, exported_pair
 from ifalnet.scoring import score_similarities
 from model import Modal, embed_net
+from tests.conftest import failing_writes
 from utils import ReIDError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -320,25 +321,7 @@ def test_every_output_is_checked_before_the_checkpoint_is_loaded(tmp_path, monke
 
 
 def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, checkpoint):
-    real = os.fdopen
-
-    class Full:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(export_script.os, 'fdopen', lambda fd, mode: Full(real(fd, mode)))
+    failing_writes(monkeypatch, errno.ENOSPC)
     monkeypatch.setattr(export_script, 'serialized', lambda *args: b'exported')   # tracing is tested above
     with pytest.raises(ReIDError) as err:
         run_export('--resume', checkpoint[0], '--format', 'torchscript', '--modality', 'visible', '--no-check',

@@ -37,6 +37,7 @@ from ifalnet.checkpoints import (nonfinite_tensors, read_checkpoint, refuse_nonf
                                  save_checkpoint)
 from ifalnet.features_file import Features
 from ifalnet.toy_datasets import make_regdb, make_sysu
+from tests.conftest import failing_writes
 from utils import ReIDError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -403,32 +404,6 @@ def small_file_system(folder, options):
     finally:
         if mounted:
             subprocess.run(['umount', '-l', str(folder)], check=True)
-
-
-def failing_writes(monkeypatch, code, after=0):
-    """Mock a file system that fails with `code` once `after` bytes are written (where no tmpfs can be mounted)."""
-    real = os.fdopen
-
-    class Failing:
-        def __init__(self, f):
-            self.f, self.n = f, 0
-
-        def write(self, data):
-            self.n += len(data)
-            if self.n > after:
-                raise OSError(code, os.strerror(code))
-            return self.f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(atomic.os, 'fdopen', lambda fd, mode: Failing(real(fd, mode)))
 
 
 def test_a_full_disk_is_one_line_at_the_write_and_keeps_the_earlier_file(tmp_path, monkeypatch):
