@@ -155,8 +155,8 @@ def export_folder(args, path):
     if args.push_to:
         require_hub()
     net = load_model(path, torch.device('cpu'), se_channels=args.se_channels, channels_last=False)
-    results = results_of(args.results, path, checkpoint_sha256(net, path)) if args.results else None
-    checkpoint_sha256(net, path)   # config.json names its source by it
+    sha256 = checkpoint_sha256(net, path)   # config.json names its source by it
+    results = results_of(args.results, path, sha256) if args.results else None
     config = make_config(net, net.record, path, args.classifier, stamp(torch.device('cpu')))
     weights = weights_of(net, args.classifier)
     hashes = write_folder(args.out, weights, config, lambda hashes: model_card(config, hashes, results))
@@ -180,13 +180,12 @@ def export_folder(args, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_counts(args, {'--img_h': 1, '--img_w': 1, '--opset': 7})
-    # a model folder is checked by export_folder (an earlier export there is replaced)
-    outputs = prepare_outputs(args.out, args.modality) if args.format != 'safetensors' else None
-    path = resolve_checkpoint(args.resume, args.model_path)
-    if args.format == 'safetensors':
-        export_folder(args, path)
+    check_counts(args, {'--opset': 7})   # --img_h/--img_w: checked when parsed (flags.image_side)
+    if args.format == 'safetensors':   # its folder is checked by export_folder (an earlier export there is replaced)
+        export_folder(args, resolve_checkpoint(args.resume, args.model_path))
         return
+    outputs = prepare_outputs(args.out, args.modality)
+    path = resolve_checkpoint(args.resume, args.model_path)
     if args.format == 'onnx':
         require('onnx')
     checking = runtime_available(args.format) if args.check is None else args.check

@@ -268,7 +268,7 @@ def embed_and_score(args, trials, rerank, by_camera):
             models.append(Model(net, problems, bank, dict(img_h=sizes[-1][0], img_w=sizes[-1][1], **{
                 k: options[k] for k in ('batch_size', 'workers', 'channels_last', 'amp_dtype', 'flip')})))
         if args.shots > 1 and len(used) == 1:
-            print(short_folders_note(next(iter(problems.values())), args.shots) or '', end='', flush=True)
+            print(short_folders_note(next(iter(problems.values())), args.shots), end='', flush=True)
         return problems, bank
 
     per_trial, results, runs = [], [], []   # runs: (checkpoint, problems, bank) kept for --save-features
@@ -431,7 +431,7 @@ def format_duration(seconds):
 def main(argv=None):
     args = parse_args(argv)
     # Every input is checked before the first image is embedded.
-    check_counts(args, {'--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+    check_counts(args, {'--test-batch': 1, '--workers': 0})   # the image size: flags.image_side
     for flag, path in (('--results', args.results), ('--save-features', args.save_features)):
         if path:
             check_output_file(path, flag)

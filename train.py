@@ -138,7 +138,7 @@ def check_inputs(args):
     class count, weights and optimizer state), the ImageNet weights file and, with --select val, the
     held-out identities. Returns the checkpoint to resume (or None) and the val_selection.Selection (or None)."""
     check_counts(args, {'--epochs': 1, '--warmup-epochs': 1, '--save_epoch': 1, '--print-freq': 1, '--batch-size': 1, '--num_pos': 1,
-                        '--img_h': 1, '--img_w': 1, '--test-batch': 1, '--workers': 0})
+                        '--test-batch': 1, '--workers': 0})   # the image size: flags.image_side
     splits = dataset_info(args.dataset).trials
     if dataset_info(args.dataset).split_trials and args.trial not in splits:
         raise ReIDError(f'--trial {args.trial}: {dataset_info(args.dataset).name} splits are '

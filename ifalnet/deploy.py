@@ -32,6 +32,7 @@ from torch import nn
 
 from data_loader import test_transform
 from ifalnet import interruption
+from ifalnet.features_file import FEATURE_WIDTH
 from ifalnet.flags import DEFAULT_OPSET
 from ifalnet.optional_extras import require_extra
 from ifalnet.toy_datasets import render_identity
@@ -187,7 +188,7 @@ class Exported:
     def check_outputs(self, out, batch):
         """What the file gave for `batch` images, if it is what export.py's files give (see the module)."""
         streams = 4 if self.middle else 2
-        expected = {'features': (batch, streams, 2048), 'embedding': (batch, 2 * 2048)}
+        expected = {'features': (batch, streams, FEATURE_WIDTH), 'embedding': (batch, 2 * FEATURE_WIDTH)}
         shapes = [tuple(a.shape) if isinstance(a, np.ndarray) else type(a).__name__ for a in
                   (out if isinstance(out, tuple) else (out,))]
         if shapes != list(expected.values()) or not all(np.issubdtype(a.dtype, np.floating) for a in out):

@@ -19,6 +19,7 @@ included), else from the installed distribution.
 """
 import functools
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -107,7 +108,6 @@ FIGURE_KEY = 'ifalnet-environment'
 def figure_metadata(kind):
     """The stamp of this process as a figure's metadata, for matplotlib's savefig(metadata=...) and
     PNG text chunks: {key: JSON text} for `kind` 'png', 'pdf' or 'svg'."""
-    import json
     text = json.dumps(stamp(), sort_keys=True)
     return {{'png': FIGURE_KEY, 'pdf': 'Subject', 'svg': 'Description'}[kind]: text}
 

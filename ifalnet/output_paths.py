@@ -95,17 +95,18 @@ class Tee:
 
     def write(self, text):
         self.console.write(text)
-        self._to_log(self.file.write if self.file else None, text)
+        self._to_log('write', text)
 
     def flush(self):
         self.console.flush()
-        self._to_log(self.file.flush if self.file else None)
+        self._to_log('flush')
 
-    def _to_log(self, operation, *args):
-        if operation is None:
+    def _to_log(self, method, *args):
+        """The log file's `method`, until one fails: then a warning and no log from there on."""
+        if self.file is None:
             return
         try:
-            operation(*args)
+            getattr(self.file, method)(*args)
         except OSError as err:
             with contextlib.suppress(OSError):
                 self.file.close()
@@ -117,8 +118,8 @@ class Tee:
     def close(self, stopped=None):
         """Close the log, after the line saying why the run stopped (`stopped`) when it did."""
         if stopped:
-            self._to_log(self.file.write if self.file else None, stopped + '\n')
-        self._to_log(self.file.close if self.file else None)
+            self._to_log('write', stopped + '\n')
+        self._to_log('close')
 
 
 @contextlib.contextmanager

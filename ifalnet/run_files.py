@@ -168,7 +168,7 @@ def refuse_existing(args, name, files):
     differences = ('; arguments that differ from it: ' + ', '.join(differ)) if differ else \
         ('; the same arguments' if saved else '')
     resume = f'--resume auto (or --resume {last_checkpoint(args.model_path, name)})'
-    if differing_arguments(saved, args, RESUME_MAY_CHANGE) if saved else False:   # a resume would be refused too
+    if saved and differing_arguments(saved, args, RESUME_MAY_CHANGE):   # a resume would be refused too
         resume += ' and the values it was trained with'
     raise ReIDError(f'--model_path {args.model_path} already holds the run {name} ({what}){differences}. '
                     f'Continue it with {resume}, give this run its own name with --run-name NAME, or replace it '
