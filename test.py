@@ -19,7 +19,7 @@ import os
 from collections import Counter
 
 import data_manager as dm
-from ifalnet.flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path
+from ifalnet.flags import add_common_args, add_flag, check_counts, make_parser, resolve_data_path, workers_note
 from ifalnet.interruption import run_main
 from ifalnet.scoring import Rerank
 from utils import ReIDError, loud
@@ -236,6 +236,8 @@ def embed_and_score(args, trials, rerank, by_camera):
     device = select_device(args.gpu)
     environment = stamp(device)
     print(f'environment: {describe_environment(environment)}', flush=True)
+    if note := workers_note(args.workers):
+        print(note, flush=True)
     options = dict(mode=args.mode, tvsearch=args.tvsearch, protocol=args.protocol, batch_size=args.test_batch,
                    workers=args.workers, channels_last=args.channels_last, amp_dtype=autocast_dtype(args.amp, device),
                    flip=args.flip, gallery=args.gallery, shots=args.shots)

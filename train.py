@@ -18,7 +18,7 @@ import os
 import time
 
 from ifalnet.flags import (DIST_BACKENDS, add_common_args, add_flag, architecture, check_counts, component_defaults,
-                           fill_component_defaults, make_parser, resolve_data_path)
+                           fill_component_defaults, make_parser, resolve_data_path, workers_note)
 from ifalnet.interruption import run_main
 from utils import ReIDError, plural
 
@@ -322,6 +322,8 @@ def train(args, ckpt=None, selection=None, saved=None):
         print(val_selection.describe(args.dataset, selection.held, selection.problem), flush=True)
     for line in start_warnings(args, selection, source_image_size(args.dataset, data_path, args.trial)):
         print(line, flush=True)
+    if note := workers_note(args.workers):
+        print(note, flush=True)
     start = time.time()
     trainset = build_train_set(args.dataset, data_path, args.img_h, args.img_w, args.trial,
                                selection.held.labels if selection else ())

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import os
+import warnings
 
 from data_manager import DATASETS
 from utils import ReIDError
@@ -41,6 +42,19 @@ def usable_cpus():
         return len(os.sched_getaffinity(0))
     except AttributeError:   # macOS and Windows have no affinity call
         return os.cpu_count() or 1
+
+
+def workers_note(workers):
+    """One note when --workers exceeds the CPUs this process may use (the release's default 4 on a
+    smaller machine), or None. torch's own warning, which every DataLoader repeats, is filtered from
+    then on: the note says it once. The default stays the release's, as every release flag's does; the
+    worker count changes the speed only (each training item draws from generators of its own)."""
+    cpus = usable_cpus()
+    if workers <= cpus:
+        return None
+    warnings.filterwarnings('ignore', message=r'This DataLoader will create \d+ worker processes in total')
+    return (f'note: --workers {workers} loader processes share the {cpus} CPUs this process may use; '
+            f'--workers {cpus} avoids the oversubscription (the results are the same either way)')
 
 
 def str2bool(text):
@@ -127,9 +141,9 @@ def add_common_args(parser, training=False):
     add_flag(data, '--img_h', default=384 if training else None, type=image_side,
              help='image height in pixels' + size.format(384))
     add_flag(data, '--test-batch', default=64, type=int, help='test batch size (images)')
-    add_flag(data, '--workers', default=min(4, usable_cpus()), type=int,
-             help="data loading processes; 0 loads in the main process (default: the release's 4, or the CPUs "
-                  'this process may use if fewer)')
+    add_flag(data, '--workers', default=4, type=int,
+             help="data loading processes; 0 loads in the main process (the release's default; more than the "
+                  'CPUs this process may use gets a note)')
 
     model = parser.add_argument_group('model and checkpoints')
     add_flag(model, '--arch', default='resnet50', choices=('resnet50',), help='backbone')

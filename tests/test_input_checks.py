@@ -2,6 +2,7 @@
 flags, missing RegDB split checkpoints, trial selection."""
 import json
 import os
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +12,7 @@ import data_manager as dm
 import process_sysu
 import test as test_script
 import train as train_script
+from ifalnet import flags
 from ifalnet.checkpoints import resolve_checkpoint, save_checkpoint
 from ifalnet.problems import build_problem
 from ifalnet.toy_datasets import make_sysu
@@ -148,9 +150,22 @@ def test_the_help_says_what_each_direction_flag_gives_per_dataset(capsys):
     assert 'standard = visible -> infrared' in protocol and 'SYSU-MM01 and RegDB: the same either way' in protocol
 
 
-def test_the_default_workers_are_capped_by_the_usable_cpus():
-    cpus = len(os.sched_getaffinity(0))
-    assert train_script.parse_args([]).workers == test_script.parse_args(['--resume', 'x']).workers == min(4, cpus)
+def test_workers_beyond_the_usable_cpus_get_one_note_instead_of_torchs_warning_per_loader(monkeypatch):
+    """The default is the release's 4 on any machine; beyond the CPUs the process may use, one note
+    replaces the warning torch repeats for every DataLoader."""
+    assert train_script.parse_args([]).workers == test_script.parse_args(['--resume', 'x']).workers == 4
+    monkeypatch.setattr(flags, 'usable_cpus', lambda: 2)
+    assert flags.workers_note(2) is None
+    data = torch.utils.data.TensorDataset(torch.zeros(4))
+    with warnings.catch_warnings(record=True) as caught:   # the filter leaves with the block
+        warnings.simplefilter('always')
+        torch.utils.data.DataLoader(data, num_workers=os.cpu_count() + 1)
+        assert [w for w in caught if 'worker processes in total' in str(w.message)]   # torch's own, before the note
+        caught.clear()
+        assert flags.workers_note(4) == ('note: --workers 4 loader processes share the 2 CPUs this process may use; '
+                                         '--workers 2 avoids the oversubscription (the results are the same either way)')
+        torch.utils.data.DataLoader(data, num_workers=os.cpu_count() + 1)
+        assert not [w for w in caught if 'worker processes in total' in str(w.message)]
 
 
 def warnings_of(*argv, selection=None, source_size=None):
